@@ -1,0 +1,105 @@
+"""Argument groups and output helpers shared by the apps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from audiobox.audio import OUTPUT_FORMATS
+from audiobox.errors import UserError
+from audiobox.tts.runtime import ATTENTIONS, DTYPES, RuntimeOptions
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line + exit 2 like every other user error."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_dirs(parser: argparse.ArgumentParser, out: bool = True) -> None:
+    group = parser.add_argument_group("locations")
+    group.add_argument("--cache", metavar="DIR", help="cache dir: voices, models, stage caches "
+                       "(default: $AUDIOBOX_CACHE, /cache in the container, ./cache in a checkout)")
+    if out:
+        group.add_argument("--out", metavar="DIR", help="output root (default: $AUDIOBOX_WORK, /work in the "
+                           "container, ./work in a checkout)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def add_runtime(parser: argparse.ArgumentParser, model_help: str) -> None:
+    group = parser.add_argument_group("model and runtime")
+    group.add_argument("--model", metavar="ID_OR_DIR", help=model_help)
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (env TORCH_DEVICE overrides auto)")
+    group.add_argument("--dtype", default="auto", choices=DTYPES,
+                       help="auto: bf16 on GPUs with SM>=8, fp16 on SM7.x, else fp32 (bf16 on CPUs with native bf16)")
+    group.add_argument("--attention", default="auto", choices=ATTENTIONS, help="auto: flash-attn when usable, else sdpa")
+    group.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--backend", default="auto", choices=("auto", "upstream", "fast"),
+                       help="decode loop: our fast path when it supports the model, else upstream qwen-tts")
+
+
+def add_generation(parser: argparse.ArgumentParser) -> None:
+    from audiobox.tts.settings import PROFILES
+
+    group = parser.add_argument_group("generation")
+    group.add_argument("--profile", choices=list(PROFILES), help="sampling preset (default: the voice's saved default, else balanced)")
+    group.add_argument("--temperature", type=float)
+    group.add_argument("--top-p", type=float)
+    group.add_argument("--top-k", type=int)
+    group.add_argument("--repetition-penalty", type=float)
+    group.add_argument("--max-new-tokens", type=int, help="frames per call (80 ms each); default: sized from the text, capped")
+    group.add_argument("--greedy", action="store_true", help="deterministic decoding (no sampling)")
+    group.add_argument("--seed", type=int, help="seed of the run; the same seed and settings reproduce the takes")
+
+
+def add_output_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", default="wav", choices=OUTPUT_FORMATS, help="audio format of the takes")
+
+
+def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    return RuntimeOptions(device=args.device, dtype=args.dtype, attention=args.attention, threads=args.threads)
+
+
+def explicit_knobs(args: argparse.Namespace) -> dict:
+    return {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+            "repetition_penalty": args.repetition_penalty, "max_new_tokens": args.max_new_tokens}
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
+
+
+def read_text_arg(text: str | None, text_file: str | None) -> str:
+    if text_file:
+        path = Path(text_file)
+        if not path.is_file():
+            raise UserError(f"text file not found: {path}")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"text file {path} is not UTF-8 text") from exc
+    return text or ""
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)

@@ -1,0 +1,391 @@
+"""voice-synth: speak with a registered voice, a built-in speaker or a designed voice; manage voices."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from audiobox.cli.common import (HelpFormatter, Parser, add_dirs, add_generation, add_output_format, add_runtime,
+                                 explicit_knobs, positive_int, print_json, read_text_arg, runtime_options,
+                                 stderr_console)
+from audiobox.errors import UserError, run_main
+from audiobox.paths import resolve_dirs
+from audiobox.tts.models import DEFAULT_MODELS
+
+EPILOG = """examples:
+  voice-synth speak --speaker Ryan --text "Hello"
+  voice-synth speak --voice narrator --text-file chapter1.txt --chunk --variants 3
+  voice-synth list-voices --json
+  voice-synth design-voice --voice-name storyteller --instruct "A warm elderly male voice" --ref-text "Once upon a time..."
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="voice-synth", description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+
+    speak = sub.add_parser("speak", help="speak text with a voice or a built-in speaker", formatter_class=HelpFormatter)
+    who = speak.add_mutually_exclusive_group(required=True)
+    who.add_argument("--voice", metavar="SLUG", help="a registered voice (see list-voices)")
+    who.add_argument("--speaker", metavar="NAME", help="a built-in CustomVoice speaker (see list-speakers)")
+    what = speak.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text")
+    what.add_argument("--text-file", metavar="FILE", help="UTF-8 text file")
+    speak.add_argument("--instruct", help="how to say it (built-in speakers, 1.7B CustomVoice)")
+    speak.add_argument("--instruct-style", metavar="NAME", help="a preset from styles.yaml instead of --instruct")
+    speak.add_argument("--tone", help="a tone registered with the voice")
+    speak.add_argument("--language", default="auto", help="auto or one of the 10 Qwen3-TTS languages (name or ISO code)")
+    speak.add_argument("--variants", type=positive_int, default=1, help="number of takes, generated in batched calls")
+    speak.add_argument("--chunk", action="store_true", help="split long text at sentence boundaries")
+    speak.add_argument("--pause", type=float, default=0.3, metavar="SEC", help="silence between chunks")
+    out = speak.add_mutually_exclusive_group()
+    out.add_argument("--out", metavar="DIR", help="output root: takes go to DIR/<voice>/<timestamp>-<id>/")
+    out.add_argument("--out-exact", metavar="DIR", help="write the takes straight into DIR")
+    speak.add_argument("--json-result", metavar="FILE", help="also write a compact result JSON here")
+    speak.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    speak.add_argument("--save-profile-default", action="store_true",
+                       help="remember --profile and the knobs as this voice's defaults")
+    add_output_format(speak)
+    add_generation(speak)
+    add_runtime(speak, "model id or dir (default: the model the voice was built for; "
+                       f"{DEFAULT_MODELS['custom_voice']} for --speaker)")
+    add_dirs(speak, out=False)
+
+    lv = sub.add_parser("list-voices", help="list registered voices (no model is loaded)", formatter_class=HelpFormatter)
+    lv.add_argument("--json", action="store_true")
+    add_dirs(lv, out=False)
+
+    ls = sub.add_parser("list-speakers", help="list built-in speakers (read from config.json)", formatter_class=HelpFormatter)
+    ls.add_argument("--model", default=DEFAULT_MODELS["custom_voice"], metavar="ID_OR_DIR")
+    ls.add_argument("--json", action="store_true")
+    add_dirs(ls, out=False)
+
+    cap = sub.add_parser("capabilities", help="what this installation can do", formatter_class=HelpFormatter)
+    cap.add_argument("--json", action="store_true")
+    cap.add_argument("--probe", action="store_true", help="also import torch to report device, dtype and attention")
+    add_dirs(cap, out=False)
+
+    rb = sub.add_parser("register-builtin", help="register a built-in speaker (+ instruct presets) as a named voice",
+                        formatter_class=HelpFormatter)
+    rb.add_argument("--voice-name", required=True, metavar="SLUG")
+    rb.add_argument("--speaker", required=True)
+    rb.add_argument("--model", default=DEFAULT_MODELS["custom_voice"], metavar="ID_OR_DIR")
+    dflt = rb.add_mutually_exclusive_group()
+    dflt.add_argument("--instruct-default", help="instruction used when speak gets none")
+    dflt.add_argument("--instruct-default-style", metavar="NAME")
+    rb.add_argument("--tone", help="add a named tone with --tone-instruct / --tone-instruct-style")
+    tone = rb.add_mutually_exclusive_group()
+    tone.add_argument("--tone-instruct")
+    tone.add_argument("--tone-instruct-style", metavar="NAME")
+    rb.add_argument("--language-default", default="auto")
+    rb.add_argument("--display-name")
+    rb.add_argument("--description", default="")
+    rb.add_argument("--force", action="store_true", help="replace an existing voice of that name")
+    add_dirs(rb, out=False)
+
+    dv = sub.add_parser("design-voice", help="describe a voice; VoiceDesign speaks a reference, Base clones it",
+                        formatter_class=HelpFormatter)
+    dv.add_argument("--voice-name", required=True, metavar="SLUG")
+    desc = dv.add_mutually_exclusive_group(required=True)
+    desc.add_argument("--instruct", help="the voice, in words")
+    desc.add_argument("--instruct-style", metavar="NAME")
+    dv.add_argument("--ref-text", required=True, help="what the designed voice says in its reference (1-3 sentences)")
+    dv.add_argument("--language", default="auto")
+    dv.add_argument("--design-model", default=DEFAULT_MODELS["voice_design"], metavar="ID_OR_DIR")
+    dv.add_argument("--clone-model", default=DEFAULT_MODELS["base"], metavar="ID_OR_DIR")
+    dv.add_argument("--display-name")
+    dv.add_argument("--description", default="")
+    dv.add_argument("--force", action="store_true", help="replace an existing voice of that name")
+    dv.add_argument("--json", action="store_true")
+    add_generation(dv)
+    add_runtime(dv, "unused: see --design-model and --clone-model")
+    add_dirs(dv, out=False)
+
+    rn = sub.add_parser("rename-voice", help="rename a registered voice", formatter_class=HelpFormatter)
+    rn.add_argument("old")
+    rn.add_argument("new")
+    add_dirs(rn, out=False)
+
+    dl = sub.add_parser("delete-voice", help="delete a registered voice", formatter_class=HelpFormatter)
+    dl.add_argument("slug")
+    dl.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_dirs(dl, out=False)
+
+    ex = sub.add_parser("export-voice", help="write a voice to a zip file", formatter_class=HelpFormatter)
+    ex.add_argument("slug")
+    ex.add_argument("--dest", metavar="FILE", help="zip path (default: <out>/exports/<slug>.zip)")
+    ex.add_argument("--force", action="store_true", help="overwrite --dest if it exists")
+    add_dirs(ex)
+
+    im = sub.add_parser("import-voice", help="add a voice from a zip made by export-voice", formatter_class=HelpFormatter)
+    im.add_argument("zip", metavar="ZIP")
+    im.add_argument("--as", dest="as_slug", metavar="SLUG", help="register under another name")
+    im.add_argument("--force", action="store_true", help="replace an existing voice of that name")
+    add_dirs(im, out=False)
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+def cmd_speak(args) -> int:
+    from audiobox.speak import SpeakRequest, run_speak
+    from audiobox.tts.pool import ModelPool
+
+    dirs = resolve_dirs(args.cache, args.out)
+    text = read_text_arg(args.text, args.text_file)
+    request = SpeakRequest(
+        text=text, voice=args.voice, speaker=args.speaker, instruct=args.instruct, instruct_style=args.instruct_style,
+        tone=args.tone, language=args.language, profile=args.profile, knobs=explicit_knobs(args), greedy=args.greedy,
+        seed=args.seed, variants=args.variants, chunk=args.chunk, pause_s=args.pause, model=args.model,
+        format=args.format, out_exact=Path(args.out_exact) if args.out_exact else None)
+    if args.save_profile_default and not args.voice:
+        raise UserError("--save-profile-default needs --voice")
+    console = stderr_console()
+    pool = ModelPool(runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+    with synthesis_progress(console) as progress:
+        result = run_speak(request, dirs, pool, progress=progress)
+    if args.save_profile_default:
+        save_profile_default(dirs, args)
+    summary = speak_summary(result)
+    if args.json_result:
+        from audiobox.fsutil import atomic_write_json
+
+        atomic_write_json(Path(args.json_result), summary)
+    if args.json:
+        print_json(summary)
+    else:
+        for take in result.meta["takes"]:
+            console.print(f"take {take['take']}: {result.run_dir / take['file']}  "
+                          f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}")
+        console.print(f"metadata: {result.meta_path}")
+    return 0
+
+
+def speak_summary(result) -> dict:
+    meta = result.meta
+    return {"run_dir": str(result.run_dir), "files": [str(f) for f in result.files], "meta": str(result.meta_path),
+            "voice": meta["voice"]["id"], "model": meta["model"]["ref"], "seed": meta["seed"],
+            "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]],
+            "timings": meta["timings"]}
+
+
+def save_profile_default(dirs, args) -> None:
+    from audiobox.voices import VoiceRegistry
+
+    knobs = {k: v for k, v in explicit_knobs(args).items() if v is not None}
+    if args.profile:
+        knobs["profile"] = args.profile
+
+    def mutate(record, _dir):
+        record["generation_defaults"] = {**record.get("generation_defaults", {}), **knobs}
+
+    VoiceRegistry(dirs.voices).update(args.voice, mutate)
+
+
+class synthesis_progress:
+    """A rich progress bar on stderr over the chunks of a run (a spinner when there is one)."""
+
+    def __init__(self, console):
+        self.console = console
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("synthesizing"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total} chunks"), TimeElapsedColumn(),
+                                 console=self.console, transient=True, disable=not self.console.is_terminal)
+        self.progress.__enter__()
+        return self
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task(stage, total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+
+def cmd_list_voices(args) -> int:
+    from audiobox.voices import VoiceRegistry
+
+    dirs = resolve_dirs(args.cache)
+    voices, problems = VoiceRegistry(dirs.voices).list()
+    if args.json:
+        print_json({"registry": str(dirs.voices), "count": len(voices), "voices": [v.summary() for v in voices],
+                    "problems": problems})
+        return 0
+    for line in problems:
+        print(f"warning: {line}", file=sys.stderr)
+    if not voices:
+        print(f"no voices in {dirs.voices} (create one with voice-register, voice-clone synth --voice-name, "
+              f"register-builtin or design-voice)")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("voice", "engine", "status", "language", "details", title=f"voices in {dirs.voices}")
+    for voice in voices:
+        s = voice.summary()
+        details = (f"speaker {s['speaker']}" if s["speaker"] else
+                   f"{s['ref_duration_sec'] or 0:.1f} s ref; prompts: {', '.join(s['prompt_models']) or '-'}")
+        if s["tones"]:
+            details += f"; tones: {', '.join(s['tones'])}"
+        status = "ready" if s["ready"] else "no prompt (run voice-clone synth)"
+        table.add_row(voice.slug, voice.engine, status, s["language"] or "auto", details)
+    Console().print(table)
+    return 0
+
+
+def cmd_list_speakers(args) -> int:
+    from audiobox.tts.models import read_model_info, require_type
+
+    resolve_dirs(args.cache)
+    info = read_model_info(args.model)
+    require_type(info, "custom_voice", "listing built-in speakers")
+    speakers = [{"name": s, "dialect": info.dialect_speakers.get(s)} for s in info.speakers]
+    if args.json:
+        print_json({"model": info.ref, "source": "config.json" if info.path else "published", "count": len(speakers),
+                    "speakers": speakers, "languages": info.languages})
+    else:
+        for s in speakers:
+            print(s["name"] + (f"  ({s['dialect']})" if s["dialect"] else ""))
+    return 0
+
+
+def cmd_capabilities(args) -> int:
+    from audiobox.capabilities import collect
+
+    dirs = resolve_dirs(args.cache)
+    report = collect(dirs, probe=args.probe)
+    if args.json:
+        print_json(report)
+    else:
+        for section, values in report.items():
+            print(f"{section}:")
+            for key, value in (values.items() if isinstance(values, dict) else [("", values)]):
+                print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_register_builtin(args) -> int:
+    from audiobox.languages import normalize_language
+    from audiobox.styles import resolve_instruct
+    from audiobox.tts.models import read_model_info, require_type
+    from audiobox.voices import VoiceRegistry, validate_slug, validate_tone
+
+    dirs = resolve_dirs(args.cache)
+    slug = validate_slug(args.voice_name)
+    info = read_model_info(args.model)
+    require_type(info, "custom_voice", "register-builtin")
+    speaker = info.canonical_speaker(args.speaker)
+    language = normalize_language(args.language_default, info.languages)
+    default_instruct, _ = resolve_instruct(args.instruct_default, args.instruct_default_style)
+    tone_instruct, _ = resolve_instruct(args.tone_instruct, args.tone_instruct_style)
+    validate_tone(args.tone)
+    if bool(args.tone) != bool(tone_instruct):
+        raise UserError("--tone needs --tone-instruct or --tone-instruct-style (and vice versa)")
+    registry = VoiceRegistry(dirs.voices)
+    cv = {"speaker": speaker, "model": args.model, "instruct_default": default_instruct, "language_default": language}
+    tones = {args.tone: {"instruct": tone_instruct}} if args.tone else {}
+    if registry.exists(slug) and not args.force and registry.get(slug).engine == "custom_voice":
+        def mutate(record, _dir):  # same speaker voice: add the tone / update defaults in place
+            if record["custom_voice"]["speaker"] != speaker:
+                raise UserError(f"voice {slug!r} uses speaker {record['custom_voice']['speaker']!r}; use --force to replace it")
+            record["custom_voice"].update({k: v for k, v in cv.items() if v is not None})
+            record["tones"].update(tones)
+        voice = registry.update(slug, mutate)
+    else:
+        voice = registry.create(slug, {"engine": "custom_voice", "display_name": args.display_name or slug,
+                                       "description": args.description, "custom_voice": cv, "tones": tones,
+                                       "source": {"type": "builtin", "speaker": speaker, "model": args.model}},
+                                replace=args.force)
+    print(f"registered {voice.slug}: speaker {speaker}" + (f", tone {args.tone}" if args.tone else ""))
+    print(f"next: voice-synth speak --voice {voice.slug} --text \"Hello\"")
+    return 0
+
+
+def cmd_design_voice(args) -> int:
+    from audiobox.design import DesignRequest, design_voice
+    from audiobox.tts.pool import ModelPool
+
+    dirs = resolve_dirs(args.cache)
+    console = stderr_console()
+    pool = ModelPool(runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+    request = DesignRequest(slug=args.voice_name, instruct=args.instruct, instruct_style=args.instruct_style,
+                            ref_text=args.ref_text, language=args.language, design_model=args.design_model,
+                            clone_model=args.clone_model, profile=args.profile, knobs=explicit_knobs(args),
+                            greedy=args.greedy, seed=args.seed, display_name=args.display_name,
+                            description=args.description, replace=args.force)
+    result = design_voice(request, dirs, pool)
+    if args.json:
+        print_json(result)
+    else:
+        console.print(f"registered {result['voice']} (designed reference: {result['reference']}, "
+                      f"{result['duration_sec']:.2f} s)")
+        console.print(f"next: voice-synth speak --voice {result['voice']} --text \"Hello\"")
+    return 0
+
+
+def cmd_rename(args) -> int:
+    from audiobox.voices import VoiceRegistry
+
+    voice = VoiceRegistry(resolve_dirs(args.cache).voices).rename(args.old, args.new)
+    print(f"renamed {args.old} -> {voice.slug}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from audiobox.voices import VoiceRegistry
+
+    registry = VoiceRegistry(resolve_dirs(args.cache).voices)
+    registry.get(args.slug)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError("refusing to delete without confirmation: pass --yes")
+        if input(f"delete voice {args.slug!r}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("kept")
+            return 1
+    registry.delete(args.slug)
+    print(f"deleted {args.slug}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from audiobox.voices import VoiceRegistry
+
+    dirs = resolve_dirs(args.cache, args.out)
+    dest = Path(args.dest) if args.dest else dirs.work / "exports" / f"{args.slug}.zip"
+    path = VoiceRegistry(dirs.voices).export_zip(args.slug, dest, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_import(args) -> int:
+    from audiobox.voices import VoiceRegistry
+
+    voice = VoiceRegistry(resolve_dirs(args.cache).voices).import_zip(Path(args.zip), args.as_slug, args.force)
+    print(f"imported {voice.slug} ({voice.engine})")
+    return 0
+
+
+COMMANDS = {"speak": cmd_speak, "list-voices": cmd_list_voices, "list-speakers": cmd_list_speakers,
+            "capabilities": cmd_capabilities, "register-builtin": cmd_register_builtin,
+            "design-voice": cmd_design_voice, "rename-voice": cmd_rename, "delete-voice": cmd_delete,
+            "export-voice": cmd_export, "import-voice": cmd_import}
+
+
+def dispatch(argv) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def main(argv=None) -> int:
+    return run_main(dispatch, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Designed voices: VoiceDesign speaks a reference from a description, Base turns it into a clone prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from audiobox.audio import Audio, load_audio, write_audio
+from audiobox.fsutil import atomic_write_json, sha256_json
+from audiobox.languages import normalize_language
+from audiobox.paths import Dirs
+from audiobox.styles import resolve_instruct
+from audiobox.tts.settings import resolve_settings
+from audiobox.tts.text import clean_text
+from audiobox.voices import VoiceRegistry, validate_slug
+
+
+@dataclass
+class DesignRequest:
+    slug: str
+    ref_text: str
+    instruct: str | None = None
+    instruct_style: str | None = None
+    language: str = "auto"
+    design_model: str | None = None
+    clone_model: str | None = None
+    profile: str | None = None
+    knobs: dict = field(default_factory=dict)
+    greedy: bool = False
+    seed: int | None = None
+    display_name: str | None = None
+    description: str = ""
+    replace: bool = False
+
+
+def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
+    """Design, clone, register. The designed reference is cached by its inputs, so reruns are cheap."""
+    from audiobox.tts.synth import VoiceSpec
+
+    slug = validate_slug(request.slug)
+    registry = VoiceRegistry(dirs.voices)
+    if registry.exists(slug) and not request.replace:
+        registry.create(slug, {"engine": "designed_clone"})  # raises the standard "already exists" error
+    instruct, instruct_source = resolve_instruct(request.instruct, request.instruct_style)
+    ref_text = clean_text(request.ref_text)
+    settings, _ = resolve_settings(request.profile, None, request.greedy, **request.knobs)
+    designer = pool.synthesizer(request.design_model, "voice_design")
+    language = normalize_language(request.language, designer.info.languages)
+    key = sha256_json({"instruct": instruct, "text": ref_text, "language": language, "model": designer.info.ref,
+                       "settings": settings.to_dict(), "seed": request.seed})[:16]
+    cache_dir = dirs.stage("designs") / key
+    ref_path = cache_dir / "reference.wav"
+    if ref_path.is_file():
+        reference = load_audio(ref_path)
+    else:
+        take = designer.speak(ref_text, VoiceSpec.design(instruct), language, settings, seed=request.seed)[0]
+        reference = Audio(take.samples, take.sample_rate)
+        write_audio(ref_path, reference.samples, reference.sample_rate)
+        atomic_write_json(cache_dir / "design.json", {"instruct": instruct, "instruct_source": instruct_source,
+                                                      "ref_text": ref_text, "language": language,
+                                                      "model": designer.info.ref, "seed": take.seed})
+    pool.release(designer.info.ref)
+    cloner = pool.synthesizer(request.clone_model, "base")
+    prompt = cloner.build_clone_prompt(reference, ref_text)
+
+    def write_files(staging):
+        write_audio(staging / "ref.wav", reference.samples, reference.sample_rate)
+
+    registry.create(slug, {
+        "engine": "designed_clone", "display_name": request.display_name or slug, "description": request.description,
+        "source": {"type": "designed", "instruct": instruct, "instruct_source": instruct_source,
+                   "design_model": designer.info.ref, "ref_text": ref_text},
+        "ref": {"wav": "ref.wav", "duration_sec": round(reference.duration, 3), "sample_rate": reference.sample_rate,
+                "transcript": ref_text, "language": None if language == "auto" else language},
+    }, write_files=write_files, replace=request.replace)
+    prompt_id = registry.add_prompt(slug, prompt)
+    return {"voice": slug, "reference": str(ref_path), "duration_sec": reference.duration, "prompt_id": prompt_id,
+            "design_model": designer.info.ref, "clone_model": cloner.info.ref}

@@ -1,0 +1,156 @@
+"""The `speak` pipeline: resolve who speaks, generate the takes, write them with full metadata.
+
+Shared by `voice-synth speak`, `voice-clone synth`, `voice-register` and batch scripts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from audiobox.errors import UserError
+from audiobox.outputs import environment_info, exact_run_dir, new_run_dir, write_run_meta, write_take_audio
+from audiobox.paths import Dirs
+from audiobox.styles import resolve_instruct
+from audiobox.tts.models import DEFAULT_MODELS
+from audiobox.tts.settings import resolve_settings
+from audiobox.voices import VoiceRegistry, validate_tone
+
+
+@dataclass
+class SpeakRequest:
+    text: str
+    voice: str | None = None            # registry slug
+    speaker: str | None = None          # built-in CustomVoice speaker
+    instruct: str | None = None
+    instruct_style: str | None = None
+    tone: str | None = None
+    language: str = "auto"
+    profile: str | None = None
+    knobs: dict = field(default_factory=dict)
+    greedy: bool = False
+    seed: int | None = None
+    variants: int = 1
+    chunk: bool = False
+    pause_s: float = 0.3
+    model: str | None = None
+    format: str = "wav"
+    out_exact: Path | None = None
+
+
+@dataclass
+class SpeakResult:
+    run_dir: Path
+    files: list[Path]
+    meta_path: Path
+    meta: dict
+    takes: list = field(default_factory=list)   # the Take objects, for ranking
+
+
+@dataclass
+class ResolvedVoice:
+    voice_id: str
+    kind: str                 # clone | speaker
+    model_kind: str           # base | custom_voice
+    model_ref: str
+    meta: dict
+    defaults: dict
+    spec_args: dict
+
+
+def resolve_voice(request: SpeakRequest, registry: VoiceRegistry) -> ResolvedVoice:
+    """Everything about the speaker that can be checked without loading a model."""
+    if bool(request.voice) == bool(request.speaker):
+        raise UserError("choose exactly one of --voice (a registered voice) or --speaker (a built-in speaker)")
+    validate_tone(request.tone)
+    instruct, instruct_source = resolve_instruct(request.instruct, request.instruct_style)
+    if request.speaker:
+        if request.tone:
+            raise UserError("--tone needs --voice (tones belong to registered voices)")
+        return ResolvedVoice(
+            voice_id=f"speaker-{request.speaker.lower()}", kind="speaker", model_kind="custom_voice",
+            model_ref=request.model or DEFAULT_MODELS["custom_voice"],
+            meta={"engine": "custom_voice", "speaker": request.speaker, "instruct": instruct,
+                  "instruct_source": instruct_source, "tone": None},
+            defaults={}, spec_args={"speaker": request.speaker, "instruct": instruct})
+    voice = registry.get(request.voice)
+    if voice.engine == "custom_voice":
+        cv = voice.custom_voice or {}
+        tones = voice.tones()
+        if request.tone and request.tone not in tones:
+            raise UserError(f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(tones)) or 'none'})")
+        if instruct is None and request.tone:
+            instruct, instruct_source = tones[request.tone].get("instruct"), "tone"
+        if instruct is None and cv.get("instruct_default"):
+            instruct, instruct_source = cv["instruct_default"], "voice_default"
+        return ResolvedVoice(
+            voice_id=voice.slug, kind="speaker", model_kind="custom_voice",
+            model_ref=request.model or cv.get("model") or DEFAULT_MODELS["custom_voice"],
+            meta={"engine": voice.engine, "slug": voice.slug, "speaker": cv.get("speaker"), "instruct": instruct,
+                  "instruct_source": instruct_source, "tone": request.tone},
+            defaults=voice.generation_defaults,
+            spec_args={"speaker": cv.get("speaker"), "instruct": instruct})
+    if instruct is not None:
+        raise UserError(f"voice {voice.slug!r} is a cloned voice: it speaks like its reference and takes no "
+                        f"--instruct (use --tone, or a built-in speaker)")
+    if not voice.prompts:
+        raise UserError(f"voice {voice.slug!r} has no clone prompt yet: build one with `voice-clone synth --voice {voice.slug}`")
+    model_ref = request.model
+    if model_ref is None:  # the model of the newest prompt for this tone: the voice was built for it
+        candidates = [rec for rec in voice.prompts.values() if rec.get("tone") == request.tone]
+        if not candidates:
+            raise UserError(f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(voice.tones())) or 'none'})")
+        model_ref = max(candidates, key=lambda r: r.get("seq", 0)).get("model") or DEFAULT_MODELS["base"]
+    return ResolvedVoice(
+        voice_id=voice.slug, kind="clone", model_kind="base", model_ref=model_ref,
+        meta={"engine": voice.engine, "slug": voice.slug, "tone": request.tone, "instruct": None,
+              "instruct_source": "none"},
+        defaults=voice.generation_defaults, spec_args={})
+
+
+def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakResult:
+    """Validate, load (via the pool), generate and write one run; returns where it went."""
+    from audiobox.tts.synth import VoiceSpec
+    from audiobox.tts.text import clean_text
+
+    started = time.perf_counter()
+    text = clean_text(request.text)
+    registry = VoiceRegistry(dirs.voices)
+    resolved = resolve_voice(request, registry)
+    settings, settings_source = resolve_settings(request.profile, resolved.defaults, request.greedy, **request.knobs)
+    synth = pool.synthesizer(resolved.model_ref, resolved.model_kind)
+    prompt_id = None
+    if resolved.kind == "clone":
+        prompt, prompt_id = registry.load_prompt(request.voice, synth.info, request.tone)
+        spec = VoiceSpec.clone(prompt)
+    else:
+        spec = VoiceSpec.builtin(**resolved.spec_args)
+    load_sec = synth.loaded.load_sec
+    synth_started = time.perf_counter()
+    takes = synth.speak(text, spec, request.language, settings, request.variants, request.seed, request.chunk,
+                        request.pause_s, progress=progress)
+    synth_sec = time.perf_counter() - synth_started
+    run_dir = exact_run_dir(request.out_exact) if request.out_exact else new_run_dir(dirs.work, resolved.voice_id)
+    files = [write_take_audio(run_dir, t.index, t.samples, t.sample_rate, request.format) for t in takes]
+    audio_sec = sum(t.duration for t in takes)
+    meta = {
+        "app": "voice-synth speak",
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "voice": {"id": resolved.voice_id, "prompt_id": prompt_id, **resolved.meta},
+        "model": {"ref": synth.info.ref, "type": synth.info.model_type, "device": synth.loaded.device,
+                  "dtype": synth.loaded.dtype, "attention": synth.loaded.attention, "backend": synth.backend_name},
+        "language": request.language, "text": text, "chunked": request.chunk,
+        "generation": {**settings.to_dict(), "source": settings_source},
+        "seed": takes[0].seed, "variants": request.variants, "format": request.format,
+        "takes": [{"take": t.index, "file": f.name, "seed": t.seed, "duration_sec": round(t.duration, 3),
+                   "sample_rate": t.sample_rate, "synth_sec": round(t.synth_sec, 3), "rtf": round(t.rtf, 3),
+                   "chunks": t.chunks} for t, f in zip(takes, files)],
+        "timings": {"model_load_sec": round(load_sec, 3), "synth_sec": round(synth_sec, 3),
+                    "total_sec": round(time.perf_counter() - started, 3),
+                    "rtf": round(synth_sec / audio_sec, 3) if audio_sec else None},
+        "environment": environment_info(),
+    }
+    meta_path = write_run_meta(run_dir, meta, text)
+    return SpeakResult(run_dir=run_dir, files=files, meta_path=meta_path, meta=meta, takes=takes)

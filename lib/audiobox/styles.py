@@ -1,0 +1,38 @@
+"""Named instruction presets (styles.yaml) for --instruct-style."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from audiobox.errors import UserError
+
+STYLES_PATH = Path(__file__).with_name("styles.yaml")
+
+
+@lru_cache(maxsize=None)
+def load_styles(path: Path = STYLES_PATH) -> dict[str, str]:
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {name: (entry["instruct"] if isinstance(entry, dict) else str(entry)) for name, entry in raw.items()}
+
+
+def style_instruct(name: str) -> str:
+    styles = load_styles()
+    if name not in styles:
+        raise UserError(f"unknown instruct style {name!r} (choose from {', '.join(sorted(styles))})")
+    return styles[name]
+
+
+def resolve_instruct(instruct: str | None, style: str | None) -> tuple[str | None, str]:
+    """(instruct text, where it came from) from --instruct / --instruct-style."""
+    if instruct and style:
+        raise UserError("use either --instruct or --instruct-style, not both")
+    if style:
+        return style_instruct(style), f"style:{style}"
+    if instruct is not None:
+        if not instruct.strip():
+            raise UserError("--instruct is empty")
+        return instruct.strip(), "explicit"
+    return None, "none"

@@ -1,0 +1,1 @@
+"""Qwen3-TTS: model facts (no torch), runtime loading, generation settings, synthesis."""

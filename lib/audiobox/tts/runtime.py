@@ -1,0 +1,150 @@
+"""Loading Qwen3-TTS on the right device, dtype and attention kernel.
+
+torch and qwen_tts are imported inside these functions only: the CLI stays fast for metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from audiobox.errors import UserError
+from audiobox.tts.models import DEFAULT_MODELS, ModelInfo, read_model_info
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device: str = "auto"      # auto | cpu | cuda | cuda:N   (TORCH_DEVICE overrides auto)
+    dtype: str = "auto"       # auto | float32 | bfloat16 | float16
+    attention: str = "auto"   # auto | sdpa | eager | flash_attention_2
+    threads: int | None = None
+
+
+@dataclass
+class LoadedTTS:
+    """A loaded model and how it was loaded (recorded in every take's metadata)."""
+
+    model: object             # qwen_tts.Qwen3TTSModel
+    info: ModelInfo
+    device: str
+    dtype: str
+    attention: str
+    load_sec: float
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """qwen_tts prints banners and warnings to stdout; keep stdout clean for --json output."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def resolve_device(requested: str = "auto") -> str:
+    import torch
+
+    wanted = os.environ.get("TORCH_DEVICE", "") if requested == "auto" else requested
+    if wanted.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {wanted!r} requested but CUDA is not available (use --device cpu)")
+    if wanted:
+        return wanted
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    """auto: bf16 on SM>=8, fp16 on SM7.x, fp32 on older GPUs; on CPU bf16 only with native support."""
+    if requested != "auto":
+        if requested not in DTYPES:
+            raise UserError(f"unknown dtype {requested!r} (choose from {', '.join(DTYPES)})")
+        return requested
+    if device.startswith("cuda"):
+        import torch
+
+        major, _ = torch.cuda.get_device_capability(torch.device(device))
+        return "bfloat16" if major >= 8 else "float16" if major == 7 else "float32"
+    return cpu_default_dtype()
+
+
+def cpu_default_dtype() -> str:
+    try:
+        from audiobox.tts.cpu import resolve_cpu_dtype
+    except ImportError:
+        return "float32"
+    return resolve_cpu_dtype()
+
+
+def flash_attn_usable() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except Exception:  # missing, or an ABI mismatch that raises on import
+        return False
+    return True
+
+
+def resolve_attention(requested: str, device: str) -> str:
+    if requested not in ATTENTIONS:
+        raise UserError(f"unknown attention {requested!r} (choose from {', '.join(ATTENTIONS)})")
+    if requested == "flash_attention_2" and not (device.startswith("cuda") and flash_attn_usable()):
+        raise UserError("flash_attention_2 needs CUDA and an importable flash_attn package")
+    if requested != "auto":
+        return requested
+    return "flash_attention_2" if device.startswith("cuda") and flash_attn_usable() else "sdpa"
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_available(info: ModelInfo) -> None:
+    """Fail in seconds, with the way out, when a hub model is neither cached nor downloadable."""
+    if info.path is None and not hub_reachable():
+        raise UserError(
+            f"model {info.ref} is not cached and the Hugging Face hub cannot be reached. "
+            f"On a connected machine run `huggingface-cli download {info.ref}` with HF_HOME pointing at "
+            f"<cache>/huggingface (or copy the model dir here and pass --model DIR)")
+
+
+def apply_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), kind: str = "base") -> LoadedTTS:
+    """Load a Qwen3-TTS checkpoint by hub id or local dir (default: the default model of `kind`)."""
+    info = read_model_info(model_ref or DEFAULT_MODELS[kind])
+    ensure_available(info)
+    started = time.perf_counter()
+    with quiet_stdout():
+        import torch
+        import transformers
+        from qwen_tts import Qwen3TTSModel
+
+        transformers.logging.set_verbosity_error()
+        apply_threads(options.threads)
+        device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, device)
+        attention = resolve_attention(options.attention, device)
+        source = str(info.path) if info.path is not None else info.ref
+        try:
+            model = Qwen3TTSModel.from_pretrained(
+                source, dtype=getattr(torch, dtype), device_map=device, attn_implementation=attention)
+        except OSError as exc:
+            raise UserError(f"cannot load model {info.ref}: {str(exc).splitlines()[0]}") from exc
+    return LoadedTTS(model=model, info=info, device=device, dtype=dtype, attention=attention,
+                     load_sec=time.perf_counter() - started)
