@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -166,8 +166,12 @@ class SpeechDetector:
                                             providers=["CPUExecutionProvider"])
         self.block_frames = block_frames
 
-    def frame_probs(self, samples: np.ndarray, sample_rate: int = VAD_SAMPLE_RATE) -> np.ndarray:
-        """Speech probability per 32 ms frame (16 kHz input; other rates are resampled)."""
+    def frame_probs(self, samples: np.ndarray, sample_rate: int = VAD_SAMPLE_RATE,
+                    on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """Speech probability per 32 ms frame (16 kHz input; other rates are resampled).
+
+        `on_progress(seconds_done)` is called after each block (~16 s of audio).
+        """
         audio = self._prepare(samples, sample_rate)
         h = np.zeros((1, 1, 128), dtype=np.float32)
         c = np.zeros((1, 1, 128), dtype=np.float32)
@@ -175,16 +179,19 @@ class SpeechDetector:
         for block in _frame_blocks(audio, self.block_frames):
             probs, h, c = self.session.run(["speech_probs", "hn", "cn"], {"input": block, "h": h, "c": c})
             parts.append(probs)
+            if on_progress is not None:
+                on_progress(min(audio.size, sum(p.size for p in parts) * FRAME_SAMPLES) / VAD_SAMPLE_RATE)
         return np.concatenate(parts).reshape(-1) if parts else np.zeros(0, dtype=np.float32)
 
     def speech_spans(self, samples: np.ndarray, sample_rate: int = VAD_SAMPLE_RATE, *,
                      min_speech_s: float = 0.25, min_silence_s: float = 0.1, pad_s: float = 0.03,
-                     threshold: float = 0.5, settings: VadSettings | None = None) -> list[Span]:
+                     threshold: float = 0.5, settings: VadSettings | None = None,
+                     on_progress: Callable[[float], None] | None = None) -> list[Span]:
         """Speech spans in seconds. `settings` overrides the keyword knobs when given."""
         settings = settings or VadSettings(threshold=threshold, min_speech_s=min_speech_s,
                                            min_silence_s=min_silence_s, pad_s=pad_s)
         audio = self._prepare(samples, sample_rate)
-        probs = self.frame_probs(audio, VAD_SAMPLE_RATE)
+        probs = self.frame_probs(audio, VAD_SAMPLE_RATE, on_progress=on_progress)
         return spans_from_probs(probs, settings, audio.size / VAD_SAMPLE_RATE)
 
     @staticmethod

@@ -1,0 +1,330 @@
+"""Where the audio comes from: a link (yt-dlp, http(s) only) or a local file (straight to ffmpeg).
+
+Downloads are cached under `<cache>/downloads/<extractor>/<video id>.<ext>` with a sidecar
+`.json`; a second `index/<sha256(url)>.json` maps the exact link to that entry, so a repeated run
+with the same link needs no network at all. Files are moved into place only when complete.
+Trimming is not done by re-encoding: the trim range is validated here and applied when decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import unquote, urlparse
+
+from audiobox.errors import UserError
+from audiobox.fsutil import atomic_write_json, sha256_json
+
+TRIM_TOLERANCE_S = 0.5   # an --end up to half a second past the end is accepted (rounded durations)
+
+ProgressCallback = Callable[[int, int | None], None]   # (bytes done, bytes total or None)
+
+
+@dataclass
+class SourceMedia:
+    """A local media file ready for decoding, plus where it came from (kept in the voice record)."""
+
+    path: Path
+    kind: str                      # "url" or "file"
+    duration: float                # of the whole file, seconds
+    meta: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False           # True when a download was reused
+
+    @property
+    def source_id(self) -> str:
+        return str(self.meta.get("source_id") or self.path.stem)
+
+
+@dataclass(frozen=True)
+class TrimRange:
+    start: float = 0.0
+    end: float | None = None       # None: to the end of the file
+
+    def length(self, duration: float) -> float:
+        return (self.end if self.end is not None else duration) - self.start
+
+
+# ---------------------------------------------------------------- timestamps and trim
+
+_TS_RE = re.compile(r"^\d+(\.\d+)?$")
+
+
+def parse_timestamp(value: str | float | int | None) -> float | None:
+    """`90`, `90.5`, `1:30`, `1:30.5`, `1:02:30.5` -> seconds. UserError on anything else."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise UserError(f"timestamp must not be negative: {value}")
+        return float(value)
+    text = str(value).strip()
+    parts = text.split(":")
+    if not text or len(parts) > 3 or not all(parts):
+        raise UserError(f"bad timestamp {value!r}: use seconds (90), m:ss (1:30) or h:mm:ss (1:02:30.5)")
+    *whole, last = parts
+    if not _TS_RE.match(last) or not all(p.isdigit() for p in whole):
+        raise UserError(f"bad timestamp {value!r}: use seconds (90), m:ss (1:30) or h:mm:ss (1:02:30.5)")
+    seconds = float(last)
+    if whole and seconds >= 60:
+        raise UserError(f"bad timestamp {value!r}: seconds must be below 60 after a colon")
+    if len(whole) == 2 and int(whole[1]) >= 60:
+        raise UserError(f"bad timestamp {value!r}: minutes must be below 60 in h:mm:ss")
+    total = 0.0
+    for p in whole:
+        total = total * 60 + int(p)
+    return total * 60 + seconds if whole else seconds
+
+
+def format_timestamp(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h >= 1 else f"{int(m)}:{s:04.1f}"
+
+
+def validate_trim(start: float | None, end: float | None, duration: float) -> TrimRange:
+    """Check a trim range against the file; UserError explains what is wrong in one line."""
+    s = 0.0 if start is None else float(start)
+    if s < 0:
+        raise UserError(f"--start {s:g} is negative")
+    if s >= duration:
+        raise UserError(f"--start {format_timestamp(s)} is at or past the end of the file "
+                        f"(duration {format_timestamp(duration)})")
+    if end is not None:
+        if end <= s:
+            raise UserError(f"--end {format_timestamp(end)} must be after --start {format_timestamp(s)}")
+        if end > duration + TRIM_TOLERANCE_S:
+            raise UserError(f"--end {format_timestamp(end)} is past the end of the file "
+                            f"(duration {format_timestamp(duration)})")
+        end = min(float(end), duration)
+    return TrimRange(s, end)
+
+
+# ---------------------------------------------------------------- probing
+
+def probe_media(path: Path) -> float:
+    """Duration in seconds of the first audio stream; UserError when the file holds no audio."""
+    exe = shutil.which("ffprobe")
+    if not exe:
+        raise UserError("ffprobe is not installed (apt-get install ffmpeg)")
+    proc = subprocess.run([exe, "-v", "error", "-select_streams", "a:0", "-show_entries",
+                           "stream=codec_type,duration:format=duration", "-of", "json", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["ffprobe failed"])[-1]
+        raise UserError(f"{path.name} is not an audio or video file ffmpeg can read ({detail})")
+    info = json.loads(proc.stdout or "{}")
+    streams = info.get("streams") or []
+    if not streams:
+        raise UserError(f"{path.name} has no audio stream")
+    for candidate in (streams[0].get("duration"), (info.get("format") or {}).get("duration")):
+        try:
+            if candidate not in (None, "N/A") and float(candidate) > 0:
+                return float(candidate)
+        except ValueError:
+            pass
+    # some containers (streamed webm) carry no duration: decode once to measure
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", "16000",
+                           "-f", "s16le", "-"], capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        raise UserError(f"{path.name} has no decodable audio")
+    return len(proc.stdout) / 2 / 16000.0
+
+
+# ---------------------------------------------------------------- local files
+
+def is_url(text: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text or ""))
+
+
+def local_source(path: str | Path) -> SourceMedia:
+    raw = str(path)
+    if raw.startswith("file://"):
+        raw = unquote(urlparse(raw).path)
+    p = Path(raw).expanduser()
+    if not p.exists():
+        raise UserError(f"audio file not found: {p}")
+    if not p.is_file():
+        raise UserError(f"not a file: {p}")
+    if p.stat().st_size == 0:
+        raise UserError(f"audio file is empty: {p}")
+    duration = probe_media(p)
+    return SourceMedia(path=p.resolve(), kind="file", duration=duration,
+                       meta={"type": "file", "path": str(p.resolve()), "source_id": _safe_name(p.stem)})
+
+
+# ---------------------------------------------------------------- downloads
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")[:120] or "media"
+
+
+def _short_ytdlp_error(exc: Exception) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    msg = re.sub(r"\x1b\[[0-9;]*m", "", msg)
+    msg = re.sub(r"^ERROR:\s*", "", msg)
+    msg = re.sub(r"\s*\(caused by .*\)\s*$", "", msg)
+    return msg.replace("Unsupported URL", "no audio or video found (unsupported URL)")
+
+
+class _QuietLogger:
+    """yt-dlp logger that keeps its chatter off the terminal; errors come back as exceptions."""
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    def info(self, msg: str) -> None:
+        pass
+
+    def warning(self, msg: str) -> None:
+        pass
+
+    def error(self, msg: str) -> None:
+        pass
+
+
+def _ydl_options(cookies: Path | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "noplaylist": True,           # a watch?v=..&list=.. link means the one video
+        "quiet": True, "no_warnings": True, "noprogress": True,
+        "logger": _QuietLogger(),
+        "format": "bestaudio/best",   # keep the original audio stream: no lossy re-encode
+        "socket_timeout": 20,
+        "retries": 2,
+        "cachedir": False,
+    }
+    if cookies is not None:
+        cookie_path = Path(cookies).expanduser()
+        if not cookie_path.is_file():
+            raise UserError(f"cookies file not found: {cookie_path}")
+        opts["cookiefile"] = str(cookie_path)
+    return opts
+
+
+def _download_entry(downloads: Path, extractor: str, video_id: str) -> tuple[Path, Path]:
+    folder = downloads / _safe_name(extractor.lower())
+    return folder, folder / f"{_safe_name(video_id)}.json"
+
+
+def _cached_download(meta_path: Path) -> SourceMedia | None:
+    try:
+        meta = json.loads(meta_path.read_text())
+        media = meta_path.parent / meta["file"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not media.is_file() or media.stat().st_size != meta.get("bytes"):
+        return None
+    return SourceMedia(path=media, kind="url", duration=float(meta["duration"]), meta=meta["source"], cached=True)
+
+
+def download_source(url: str, downloads: Path, *, cookies: Path | None = None,
+                    on_progress: ProgressCallback | None = None, refresh: bool = False) -> SourceMedia:
+    """Download the audio of one video with yt-dlp (cached by extractor + video id)."""
+    scheme = urlparse(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UserError(f"unsupported link {url!r}: only http(s) links are downloaded (use --audio for files)")
+    downloads = Path(downloads)
+    index_path = downloads / "index" / f"{sha256_json(url)[:32]}.json"
+    if not refresh and index_path.is_file():
+        try:
+            ref = json.loads(index_path.read_text())
+            hit = _cached_download(downloads / ref["entry"])
+        except (OSError, ValueError, KeyError):
+            hit = None
+        if hit is not None:
+            return hit
+
+    try:
+        import yt_dlp
+        from yt_dlp.utils import DownloadError, ExtractorError
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise UserError("yt-dlp is not installed (pip install yt-dlp)") from exc
+
+    opts = _ydl_options(cookies)
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=False, process=False)
+    except (DownloadError, ExtractorError) as exc:
+        raise UserError(f"cannot open {url}: {_short_ytdlp_error(exc)}") from None
+    if info is None:
+        raise UserError(f"cannot open {url}: nothing found at this link")
+    if info.get("_type") in ("playlist", "multi_video") or info.get("entries") is not None:
+        raise UserError(f"{url} is a playlist; pass the link of a single video")
+    if info.get("_type") == "url" and info.get("url") and info.get("url") != url:
+        # a redirect to another extractor (e.g. an embed): resolve it, still refusing playlists
+        return download_source(info["url"], downloads, cookies=cookies, on_progress=on_progress, refresh=refresh)
+
+    extractor = str(info.get("extractor_key") or info.get("extractor") or "generic")
+    video_id = str(info.get("id") or sha256_json(url)[:16])
+    if extractor.lower() == "generic":   # ids of plain files are just their names: not unique across sites
+        video_id = f"{video_id}-{sha256_json(url)[:10]}"
+    folder, meta_path = _download_entry(downloads, extractor, video_id)
+    if not refresh:
+        hit = _cached_download(meta_path)
+        if hit is not None:
+            atomic_write_json(index_path, {"url": url, "entry": str(meta_path.relative_to(downloads))})
+            return hit
+
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
+    try:
+        def hook(status: dict) -> None:
+            if on_progress and status.get("status") in ("downloading", "finished"):
+                on_progress(int(status.get("downloaded_bytes") or 0),
+                            status.get("total_bytes") or status.get("total_bytes_estimate"))
+
+        dl_opts = dict(opts, outtmpl={"default": str(staging / "media.%(ext)s")}, progress_hooks=[hook],
+                       paths={"home": str(staging), "temp": str(staging)})
+        t0 = time.monotonic()
+        try:
+            with yt_dlp.YoutubeDL(dl_opts) as ydl:
+                full = ydl.extract_info(url, download=True)
+        except (DownloadError, ExtractorError) as exc:
+            raise UserError(f"cannot download {url}: {_short_ytdlp_error(exc)}") from None
+        files = [p for p in staging.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))]
+        if not files:
+            raise UserError(f"cannot download {url}: yt-dlp produced no file")
+        got = max(files, key=lambda p: p.stat().st_size)
+        try:
+            duration = probe_media(got)
+        except UserError:
+            raise UserError(f"{url} is not audio or video (the server sent something ffmpeg cannot read)") from None
+        ext = got.suffix.lstrip(".") or "bin"
+        final = folder / f"{_safe_name(video_id)}.{ext}"
+        got.replace(final)
+        full = full or {}
+        source = {"type": "url", "url": url, "extractor": extractor, "video_id": video_id,
+                  "title": full.get("title") or info.get("title"), "uploader": full.get("uploader"),
+                  "webpage_url": full.get("webpage_url") or url, "source_id": _safe_name(f"{extractor.lower()}-{video_id}")}
+        meta = {"file": final.name, "bytes": final.stat().st_size, "duration": duration, "source": source,
+                "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "download_s": round(time.monotonic() - t0, 2)}
+        atomic_write_json(meta_path, meta)
+        atomic_write_json(index_path, {"url": url, "entry": str(meta_path.relative_to(downloads))})
+        return SourceMedia(path=final, kind="url", duration=duration, meta=source, cached=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_source(*, url: str | None = None, audio: str | Path | None = None, downloads: Path | None = None,
+                   cookies: Path | None = None, on_progress: ProgressCallback | None = None) -> SourceMedia:
+    """One of --url / --audio. file:// links and existing paths given as --url go to ffmpeg directly."""
+    if bool(url) == bool(audio):
+        raise UserError("give exactly one source: --url LINK or --audio FILE")
+    if audio:
+        return local_source(audio)
+    assert url is not None
+    url = url.strip()
+    if url.startswith("file://") or (not is_url(url) and Path(url).expanduser().exists()):
+        return local_source(url)
+    if not is_url(url):
+        raise UserError(f"not a link and not an existing file: {url!r}")
+    if downloads is None:
+        raise UserError("internal: no downloads cache dir given")
+    return download_source(url, downloads, cookies=cookies, on_progress=on_progress)

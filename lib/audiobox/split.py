@@ -1,0 +1,543 @@
+"""voice-split's pipeline: source -> speech map -> vocals of the speech-dense windows -> ranked clips.
+
+Stages (each with progress and a timing):
+  1. source   `audiobox.sources`: download (cached by video id) or a local file; trim validated.
+  2. vad      Silero (sequence ONNX) on the trimmed audio at 16 kHz: where is anyone talking.
+  3. windows  groups of consecutive speech spans, at most `window_s` long, ranked by how much of
+              them is speech; only the best (speech-dense) ones go to Demucs, never the whole file.
+  4. separate Demucs vocals per window (model loaded once), then a second VAD pass on the vocals.
+  5. clips    runs of speech spans with no pause longer than `max_pause_s`; a clip starts at a span
+              start and ends at a span end, so it never runs into music or silence. Candidates are
+              ranked with `audiobox.quality` (the measures voice-clone uses), non-overlapping.
+  6. export   24 kHz mono PCM16 wav clips + the best reference clip + clips.json.
+
+Caches live under `<cache>/split/<sha256 of the source file>[:16]/`, so two different files called
+audio.wav never share results; every cache file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from audiobox.audio import TTS_SAMPLE_RATE, load_audio, write_audio
+from audiobox.errors import UserError
+from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
+from audiobox.separate import LoadedSeparator, SeparatorOptions, load_separator
+from audiobox.sources import SourceMedia, TrimRange, format_timestamp, resolve_source, validate_trim
+from audiobox.vad import VAD_SAMPLE_RATE, Span, VadSettings, load_vad, merge_spans, speech_seconds
+
+SPLIT_CACHE_VERSION = 1
+# the first pass only needs to know roughly where speech is; a longer min_silence keeps sentences whole
+RAW_VAD = VadSettings(threshold=0.5, min_speech_s=0.3, min_silence_s=0.3, pad_s=0.05)
+# the second pass sets the clip edges: a little padding so word onsets/offsets are not clipped
+VOCAL_VAD = VadSettings(threshold=0.5, min_speech_s=0.25, min_silence_s=0.15, pad_s=0.08)
+FADE_S = 0.01
+
+
+@dataclass
+class SplitOptions:
+    """Everything that decides what voice-split produces (the CLI maps flags 1:1 onto this)."""
+
+    url: str | None = None
+    audio: Path | None = None
+    start: float | None = None          # seconds (parse with sources.parse_timestamp)
+    end: float | None = None
+    cookies: Path | None = None
+    clips: int = 5
+    length: float = 12.0                # target clip length, seconds
+    min_clip_s: float | None = None     # default: 0.5 x length (at least 2 s)
+    max_clip_s: float | None = None     # default: 1.5 x length
+    max_pause_s: float = 0.8            # longest pause allowed inside one clip
+    window_s: float | None = None       # Demucs window; default max(3 x length, 30)
+    windows: int | None = None          # how many windows to separate; default from clips x length
+    min_density: float = 0.4            # a window goes to Demucs only if at least this share is speech
+    separate: bool = True
+    separator: SeparatorOptions = field(default_factory=SeparatorOptions)
+    max_scan_s: float | None = None     # only scan the first N seconds of the (trimmed) source
+    out_dir: Path | None = None         # where clips are written (created)
+    refresh: bool = False               # ignore caches (they are rewritten)
+
+    def clip_bounds(self) -> tuple[float, float]:
+        lo = self.min_clip_s if self.min_clip_s is not None else max(2.0, 0.5 * self.length)
+        hi = self.max_clip_s if self.max_clip_s is not None else 1.5 * self.length
+        return lo, max(lo, hi)
+
+    def window_len(self) -> float:
+        return float(self.window_s) if self.window_s else max(3.0 * self.length, 30.0)
+
+    def validate(self) -> None:
+        if self.clips < 0:
+            raise UserError("--clips must be 0 or more")
+        if not (0.5 <= self.length <= 120):
+            raise UserError("--length must be between 0.5 and 120 seconds")
+        if self.window_s is not None and self.window_s < self.length:
+            raise UserError("--window-len must be at least --length")
+        if self.windows is not None and self.windows < 1:
+            raise UserError("--windows must be at least 1")
+        if self.max_scan_s is not None and self.max_scan_s <= 0:
+            raise UserError("--max-scan-seconds must be positive")
+
+
+@dataclass
+class Window:
+    start: float                        # seconds in the trimmed signal
+    end: float
+    speech_s: float
+
+    @property
+    def density(self) -> float:
+        return self.speech_s / max(1e-9, self.end - self.start)
+
+
+@dataclass
+class Clip:
+    """One exported clip. Times are seconds in the ORIGINAL source file (trim offset added)."""
+
+    index: int
+    path: Path | None
+    start: float
+    end: float
+    score: float
+    measures: dict[str, Any]
+    from_vocals: bool
+    window: int
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "file": self.path.name if self.path else None, "start": round(self.start, 3),
+                "end": round(self.end, 3), "duration": round(self.duration, 3), "score": round(self.score, 4),
+                "from_vocals": self.from_vocals, "window": self.window, "measures": self.measures}
+
+
+@dataclass
+class SplitResult:
+    source: SourceMedia
+    trim: TrimRange
+    clips: list[Clip]
+    reference: Clip | None
+    out_dir: Path | None
+    cache_dir: Path
+    raw_spans: list[Span]
+    windows: list[Window]
+    timings: dict[str, float]
+    stats: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def reference_audio(self) -> np.ndarray | None:
+        return self._ref_samples
+
+    _ref_samples: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------- progress
+
+class Progress:
+    """What the pipeline reports; the default does nothing. The CLI passes a rich-backed one."""
+
+    def stage(self, name: str, total: float | None = None, label: str | None = None) -> None: ...
+    def update(self, name: str, completed: float, total: float | None = None) -> None: ...
+    def done(self, name: str, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+class RichProgress(Progress):
+    """rich progress bars on stderr, one per stage (download, vad, separate, export)."""
+
+    LABELS = {"download": "download", "vad": "speech map (VAD)", "separate": "vocals (Demucs)",
+              "export": "export clips"}
+
+    def __init__(self, console=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress as RP, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console or Console(stderr=True)
+        self._bar = RP(TextColumn("{task.description:<18}"), BarColumn(), TaskProgressColumn(),
+                       TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=self.console, transient=False)
+        self._tasks: dict[str, Any] = {}
+        self._bar.start()
+
+    def stage(self, name: str, total: float | None = None, label: str | None = None) -> None:
+        if name not in self._tasks:
+            self._tasks[name] = self._bar.add_task(label or self.LABELS.get(name, name), total=total, note="")
+        else:
+            self._bar.update(self._tasks[name], total=total)
+
+    def update(self, name: str, completed: float, total: float | None = None) -> None:
+        if name not in self._tasks:
+            self.stage(name, total)
+        kwargs = {"completed": completed}
+        if total is not None:
+            kwargs["total"] = total
+        self._bar.update(self._tasks[name], **kwargs)
+
+    def done(self, name: str, note: str = "") -> None:
+        if name not in self._tasks:
+            self.stage(name, 1)
+        task = self._bar.tasks[[t.id for t in self._bar.tasks].index(self._tasks[name])]
+        total = task.total if task.total else 1
+        self._bar.update(self._tasks[name], total=total, completed=total, note=note)
+
+    def warn(self, message: str) -> None:
+        self._bar.console.print(f"[yellow]warning:[/yellow] {message}")
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _spans_from_json(data: list) -> list[Span]:
+    return [Span(float(a), float(b)) for a, b in data]
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def select_windows(spans: list[Span], window_s: float, count: int, min_density: float,
+                   total_s: float, margin_s: float = 0.25) -> list[Window]:
+    """Greedy: the window with the most speech among the spans not yet covered, `count` times.
+
+    A window is a group of consecutive uncovered spans at most `window_s` long, widened by
+    `margin_s` (never into a neighbouring window), so Demucs never cuts a word.
+    """
+    covered = [False] * len(spans)
+    chosen: list[Window] = []
+    while len(chosen) < count:
+        best: tuple[float, int, int] | None = None
+        for i, first in enumerate(spans):
+            if covered[i]:
+                continue
+            speech, j = 0.0, i
+            while j < len(spans) and not covered[j] and (j == i or spans[j].end - first.start <= window_s):
+                speech += spans[j].duration
+                j += 1
+            length = min(window_s, spans[j - 1].end - first.start)
+            if speech / max(1e-9, length + 2 * margin_s) < min_density:
+                continue
+            if best is None or speech > best[0] + 1e-9:
+                best = (speech, i, j)
+        if best is None:
+            break
+        speech, i, j = best
+        lo = max([0.0] + [w.end for w in chosen if w.end <= spans[i].start + 1e-9])
+        hi = min([total_s] + [w.start for w in chosen if w.start >= spans[j - 1].end - 1e-9])
+        start = max(lo, spans[i].start - margin_s)
+        end = min(hi, spans[j - 1].end + margin_s, start + window_s + 2 * margin_s)
+        chosen.append(Window(start, end, speech))
+        for k in range(i, j):
+            covered[k] = True
+    return sorted(chosen, key=lambda w: w.start)
+
+
+def candidate_clips(spans: list[Span], lo: float, hi: float, target: float, max_pause_s: float) -> list[Span]:
+    """Every [span i start, span j end] with no inner pause > max_pause_s and lo <= length <= hi.
+
+    When a run of speech is shorter than lo, the whole run is one candidate if it lasts >= 1.5 s,
+    so short recordings still give something.
+    """
+    out: list[Span] = []
+    n = len(spans)
+    for i in range(n):
+        for j in range(i, n):
+            if j > i and spans[j].start - spans[j - 1].end > max_pause_s:
+                break
+            length = spans[j].end - spans[i].start
+            if length > hi:
+                break
+            if length >= lo:
+                out.append(Span(spans[i].start, spans[j].end))
+    if not out:
+        for run in merge_spans(spans, max_pause_s):
+            if run.duration >= 1.5:
+                if run.duration <= hi:
+                    out.append(run)
+                else:  # a single very long span: cut it to the target (rare; no pause to cut at)
+                    out.append(Span(run.start, run.start + target))
+    return out
+
+
+def _fade(x: np.ndarray, rate: int) -> np.ndarray:
+    n = min(len(x) // 2, int(FADE_S * rate))
+    if n > 0:
+        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+        x = x.copy()
+        x[:n] *= ramp
+        x[-n:] *= ramp[::-1]
+    return x
+
+
+def measure_clip(samples: np.ndarray, rate: int, spans: list[Span]) -> tuple[float, dict[str, Any]]:
+    """Score one candidate with the shared measures of `audiobox.quality` (the ones voice-clone uses)."""
+    from audiobox import quality
+
+    return quality.rank_score(samples, rate, speech_spans=spans)
+
+
+def pick_clips(scored: list[tuple[float, Span, Any]], count: int, target: float) -> list[tuple[float, Span, Any]]:
+    """Highest score first, then closest to the target length; never two overlapping clips."""
+    ordered = sorted(scored, key=lambda t: (-round(t[0], 3), abs(t[1].duration - target), t[1].start))
+    chosen: list[tuple[float, Span, Any]] = []
+    for item in ordered:
+        if len(chosen) >= count:
+            break
+        span = item[1]
+        if any(span.start < c[1].end and c[1].start < span.end for c in chosen):
+            continue
+        chosen.append(item)
+    return chosen
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+class VoiceSplitter:
+    """Holds the models (VAD always, Demucs when first needed) so a process can split several sources."""
+
+    def __init__(self, cache_root: Path, downloads: Path, progress: Progress | None = None):
+        self.cache_root = Path(cache_root)
+        self.downloads = Path(downloads)
+        self.progress = progress or Progress()
+        self.vad = load_vad()
+        self._separator: LoadedSeparator | None = None
+
+    def separator(self, options: SeparatorOptions) -> LoadedSeparator:
+        if self._separator is None or self._separator.options != options:
+            self._separator = load_separator(options)
+        return self._separator
+
+    # -- stage 1
+    def resolve(self, opts: SplitOptions) -> tuple[SourceMedia, TrimRange]:
+        opts.validate()
+        self.progress.stage("download", None)
+
+        def on_bytes(done: int, total: int | None) -> None:
+            self.progress.update("download", done, total)
+
+        source = resolve_source(url=opts.url, audio=opts.audio, downloads=self.downloads, cookies=opts.cookies,
+                                on_progress=on_bytes)
+        trim = validate_trim(opts.start, opts.end, source.duration)
+        note = "cached" if source.cached else ("local file" if source.kind == "file" else "downloaded")
+        self.progress.done("download", note)
+        return source, trim
+
+    def run(self, opts: SplitOptions, source: SourceMedia | None = None, trim: TrimRange | None = None) -> SplitResult:
+        timings: dict[str, float] = {}
+        warnings: list[str] = []
+        t0 = time.monotonic()
+        if source is None or trim is None:
+            source, trim = self.resolve(opts)
+        timings["source_s"] = time.monotonic() - t0
+
+        # cache keys: content hash of the file, then the trim range
+        t = time.monotonic()
+        file_hash = sha256_file(source.path)
+        cache_dir = self.cache_root / file_hash[:16]
+        scan_end = trim.end if trim.end is not None else source.duration
+        if opts.max_scan_s:
+            scan_end = min(scan_end, trim.start + opts.max_scan_s)
+        range_key = f"{int(round(trim.start * 1000))}-{int(round(scan_end * 1000))}"
+        timings["hash_s"] = time.monotonic() - t
+
+        # stage 2: raw VAD on the trimmed audio
+        t = time.monotonic()
+        vad_cache = cache_dir / f"vad_{range_key}_{sha256_json(RAW_VAD.key())[:8]}.json"
+        cached = None if opts.refresh else _read_json(vad_cache)
+        total_s = scan_end - trim.start
+        self.progress.stage("vad", total_s)
+        if cached and cached.get("version") == SPLIT_CACHE_VERSION:
+            raw_spans = _spans_from_json(cached["spans"])
+            total_s = float(cached["audio_s"])
+            self.progress.done("vad", "cached")
+        else:
+            audio16 = load_audio(source.path, VAD_SAMPLE_RATE, start=trim.start or None, end=scan_end).samples
+            total_s = audio16.size / VAD_SAMPLE_RATE
+
+            def on_vad(done_s: float) -> None:
+                self.progress.update("vad", done_s, total_s)
+
+            raw_spans = self.vad.speech_spans(audio16, VAD_SAMPLE_RATE, settings=RAW_VAD, on_progress=on_vad)
+            del audio16
+            atomic_write_json(vad_cache, {"version": SPLIT_CACHE_VERSION, "source_sha256": file_hash,
+                                          "trim": [trim.start, scan_end], "audio_s": total_s,
+                                          "settings": RAW_VAD.key(), "spans": [s.to_list() for s in raw_spans]})
+            self.progress.done("vad", f"{speech_seconds(raw_spans):.0f} s speech")
+        timings["vad_s"] = time.monotonic() - t
+        speech_total = speech_seconds(raw_spans)
+        where = f" between {format_timestamp(trim.start)} and {format_timestamp(scan_end)}" if trim.start or trim.end else ""
+        if speech_total < 1.0:
+            raise UserError(f"no speech found in {source.path.name}{where} (VAD found {speech_total:.1f} s)")
+
+        # stage 3: speech-dense windows
+        lo, hi = opts.clip_bounds()
+        window_s = opts.window_len()
+        n_windows = opts.windows or max(1, math.ceil((opts.clips + 1) * opts.length / (0.6 * window_s)) + 1)
+        windows = select_windows(raw_spans, window_s, n_windows, opts.min_density, total_s)
+        if not windows:  # sparse speech everywhere: take the densest windows anyway
+            windows = select_windows(raw_spans, window_s, n_windows, 0.0, total_s)
+            warnings.append("speech is sparse (no window is at least "
+                            f"{opts.min_density:.0%} speech); using the densest parts anyway")
+
+        # stage 4: vocals + second VAD pass, per window
+        t = time.monotonic()
+        scored: list[tuple[float, Span, Any]] = []
+        window_audio: dict[int, tuple[np.ndarray, bool]] = {}
+        separated_s = 0.0
+        sep = None
+        if opts.separate:
+            self.progress.stage("separate", sum(w.end - w.start for w in windows))
+            sep = self.separator(opts.separator)
+        done_s = 0.0
+        for wi, win in enumerate(windows):
+            mix = load_audio(source.path, TTS_SAMPLE_RATE, start=trim.start + win.start,
+                             end=trim.start + win.end).samples
+            voc, from_vocals = mix, False
+            if sep is not None:
+                voc = self._vocals(sep, cache_dir, file_hash, trim.start + win.start, trim.start + win.end, mix,
+                                   opts.refresh, lambda f, base=done_s, w=win: self.progress.update(
+                                       "separate", base + f * (w.end - w.start)))
+                separated_s += win.end - win.start
+                from_vocals = True
+            done_s += win.end - win.start
+            spans = self.vad.speech_spans(voc, TTS_SAMPLE_RATE, settings=VOCAL_VAD)
+            raw_in = speech_seconds([s for s in raw_spans if s.start >= win.start and s.end <= win.end])
+            if from_vocals and speech_seconds(spans) < 0.3 * raw_in:
+                warnings.append(f"the vocals of {format_timestamp(trim.start + win.start)}-"
+                                f"{format_timestamp(trim.start + win.end)} lost the speech "
+                                f"({speech_seconds(spans):.1f} s vs {raw_in:.1f} s in the mix); using the mix there")
+                voc, from_vocals = mix, False
+                spans = self.vad.speech_spans(voc, TTS_SAMPLE_RATE, settings=VOCAL_VAD)
+            window_audio[wi] = (voc, from_vocals)
+            for cand in candidate_clips(spans, lo, hi, opts.length, opts.max_pause_s):
+                a, b = int(cand.start * TTS_SAMPLE_RATE), int(cand.end * TTS_SAMPLE_RATE)
+                inner = [Span(s.start - cand.start, s.end - cand.start) for s in spans
+                         if s.start >= cand.start - 1e-6 and s.end <= cand.end + 1e-6]
+                score, measures = measure_clip(voc[a:b], TTS_SAMPLE_RATE, inner)
+                scored.append((score, cand.shifted(win.start), (wi, measures)))
+        if sep is not None:
+            self.progress.done("separate", f"{separated_s:.0f} s of {total_s:.0f} s")
+        timings["separate_s"] = time.monotonic() - t
+
+        if not scored:
+            raise UserError(f"no usable speech in {source.path.name}{where}: no stretch of at least {lo:.1f} s "
+                            f"without a pause over {opts.max_pause_s:.1f} s")
+
+        # stage 5/6: rank, export
+        t = time.monotonic()
+        best_first = pick_clips(scored, max(opts.clips, 1), opts.length)
+        reference = self._pick_reference(scored, opts)
+        out_dir = Path(opts.out_dir) if opts.out_dir else None
+        clips: list[Clip] = []
+        ref_clip: Clip | None = None
+        ref_samples = None
+        self.progress.stage("export", len(best_first[:opts.clips]) + 1)
+
+        def cut(item) -> np.ndarray:
+            score, span, (wi, _m) = item
+            win = windows[wi]
+            voc = window_audio[wi][0]
+            a = int(round((span.start - win.start) * TTS_SAMPLE_RATE))
+            b = int(round((span.end - win.start) * TTS_SAMPLE_RATE))
+            return _fade(voc[max(0, a):b], TTS_SAMPLE_RATE)
+
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self._remove_previous(out_dir)
+        for k, item in enumerate(best_first[:opts.clips], start=1):
+            score, span, (wi, measures) = item
+            path = None
+            if out_dir is not None:
+                path = out_dir / f"clip_{k:02d}_{span.start + trim.start:07.1f}s.wav"
+                write_audio(path, cut(item), TTS_SAMPLE_RATE, "wav")
+            clips.append(Clip(k, path, span.start + trim.start, span.end + trim.start, score, measures,
+                              window_audio[wi][1], wi))
+            self.progress.update("export", k)
+        if reference is not None:
+            score, span, (wi, measures) = reference
+            ref_samples = cut(reference)
+            path = out_dir / "reference.wav" if out_dir is not None else None
+            if path is not None:
+                write_audio(path, ref_samples, TTS_SAMPLE_RATE, "wav")
+            ref_clip = Clip(0, path, span.start + trim.start, span.end + trim.start, score, measures,
+                            window_audio[wi][1], wi)
+        self.progress.done("export", f"{len(clips)} clips" + (" + reference" if ref_clip else ""))
+        timings["export_s"] = time.monotonic() - t
+        timings["total_s"] = time.monotonic() - t0
+
+        stats = {"audio_s": round(total_s, 3), "speech_s": round(speech_total, 3),
+                 "separated_s": round(separated_s, 3),
+                 "separated_share": round(separated_s / total_s, 4) if total_s else 0.0,
+                 "windows": len(windows), "candidates": len(scored),
+                 "separator": ({"model": sep.name, "fingerprint": sep.fingerprint} if sep else None)}
+        result = SplitResult(source=source, trim=trim, clips=clips, reference=ref_clip, out_dir=out_dir,
+                             cache_dir=cache_dir, raw_spans=raw_spans, windows=windows, timings=timings,
+                             stats=stats, warnings=warnings)
+        result._ref_samples = ref_samples
+        for w in warnings:
+            self.progress.warn(w)
+        if out_dir is not None:
+            atomic_write_json(out_dir / "clips.json", manifest(result))
+        return result
+
+    def _pick_reference(self, scored, opts: SplitOptions):
+        """The best candidate that is long enough to clone from (>= 3 s; 5-15 s preferred)."""
+        def rank(item):
+            score, span, _ = item
+            d = span.duration
+            fit = 0.0 if 5.0 <= d <= 15.0 else min(abs(d - 5.0), abs(d - 15.0)) * 0.02
+            return (-(score - fit), span.start)
+
+        usable = [it for it in scored if it[1].duration >= 3.0] or scored
+        return min(usable, key=rank) if usable else None
+
+    def _vocals(self, sep: LoadedSeparator, cache_dir: Path, file_hash: str, start: float, end: float,
+                mix: np.ndarray, refresh: bool, on_progress: Callable[[float], None]) -> np.ndarray:
+        path = cache_dir / "vocals" / f"{sep.fingerprint}_{int(round(start * 1000))}-{int(round(end * 1000))}.wav"
+        if path.is_file() and not refresh:
+            try:
+                audio = load_audio(path)
+                if audio.sample_rate == TTS_SAMPLE_RATE and abs(audio.samples.size - mix.size) <= 2:
+                    on_progress(1.0)
+                    return audio.samples[:mix.size]
+            except UserError:
+                pass
+        vocals = sep.vocals(mix, TTS_SAMPLE_RATE, on_progress=on_progress)
+        write_audio(path, vocals, TTS_SAMPLE_RATE, "wav")   # written to a temp name, then renamed
+        on_progress(1.0)
+        return vocals
+
+    @staticmethod
+    def _remove_previous(out_dir: Path) -> None:
+        """Delete the clips of an earlier run into the same folder (only files it listed)."""
+        old = _read_json(out_dir / "clips.json") or {}
+        for entry in (old.get("clips") or []) + ([old["reference"]] if old.get("reference") else []):
+            name = entry.get("file") if isinstance(entry, dict) else None
+            if name and "/" not in name and name.endswith(".wav"):
+                (out_dir / name).unlink(missing_ok=True)
+
+
+def manifest(result: SplitResult) -> dict:
+    return {
+        "source": result.source.meta, "source_file": str(result.source.path),
+        "source_duration": round(result.source.duration, 3),
+        "trim": [result.trim.start, result.trim.end],
+        "sample_rate": TTS_SAMPLE_RATE,
+        "clips": [c.to_json() for c in result.clips],
+        "reference": result.reference.to_json() | {"file": "reference.wav"} if result.reference else None,
+        "windows": [{"start": round(w.start, 3), "end": round(w.end, 3), "speech_s": round(w.speech_s, 3)}
+                    for w in result.windows],
+        "stats": result.stats, "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "warnings": result.warnings,
+    }
