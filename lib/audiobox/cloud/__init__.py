@@ -1,0 +1,1 @@
+"""Cloud GPU runs (vast.ai). Standard library only: usable without torch or the app dependencies."""
