@@ -26,3 +26,19 @@ def tiny_models(tmp_path_factory) -> Path:
     out_dir = tmp_path_factory.mktemp("tiny_models")
     build_tiny_models(out_dir)
     return out_dir
+
+
+@pytest.fixture(scope="session")
+def speech_mix(tmp_path_factory):
+    """Piper speech over music with silences at known positions (tests/fixtures/speech.py), built once."""
+    from speech import build_speech_mix
+
+    return build_speech_mix(tmp_path_factory.mktemp("speech_mix"))
+
+
+@pytest.fixture(scope="session")
+def tiny_demucs(tmp_path_factory) -> Path:
+    """A local Demucs model repo holding a tiny random htdemucs (htdemucs.yaml + safetensors)."""
+    from make_tiny_models import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny_demucs"), only=["demucs"])["demucs"]

@@ -243,11 +243,12 @@ def select_windows(spans: list[Span], window_s: float, count: int, min_density: 
     return sorted(chosen, key=lambda w: w.start)
 
 
-def candidate_clips(spans: list[Span], lo: float, hi: float, target: float, max_pause_s: float) -> list[Span]:
+def candidate_clips(spans: list[Span], lo: float, hi: float, target: float, max_pause_s: float,
+                    allow_short: bool = False) -> list[Span]:
     """Every [span i start, span j end] with no inner pause > max_pause_s and lo <= length <= hi.
 
-    When a run of speech is shorter than lo, the whole run is one candidate if it lasts >= 1.5 s,
-    so short recordings still give something.
+    With allow_short (used only when nothing anywhere reached lo), each run of speech of at least
+    1.5 s is a candidate, so short recordings still give something.
     """
     out: list[Span] = []
     n = len(spans)
@@ -260,7 +261,7 @@ def candidate_clips(spans: list[Span], lo: float, hi: float, target: float, max_
                 break
             if length >= lo:
                 out.append(Span(spans[i].start, spans[j].end))
-    if not out:
+    if not out and allow_short:
         for run in merge_spans(spans, max_pause_s):
             if run.duration >= 1.5:
                 if run.duration <= hi:
@@ -282,9 +283,11 @@ def _fade(x: np.ndarray, rate: int) -> np.ndarray:
 
 def measure_clip(samples: np.ndarray, rate: int, spans: list[Span]) -> tuple[float, dict[str, Any]]:
     """Score one candidate with the shared measures of `audiobox.quality` (the ones voice-clone uses)."""
-    from audiobox import quality
+    from audiobox.quality import QUALITY_VERSION, measure, quality_score
 
-    return quality.rank_score(samples, rate, speech_spans=spans)
+    measures = measure(samples, rate, speech_spans=spans)
+    score = quality_score(measures)
+    return score.score, {**measures.to_dict(), "parts": score.to_dict()["parts"], "quality_version": QUALITY_VERSION}
 
 
 def pick_clips(scored: list[tuple[float, Span, Any]], count: int, target: float) -> list[tuple[float, Span, Any]]:
@@ -394,6 +397,7 @@ class VoiceSplitter:
         t = time.monotonic()
         scored: list[tuple[float, Span, Any]] = []
         window_audio: dict[int, tuple[np.ndarray, bool]] = {}
+        window_spans: dict[int, list[Span]] = {}
         separated_s = 0.0
         sep = None
         if opts.separate:
@@ -420,12 +424,18 @@ class VoiceSplitter:
                 voc, from_vocals = mix, False
                 spans = self.vad.speech_spans(voc, TTS_SAMPLE_RATE, settings=VOCAL_VAD)
             window_audio[wi] = (voc, from_vocals)
-            for cand in candidate_clips(spans, lo, hi, opts.length, opts.max_pause_s):
-                a, b = int(cand.start * TTS_SAMPLE_RATE), int(cand.end * TTS_SAMPLE_RATE)
-                inner = [Span(s.start - cand.start, s.end - cand.start) for s in spans
-                         if s.start >= cand.start - 1e-6 and s.end <= cand.end + 1e-6]
-                score, measures = measure_clip(voc[a:b], TTS_SAMPLE_RATE, inner)
-                scored.append((score, cand.shifted(win.start), (wi, measures)))
+            window_spans[wi] = spans
+        for allow_short in (False, True):
+            for wi, win in enumerate(windows):
+                voc, spans = window_audio[wi][0], window_spans[wi]
+                for cand in candidate_clips(spans, lo, hi, opts.length, opts.max_pause_s, allow_short):
+                    a, b = int(cand.start * TTS_SAMPLE_RATE), int(cand.end * TTS_SAMPLE_RATE)
+                    inner = [Span(s.start - cand.start, s.end - cand.start) for s in spans
+                             if s.start >= cand.start - 1e-6 and s.end <= cand.end + 1e-6]
+                    score, measures = measure_clip(voc[a:b], TTS_SAMPLE_RATE, inner)
+                    scored.append((score, cand.shifted(win.start), (wi, measures)))
+            if scored:
+                break
         if sep is not None:
             self.progress.done("separate", f"{separated_s:.0f} s of {total_s:.0f} s")
         timings["separate_s"] = time.monotonic() - t

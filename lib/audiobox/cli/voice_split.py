@@ -1,0 +1,242 @@
+"""voice-split: pull clean voice clips out of a link or a recording (and optionally register a voice).
+
+Stages: download (yt-dlp, cached) -> speech map (Silero VAD) -> vocals of the speech-dense windows
+(Demucs, in-process) -> ranked clips that start and end inside speech -> 24 kHz mono wav files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from audiobox.errors import UserError, run_main
+
+EPILOG = """examples:
+  voice-split --url "https://www.youtube.com/watch?v=ID" --start 1:30 --end 6:00 --clips 5
+  voice-split --audio interview.mp3 --voice-name host --length 12
+  voice-split --audio podcast.wav --demucs-repo ~/models/demucs --interactive --voice-name guest
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line + exit 2, like every other user error
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be 0 or more")
+    return number
+
+
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("source")
+    one = src.add_mutually_exclusive_group(required=True)
+    one.add_argument("--url", help="a video/audio link yt-dlp supports (one video; playlists are refused)")
+    one.add_argument("--audio", metavar="FILE", help="a local audio or video file (anything ffmpeg reads)")
+    src.add_argument("--start", metavar="TS", help="trim start: 90, 1:30 or 1:02:30.5")
+    src.add_argument("--end", metavar="TS", help="trim end, same formats")
+    src.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt for yt-dlp")
+
+
+def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> None:
+    grp = parser.add_argument_group("clips")
+    grp.add_argument("--clips", type=_count, default=clips_default, help="number of clips to export (0: only the reference)")
+    grp.add_argument("--length", type=_positive_float, default=12.0, metavar="SEC", help="target clip length")
+    grp.add_argument("--max-pause", type=_positive_float, default=0.8, metavar="SEC",
+                     help="longest pause allowed inside a clip")
+    grp.add_argument("--max-scan-seconds", type=_positive_float, metavar="SEC",
+                     help="only look at the first SEC seconds (after --start)")
+    sep = parser.add_argument_group("vocals separation")
+    sep.add_argument("--separator-model", default="htdemucs", metavar="NAME", help="Demucs model name")
+    sep.add_argument("--demucs-repo", metavar="DIR", help="local Demucs model repo (<name>.yaml + weights)")
+    sep.add_argument("--no-separate", action="store_true", help="skip Demucs (clean studio recordings)")
+    sep.add_argument("--window-len", type=_positive_float, metavar="SEC",
+                     help="Demucs window length (default: max(3 x --length, 30))")
+    sep.add_argument("--windows", type=int, metavar="N", help="how many speech-dense windows to separate "
+                     "(default: enough for --clips)")
+    sep.add_argument("--separator-device", default="cpu", metavar="DEV", help="cpu or cuda[:N]")
+    sep.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for Demucs (default: torch's choice)")
+    parser.add_argument("--refresh", action="store_true", help="ignore the split caches (they are rewritten)")
+
+
+def add_dirs(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("locations")
+    group.add_argument("--cache", metavar="DIR", help="cache dir (default: $AUDIOBOX_CACHE, /cache in the "
+                       "container, ./cache in a checkout)")
+    group.add_argument("--out", metavar="DIR", help="output root; clips go to OUT/<voice name or source id>/")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="voice-split", description=__doc__, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_args(parser)
+    add_split_args(parser)
+    reg = parser.add_argument_group("registration")
+    reg.add_argument("--voice-name", metavar="SLUG", help="register the best reference clip as this voice")
+    reg.add_argument("--display-name", help="display name of the registered voice")
+    reg.add_argument("--force", action="store_true", help="replace an existing voice with the same name")
+    reg.add_argument("--interactive", "-i", action="store_true",
+                     help="choose which clip becomes the reference (needs --voice-name)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    add_dirs(parser)
+    return parser
+
+
+def split_options(args: argparse.Namespace, out_dir: Path | None):
+    """SplitOptions from parsed flags (shared with voice-register)."""
+    from audiobox.separate import SeparatorOptions
+    from audiobox.sources import parse_timestamp
+    from audiobox.split import SplitOptions
+
+    if args.windows is not None and args.windows < 1:
+        raise UserError("--windows must be at least 1")
+    return SplitOptions(
+        url=args.url, audio=Path(args.audio) if args.audio else None,
+        start=parse_timestamp(args.start), end=parse_timestamp(args.end),
+        cookies=Path(args.cookies) if args.cookies else None,
+        clips=args.clips, length=args.length, max_pause_s=args.max_pause, window_s=args.window_len,
+        windows=args.windows, separate=not args.no_separate, max_scan_s=args.max_scan_seconds,
+        separator=SeparatorOptions(model=args.separator_model,
+                                   repo=Path(args.demucs_repo).expanduser() if args.demucs_repo else None,
+                                   device=args.separator_device, threads=args.threads),
+        out_dir=out_dir, refresh=args.refresh)
+
+
+def check_voice_name(registry, slug: str | None, force: bool) -> None:
+    """Fail before any heavy work: bad slug, or an existing voice without --force."""
+    if slug is None:
+        return
+    from audiobox.voices import validate_slug
+
+    validate_slug(slug)
+    if registry.exists(slug) and not force:
+        raise UserError(f"voice {slug!r} already exists (use --force to replace it, or pick another name)")
+
+
+def choose_reference(result, console) -> None:
+    """--interactive: let the user pick which exported clip becomes the reference."""
+    from audiobox.audio import load_audio
+    from audiobox.sources import format_timestamp
+
+    if not result.clips:
+        return
+    console.print("clips (best first):")
+    console.print(f"  0  keep the automatic reference ({format_timestamp(result.reference.start)}, "
+                  f"{result.reference.duration:.1f} s)")
+    for clip in result.clips:
+        console.print(f"  {clip.index}  {clip.path.name if clip.path else ''}  {clip.duration:.1f} s  "
+                      f"score {clip.score:.3f}")
+    while True:
+        try:
+            answer = input(f"reference clip [0-{len(result.clips)}, Enter = 0]: ").strip()
+        except EOFError:
+            answer = ""
+        if answer in ("", "0"):
+            return
+        if answer.isdigit() and 1 <= int(answer) <= len(result.clips):
+            clip = result.clips[int(answer) - 1]
+            result.reference = type(clip)(0, result.reference.path, clip.start, clip.end, clip.score, clip.measures,
+                                          clip.from_vocals, clip.window)
+            result._ref_samples = load_audio(clip.path).samples
+            if result.reference.path is not None:
+                from audiobox.audio import write_audio
+
+                write_audio(result.reference.path, result._ref_samples, 24000, "wav")
+            return
+        console.print(f"type a number from 0 to {len(result.clips)}")
+
+
+def register_split_voice(registry, slug: str, result, *, display_name: str | None, replace: bool):
+    """Register the reference clip as a clone voice (ref.wav + source); a prompt is added later."""
+    from audiobox.audio import TTS_SAMPLE_RATE, write_audio
+
+    samples = result.reference_audio()
+    if samples is None:
+        raise UserError("no reference clip to register")
+    ref = {"wav": "ref.wav", "duration_sec": round(len(samples) / TTS_SAMPLE_RATE, 3),
+           "sample_rate": TTS_SAMPLE_RATE, "transcript": None, "language": None,
+           "origin": "voice-split", "source_start": round(result.reference.start, 3),
+           "source_end": round(result.reference.end, 3), "measures": result.reference.measures}
+    source = dict(result.source.meta, trim=[result.trim.start, result.trim.end], n_clips=len(result.clips))
+    data = {"engine": "clone_prompt", "display_name": display_name or slug, "ref": ref, "source": source}
+    return registry.create(slug, data, write_files=lambda d: write_audio(d / "ref.wav", samples, TTS_SAMPLE_RATE, "wav"),
+                           replace=replace)
+
+
+def result_json(result, voice=None) -> dict:
+    from audiobox.split import manifest
+
+    data = manifest(result)
+    data["out_dir"] = str(result.out_dir) if result.out_dir else None
+    data["voice"] = voice.slug if voice else None
+    return data
+
+
+def dispatch(argv) -> int:
+    args = build_parser().parse_args(argv)
+    from audiobox.paths import resolve_dirs
+    from audiobox.voices import VoiceRegistry
+
+    if args.interactive and not args.voice_name:
+        raise UserError("--interactive chooses the reference of the voice to register: add --voice-name")
+    dirs = resolve_dirs(cache=args.cache, out=args.out)
+    registry = VoiceRegistry(dirs.voices)
+    check_voice_name(registry, args.voice_name, args.force)
+    opts = split_options(args, None)
+    opts.validate()
+
+    from rich.console import Console
+
+    from audiobox.split import RichProgress, VoiceSplitter
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    progress = RichProgress(console)
+    try:
+        splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+        source, trim = splitter.resolve(opts)
+        opts.out_dir = dirs.work / (args.voice_name or source.source_id)
+        result = splitter.run(opts, source, trim)
+    finally:
+        progress.close()
+    if args.interactive:
+        choose_reference(result, console)
+    voice = None
+    if args.voice_name:
+        voice = register_split_voice(registry, args.voice_name, result, display_name=args.display_name,
+                                     replace=args.force)
+    if args.json:
+        sys.stdout.write(__import__("json").dumps(result_json(result, voice), indent=2) + "\n")
+        return 0
+    console.print(f"{len(result.clips)} clips in {result.out_dir}"
+                  + (f" (+ reference.wav, {result.reference.duration:.1f} s)" if result.reference else ""))
+    console.print(f"Demucs ran on {result.stats['separated_s']:.0f} s of {result.stats['audio_s']:.0f} s; "
+                  f"total {result.timings['total_s']:.1f} s")
+    if voice is not None:
+        console.print(f"registered voice {voice.slug!r}. Next: voice-clone synth --voice {voice.slug} --text \"...\" "
+                      f"(builds the clone prompt), then voice-synth speak --voice {voice.slug} --text \"...\"")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_main(dispatch, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
