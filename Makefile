@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps test
+.PHONY: help venv system-deps test lint build build-gpu publish-cpu publish-cuda-base publish-cuda \
+	publish-cuda128 test-local test-local-fast synth-test vast-search vast-shell vast-run vast-status vast-destroy
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -25,6 +26,68 @@ system-deps: ## install ffmpeg/sox/espeak-ng from the distribution (needs root)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox espeak-ng >/dev/null; \
 	fi
 
-test: venv ## offline test suite on tiny real checkpoints
+test: venv lint ## offline test suite on tiny real checkpoints (runs lint first)
 	@command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: run 'make system-deps' (or install ffmpeg)"; exit 1; }
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ---- lint: Dockerfiles, shell scripts, compose files (tools from the `lint` extra) ----------------
+$(VENV)/.lint-installed: pyproject.toml | $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[lint]'
+	scripts/strip-torchaudio-ext.sh $(PY)
+	touch $@
+
+lint: $(VENV)/.lint-installed ## hadolint, shellcheck, compose files against the Compose spec
+	scripts/lint.sh $(PY)
+
+# ---- Docker images -----------------------------------------------------------------------------
+build: ## build the CPU image (docker compose)
+	./run --build
+
+build-gpu: ## build the CUDA images (cuda-base with flash-attn, then the app layer)
+	TOOLBOX_VARIANT=gpu ./run --build
+
+publish-cpu: ## push the CPU image, tagged latest and cpu-<git sha> (needs PAB_REGISTRY)
+	scripts/publish.sh cpu $(PUBLISH_ARGS)
+
+publish-cuda-base: ## push cuda-base (CUDA torch + flash-attn, SM 8.0-9.0)
+	scripts/publish.sh cuda-base $(PUBLISH_ARGS)
+
+publish-cuda: ## push the thin CUDA app image on top of cuda-base
+	scripts/publish.sh cuda $(PUBLISH_ARGS)
+
+publish-cuda128: ## push cuda128-base and cuda128 (no flash-attn; Blackwell and newer)
+	scripts/publish.sh cuda128 $(PUBLISH_ARGS)
+
+# ---- real-model suites (a machine with the weights; ONLY=, SKIP=, SKIP_SLOW=1, SKIP_DESIGN=1) -------
+test-local: ## end-to-end suites with real models (tests/local)
+	tests/local/run-all.sh
+
+test-local-fast: ## the same without slow and voice-design suites
+	SKIP_SLOW=1 SKIP_DESIGN=1 tests/local/run-all.sh
+
+synth-test: ## quick real-model synthesis check (built-in speaker + a cloned voice)
+	ONLY="$${ONLY:-02 03}" SKIP_SLOW=1 tests/local/run-all.sh
+
+# ---- vast.ai (scripts/vast.sh; docs/docker-and-cloud.md) ------------------------------------------
+$(VENV)/.cloud-installed: pyproject.toml | $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[cloud]'
+	scripts/strip-torchaudio-ext.sh $(PY)
+	touch $@
+
+VAST_ARGS ?=
+
+vast-search: $(VENV)/.cloud-installed ## offers by DLPerf per dollar (QUERY= overrides the default query)
+	scripts/vast.sh search $(if $(QUERY),--query "$(QUERY)")
+
+vast-shell: $(VENV)/.cloud-installed ## rent a GPU and open a shell; destroyed on exit unless VAST_ARGS=--keep
+	scripts/vast.sh shell $(VAST_ARGS)
+
+vast-run: $(VENV)/.cloud-installed ## TASKS=file or ARGS='-- app ...': run on a GPU, pull /work, destroy
+	scripts/vast.sh run $(VAST_ARGS) $(if $(TASKS),--tasks "$(TASKS)") $(ARGS)
+
+vast-status: $(VENV)/.cloud-installed ## this tool's instances
+	scripts/vast.sh status
+
+vast-destroy: $(VENV)/.cloud-installed ## destroy instance ID=
+	@test -n "$(ID)" || { echo "usage: make vast-destroy ID=<instance id>"; exit 2; }
+	scripts/vast.sh destroy $(ID)

@@ -1,0 +1,79 @@
+"""./run-direct, ./run (the parts that need no Docker engine) and scripts/publish.sh (dry run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_run_direct_runs_an_app_in_the_current_environment():
+    if not (REPO / "apps" / "voice-synth" / "voice-synth.py").is_file():
+        pytest.skip("apps/voice-synth/voice-synth.py is not written yet")
+    proc = _run([str(REPO / "run-direct"), "voice-synth", "--help"], env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr
+    assert "usage" in proc.stdout.lower()
+
+
+@pytest.mark.parametrize("wrapper", ["run-direct", "run"])
+def test_unknown_app_lists_the_apps(wrapper):
+    proc = _run([str(REPO / wrapper), "nope"])
+    assert proc.returncode == 2
+    assert "unknown app 'nope'" in proc.stderr
+    apps = sorted(p.name for p in (REPO / "apps").iterdir() if (p / f"{p.name}.py").is_file())
+    assert apps, "no app found"
+    for app in apps:
+        assert f"  {app}\n" in proc.stderr
+
+
+def test_run_direct_refuses_path_like_app_names():
+    proc = _run([str(REPO / "run-direct"), "../lib"])
+    assert proc.returncode == 2 and "unknown app" in proc.stderr
+
+
+@pytest.fixture
+def publish_checkout(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = tmp_path / "repo"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy2(REPO / "scripts" / "publish.sh", root / "scripts" / "publish.sh")
+    for name in ("Dockerfile", "Dockerfile.cuda-base", "Dockerfile.cuda"):
+        (root / name).write_text("FROM scratch\n")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return root, sha
+
+
+def test_publish_tags_by_git_sha_on_a_clean_tree(publish_checkout):
+    root, sha = publish_checkout
+    env = {**os.environ, "PAB_REGISTRY": "ghcr.io/someone"}
+    proc = _run([str(root / "scripts" / "publish.sh"), "cpu", "cuda", "--dry-run"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"-t ghcr.io/someone/py-audio-box:latest -t ghcr.io/someone/py-audio-box:cpu-{sha}" in proc.stdout
+    assert f"-t ghcr.io/someone/py-audio-box:cuda-{sha}" in proc.stdout
+    assert "BASE_IMAGE=ghcr.io/someone/py-audio-box:cuda-base" in proc.stdout
+
+
+def test_publish_refuses_a_dirty_tree_unless_allowed(publish_checkout):
+    root, sha = publish_checkout
+    (root / "Dockerfile").write_text("FROM scratch\n# edited\n")
+    env = {**os.environ, "PAB_REGISTRY": "ghcr.io/someone"}
+    proc = _run([str(root / "scripts" / "publish.sh"), "cpu", "--dry-run"], env=env)
+    assert proc.returncode == 2 and "uncommitted changes" in proc.stderr
+    proc = _run([str(root / "scripts" / "publish.sh"), "cpu", "--dry-run", "--allow-dirty"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "py-audio-box:latest" in proc.stdout and sha not in proc.stdout
