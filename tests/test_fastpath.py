@@ -187,3 +187,17 @@ def test_int8_identity(tiny_models):
     fast = FastGenerator(model)
     _assert_same(*_both(lambda: model.generate_custom_voice("Eight bit weights.", speaker="vivian", **GREEDY),
                         lambda: fast.generate_custom_voice("Eight bit weights.", speaker="vivian", **GREEDY)))
+
+
+def test_resolve_cpu_dtype_rule():
+    from audiobox.tts.cpu import has_native_bf16, recommended_threads, resolve_cpu_dtype
+
+    assert resolve_cpu_dtype("auto", flags={"avx2", "avx512_bf16"}) == "bfloat16"
+    assert resolve_cpu_dtype("auto", flags={"amx_bf16"}) == "bfloat16"
+    assert resolve_cpu_dtype("auto", flags={"avx2", "avx512f"}) == "float32"
+    assert resolve_cpu_dtype("bf16", flags=set()) == "bfloat16"
+    assert resolve_cpu_dtype("float32", flags={"avx512_bf16"}) == "float32"
+    assert isinstance(has_native_bf16(), bool)  # reads /proc/cpuinfo; False where unreadable
+    assert recommended_threads("float32", cpu_count=2) == 1
+    assert recommended_threads("bfloat16", cpu_count=2) == 2
+    assert recommended_threads("float32", cpu_count=16) == 16

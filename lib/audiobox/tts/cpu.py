@@ -1,0 +1,69 @@
+"""CPU facts that decide the precision and thread count for Qwen3-TTS on a CPU.
+
+Why: every part of Qwen3-TTS decoding reads its weights once per token, so bytes per weight set the
+speed.  bfloat16 halves them against float32, but only pays off where the CPU computes bf16 natively
+(AVX512-BF16 or AMX on x86, the BF16 extension on Arm); elsewhere PyTorch emulates it and float32 is
+faster.  The published checkpoints ship in bf16, so bf16 also loads without an upcast.
+
+Threads: on the 2-vCPU build machine float32 matrix-vector work gained nothing from a second thread
+and became very noisy (±40 %), while bf16 and int8 kernels used both cores cleanly
+(see docs/benchmarks.md).  No torch import here: this module is cheap to import from the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+__all__ = ["cpu_flags", "has_native_bf16", "resolve_cpu_dtype", "recommended_threads"]
+
+# x86 /proc/cpuinfo "flags" and Arm "Features" entries that mean native bf16 arithmetic.
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU feature flags of the first processor listed, or an empty set where unreadable."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def has_native_bf16(flags: Optional[Iterable[str]] = None) -> bool:
+    """True when the CPU advertises native bf16 arithmetic (avx512_bf16, amx_bf16 or Arm bf16)."""
+    found = cpu_flags() if flags is None else frozenset(flags)
+    return bool(found & _BF16_FLAGS)
+
+
+def resolve_cpu_dtype(requested: str = "auto", flags: Optional[Iterable[str]] = None) -> str:
+    """Map ``--dtype`` to a torch dtype name for CPU inference.
+
+    ``auto`` gives ``"bfloat16"`` on CPUs with native bf16 and ``"float32"`` elsewhere; explicit
+    ``float32``/``bfloat16`` (aliases ``fp32``/``bf16``) pass through.  ``float16`` is refused on
+    CPU by the caller, not here.
+    """
+    value = (requested or "auto").strip().lower()
+    aliases = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    value = aliases.get(value, value)
+    if value == "auto":
+        return "bfloat16" if has_native_bf16(flags) else "float32"
+    return value
+
+
+def recommended_threads(dtype: str, cpu_count: Optional[int] = None) -> int:
+    """torch intra-op threads for decoding on this CPU.
+
+    float32 on two or fewer CPUs: 1 (a second thread gave no speed and ±40 % noise here);
+    everything else: all available CPUs.
+    """
+    cpus = cpu_count if cpu_count is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    cpus = max(1, int(cpus))
+    if dtype in ("float32", "fp32") and cpus <= 2:
+        return 1
+    return cpus
