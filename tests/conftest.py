@@ -42,3 +42,35 @@ def tiny_demucs(tmp_path_factory) -> Path:
     from make_tiny_models import build_tiny_models
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny_demucs"), only=["demucs"])["demucs"]
+
+
+@pytest.fixture(scope="session")
+def loopback_media(speech_mix, tmp_path_factory):
+    """A 127.0.0.1-only HTTP server serving the speech mix (+ not-media and playlist pages), so the
+    real yt-dlp path runs offline. Yields its base URL; stopped and joined on teardown."""
+    import http.server
+    import shutil
+    import threading
+    from functools import partial
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    root = tmp_path_factory.mktemp("www")
+    shutil.copy(speech_mix.mp3, root / "podcast.mp3")
+    shutil.copy(speech_mix.path, root / "podcast.wav")
+    shutil.copy(speech_mix.music_only, root / "music_only.wav")
+    (root / "notes.txt").write_text("this is not media\n" * 100)
+    (root / "page.html").write_text("<html><body><p>no media here</p></body></html>")
+    (root / "list.html").write_text('<html><body><video src="podcast.mp3"></video>'
+                                    '<audio src="podcast.wav"></audio></body></html>')
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

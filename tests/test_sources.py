@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import shutil
-import threading
-from functools import partial
-from pathlib import Path
-
 import pytest
 
 from audiobox.errors import UserError
@@ -49,30 +43,9 @@ def test_local_files(speech_mix, tmp_path):
         resolve_source(url="ftp://example.org/a.mp3", downloads=tmp_path)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep test output clean
-        pass
-
-
 @pytest.fixture(scope="module")
-def loopback(speech_mix, tmp_path_factory):
-    """A 127.0.0.1 HTTP server for this module; stopped (and its thread joined) on teardown."""
-    root = tmp_path_factory.mktemp("www")
-    shutil.copy(speech_mix.mp3, root / "podcast.mp3")
-    shutil.copy(speech_mix.path, root / "podcast.wav")
-    (root / "notes.txt").write_text("this is not media\n" * 100)
-    (root / "page.html").write_text("<html><body><p>no media here</p></body></html>")
-    (root / "list.html").write_text('<html><body><video src="podcast.mp3"></video>'
-                                    '<audio src="podcast.wav"></audio></body></html>')
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def loopback(loopback_media):
+    return loopback_media
 
 
 def test_download_is_cached_by_video_id(loopback, tmp_path, speech_mix):
