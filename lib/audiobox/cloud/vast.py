@@ -62,6 +62,7 @@ BATCH_ITEM_FLAGS = {
     "--tone": "tone",
     "--profile": "profile",
     "--variants": "variants",
+    "--instruct": "instruct",
 }
 
 # Runs the vastai CLI script in-process with `--login` appended to its argv. The login (which
@@ -124,8 +125,8 @@ def child_env(*, keep_api_key: bool = False) -> dict[str, str]:
     """The environment for a child process, without the secrets it does not need."""
     env = dict(os.environ)
     for name in SECRET_ENV_VARS:
-        if not (keep_api_key and name == "VAST_API_KEY"):
-            env.pop(name, None)
+        if not (keep_api_key and name == "VAST_API_KEY" and env.get(name)):
+            env.pop(name, None)  # an empty VAST_API_KEY would hide the CLI's saved key file
     return env
 
 
