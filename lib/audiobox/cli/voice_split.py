@@ -144,11 +144,10 @@ def choose_reference(result, console) -> None:
         console.print(f"  {clip.index}  {clip.path.name if clip.path else ''}  {clip.duration:.1f} s  "
                       f"score {clip.score:.3f}")
     while True:
-        try:
-            answer = input(f"reference clip [0-{len(result.clips)}, Enter = 0]: ").strip()
-        except EOFError:
-            answer = ""
-        if answer in ("", "0"):
+        console.print(f"reference clip [0-{len(result.clips)}, Enter = 0]: ", end="")
+        line = sys.stdin.readline()      # the prompt goes to stderr so --json output stays clean
+        answer = line.strip()
+        if not line or answer in ("", "0"):
             return
         if answer.isdigit() and 1 <= int(answer) <= len(result.clips):
             clip = result.clips[int(answer) - 1]
