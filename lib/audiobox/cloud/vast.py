@@ -170,7 +170,10 @@ class VastCli:
             env["PAB_VAST_LOGIN"] = login
         self.log(f"$ vastai {shlex.join(args)}")
         try:
-            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            # Own session: a Ctrl-C at the terminal reaches this tool (which then destroys) but not
+            # the vastai call doing the destroy.
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired as exc:
             raise DeployError(f"vastai {args[0]} {args[1] if len(args) > 1 else ''} timed out after {timeout:.0f}s") from exc
         if proc.returncode != 0:
