@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime(speak, "model id or dir (default: the model the voice was built for; "
                        f"{DEFAULT_MODELS['custom_voice']} for --speaker)")
     add_dirs(speak, out=False)
+    add_take_checks(speak)
 
     lv = sub.add_parser("list-voices", help="list registered voices (no model is loaded)", formatter_class=HelpFormatter)
     lv.add_argument("--json", action="store_true")
@@ -123,7 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--as", dest="as_slug", metavar="SLUG", help="register under another name")
     im.add_argument("--force", action="store_true", help="replace an existing voice of that name")
     add_dirs(im, out=False)
+
+    add_batch_command(sub)
     return parser
+
+
+def add_take_checks(speak) -> None:
+    """--select-best / --qa / --align-words (audiobox.takes)."""
+    from audiobox.takes import add_take_arguments
+
+    add_take_arguments(speak)
+
+
+def add_batch_command(sub) -> None:
+    """`batch FILE` (audiobox.batch)."""
+    from audiobox.batch import add_batch_parser
+
+    add_batch_parser(sub, add_generation, add_runtime, add_dirs, add_output_format, positive_int, HelpFormatter)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -147,6 +164,7 @@ def cmd_speak(args) -> int:
         result = run_speak(request, dirs, pool, progress=progress)
     if args.save_profile_default:
         save_profile_default(dirs, args)
+    code = review_takes(args, result, dirs, console)
     summary = speak_summary(result)
     if args.json_result:
         from audiobox.fsutil import atomic_write_json
@@ -159,7 +177,20 @@ def cmd_speak(args) -> int:
             console.print(f"take {take['take']}: {result.run_dir / take['file']}  "
                           f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}")
         console.print(f"metadata: {result.meta_path}")
-    return 0
+    return code
+
+
+def review_takes(args, result, dirs, console) -> int:
+    """--select-best / --qa / --align-words: judge the takes (audiobox.takes); 1 if none passed."""
+    from audiobox.takes import review_speak_result, wants_take_checks
+
+    return review_speak_result(args, result, dirs, console) if wants_take_checks(args) else 0
+
+
+def cmd_batch(args) -> int:
+    from audiobox.batch import cmd_batch as run
+
+    return run(args)
 
 
 def speak_summary(result) -> dict:
@@ -375,7 +406,7 @@ def cmd_import(args) -> int:
 COMMANDS = {"speak": cmd_speak, "list-voices": cmd_list_voices, "list-speakers": cmd_list_speakers,
             "capabilities": cmd_capabilities, "register-builtin": cmd_register_builtin,
             "design-voice": cmd_design_voice, "rename-voice": cmd_rename, "delete-voice": cmd_delete,
-            "export-voice": cmd_export, "import-voice": cmd_import}
+            "export-voice": cmd_export, "import-voice": cmd_import, "batch": cmd_batch}
 
 
 def dispatch(argv) -> int:

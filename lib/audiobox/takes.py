@@ -1,0 +1,740 @@
+"""Judge TTS takes so the user does not have to listen to all of them.
+
+Qwen3-TTS samples, so one take swallows its last words, another runs on, another drifts away from
+the voice. `TakeJudge` scores every take of one text on five things and ranks them:
+
+* intelligibility - a transcript (faster-whisper, or PocketSphinx for English) against the text,
+  as WER, or CER for Chinese/Japanese/Korean, after language-aware normalisation;
+* speaker similarity - cosine of Resemblyzer (GE2E) embeddings against the voice's reference;
+* acoustics - clipping, leading/trailing silence, loudness and SNR from `audiobox.quality`;
+* pacing - speech duration against the pace expected for the language (`audiobox.languages`);
+* runaway / truncation - repeated n-grams, reference words missing at the end, audio far longer
+  or shorter than the text needs, and a take that stops mid-sound.
+
+Some checks are *hard*: a take that fails one is never picked, whatever its score. The rest feed a
+weighted score (weights in `WEIGHTS`). The ASR and speaker models are loaded once per judge, so a
+batch run pays for them once.
+
+Why Resemblyzer and not the Base model's own ECAPA speaker encoder: Resemblyzer's weights ship in
+its wheel (17 MB, loads in ~0.03 s, no hub), it works the same for clone, CustomVoice and
+VoiceDesign takes (the ECAPA encoder would mean loading a Base checkpoint for runs that use no
+Base model), and it is an independent judge: the Base model is trained to make its output match
+its own x-vector, so scoring with that same encoder grades the model with its own ruler. On Piper
+speech Resemblyzer gives 0.92-0.94 for the same voice and 0.42-0.53 for espeak-ng voices.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import types
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from audiobox.errors import UserError
+from audiobox.languages import LANGUAGES, guess_language, pace
+
+SCOREBOARD_VERSION = 1
+
+# Weights of the soft score (sum 1). When a component cannot be measured (no reference audio, ASR
+# disabled) the remaining weights are rescaled to sum to 1, so scores stay comparable within a run.
+WEIGHTS: dict[str, float] = {
+    "intelligibility": 0.40,   # the words are right: what a listener notices first
+    "speaker": 0.25,           # it sounds like the chosen voice
+    "acoustics": 0.20,         # no clipping, no dead air, clean and at a sane level
+    "pacing": 0.15,            # neither rushed nor dragging for the language
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a measurement turns into a hard failure (never picked) or starts costing score."""
+
+    max_error_rate: float = 0.5          # WER/CER above this: the words are not there
+    max_missing_tail: float = 0.15       # share of the text's last words missing (at least 2 words / 3 chars)
+    max_repeat_excess: int = 3           # extra repeated n-grams in the transcript beyond those in the text
+    max_pace_ratio: float = 2.5          # speech this many times longer than the language pace needs
+    min_pace_ratio: float = 0.4          # ... or this much shorter
+    min_similarity: float = 0.60         # Resemblyzer cosine to the reference; other voices land ~0.4-0.55
+    max_similarity_drop: float = 0.15    # below the best take of the run by more than this: voice drift
+    max_clipping_ratio: float = 0.001    # share of samples at full scale
+    max_leading_silence: float = 2.0     # seconds
+    max_trailing_silence: float = 2.5    # seconds
+    abrupt_end_db: float = -20.0         # last 30 ms louder than this, relative to the speech level,
+    abrupt_end_over_noise_db: float = 10.0   # ... and this far above the noise floor: cut off mid-sound
+    min_snr_db: float = 5.0              # below this the take is mostly noise
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    hard: bool
+    value: float | None = None
+    limit: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class TakeScore:
+    """Everything measured on one take; `to_dict` is what takes.meta.json stores."""
+
+    index: int
+    duration_sec: float
+    seed: int | None = None
+    transcript: str | None = None
+    error_rate: float | None = None
+    error_metric: str | None = None     # "wer" or "cer"
+    missing_tail: int | None = None     # text tokens missing after the last recognised one
+    repeat_excess: int | None = None
+    similarity: float | None = None
+    pace_ratio: float | None = None
+    speech_sec: float | None = None
+    acoustics: dict = field(default_factory=dict)
+    components: dict = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    score: float = 0.0
+    passed: bool = True
+    rank: int = 0
+    words: list[dict] | None = None     # word timestamps from the ASR, when it gave them
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.hard and not c.passed]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["failures"] = [c.name for c in self.failures]
+        data.pop("words", None)
+        return data
+
+
+@dataclass
+class Scoreboard:
+    text: str
+    language: str
+    metric: str
+    weights: dict
+    takes: list[TakeScore]
+    best_index: int | None
+    models: dict = field(default_factory=dict)
+    version: int = SCOREBOARD_VERSION
+
+    @property
+    def best(self) -> TakeScore | None:
+        return next((t for t in self.takes if t.index == self.best_index), None)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version, "text": self.text, "language": self.language, "metric": self.metric,
+            "weights": self.weights, "models": self.models, "best_index": self.best_index,
+            "takes": [t.to_dict() for t in sorted(self.takes, key=lambda t: t.index)],
+        }
+
+    def table(self, title: str | None = None):
+        """A rich Table: one row per take, best first."""
+        from rich.table import Table
+
+        table = Table(title=title or "takes", show_lines=False)
+        for column, justify in (("take", "right"), ("score", "right"), (self.metric.upper(), "right"),
+                                ("sim", "right"), ("pace", "right"), ("clip %", "right"),
+                                ("sil in/out s", "right"), ("SNR dB", "right"), ("verdict", "left")):
+            table.add_column(column, justify=justify)
+        for take in sorted(self.takes, key=lambda t: (t.rank or 10**6, t.index)):
+            acoustics = take.acoustics
+            verdict = "[green]best[/]" if take.index == self.best_index else (
+                "ok" if take.passed else "[red]" + ", ".join(c.name for c in take.failures) + "[/]")
+            table.add_row(
+                str(take.index), f"{take.score:.3f}", _fmt(take.error_rate, "{:.2f}"), _fmt(take.similarity, "{:.2f}"),
+                _fmt(take.pace_ratio, "{:.2f}x"), _fmt(_pct(acoustics.get("clipping_ratio")), "{:.2f}"),
+                f"{_fmt(acoustics.get('leading_silence_sec'), '{:.1f}')}/{_fmt(acoustics.get('trailing_silence_sec'), '{:.1f}')}",
+                _fmt(acoustics.get("snr_db"), "{:.0f}"), verdict)
+        return table
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _pct(value):
+    return None if value is None else 100.0 * value
+
+
+# --------------------------------------------------------------------------------------------
+# Text normalisation and error rates
+
+_APOSTROPHES = "'’‘`´ʼ"
+_CJK_LANGS = {name for name, lang in LANGUAGES.items() if lang.cjk}
+
+
+def resolve_language(text: str, language: str | None) -> str:
+    lang = (language or "auto").lower()
+    return lang if lang in LANGUAGES else guess_language(text)
+
+
+def normalize_text(text: str, language: str) -> str:
+    """Case-fold and strip punctuation the way all ten languages tolerate.
+
+    NFKC folds full-width forms (CJK punctuation, full-width digits); apostrophes are dropped so
+    "don't"/"dont" and "l'homme"/"lhomme" agree; hyphens and other punctuation become spaces;
+    Russian ё is read as е (transcripts rarely write it). Digits are kept as they are.
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if language == "russian":
+        text = text.replace("ё", "е")
+    text = "".join("" if ch in _APOSTROPHES else ch for ch in text)
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        out.append(" " if cat[0] in "PSZC" else ch)
+    return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def tokenize(text: str, language: str) -> list[str]:
+    """Words for alphabetic languages, characters for Chinese/Japanese/Korean (CER)."""
+    norm = normalize_text(text, language)
+    if language in _CJK_LANGS:
+        return [ch for ch in norm if not ch.isspace()]
+    return norm.split()
+
+
+@dataclass
+class TextMatch:
+    metric: str
+    error_rate: float
+    missing_tail: int
+    tail_limit: int
+    repeat_excess: int
+    ref_tokens: int
+    hyp_tokens: int
+
+
+def compare_text(reference: str, hypothesis: str, language: str) -> TextMatch:
+    """WER/CER of a transcript, plus the truncation and runaway evidence the alignment holds."""
+    import jiwer
+
+    language = resolve_language(reference, language)
+    metric = "cer" if language in _CJK_LANGS else "wer"
+    ref, hyp = tokenize(reference, language), tokenize(hypothesis, language)
+    tail_limit = max(3 if metric == "cer" else 2, math.ceil(0.15 * len(ref)))
+    if not ref:
+        raise UserError("cannot judge a take of an empty text")
+    if not hyp:
+        return TextMatch(metric, 1.0, len(ref), tail_limit, 0, len(ref), 0)
+    out = jiwer.process_words(" ".join(ref), " ".join(hyp))
+    # Truncation: text tokens after the last one the transcript got right.
+    last_equal = max((chunk.ref_end_idx for chunk in out.alignments[0] if chunk.type == "equal"), default=0)
+    missing_tail = len(ref) - last_equal
+    n = 4 if metric == "cer" else 3
+    return TextMatch(metric, float(out.wer), missing_tail, tail_limit,
+                     max(0, _repeats(hyp, n) - _repeats(ref, n)), len(ref), len(hyp))
+
+
+def _repeats(tokens: Sequence[str], n: int) -> int:
+    """How many n-gram occurrences repeat an earlier one (a looping take repeats many)."""
+    seen: set[tuple] = set()
+    repeats = 0
+    for i in range(len(tokens) - n + 1):
+        gram = tuple(tokens[i:i + n])
+        repeats += gram in seen
+        seen.add(gram)
+    return repeats
+
+
+# --------------------------------------------------------------------------------------------
+# ASR back ends: anything with transcribe(samples, sample_rate, language) -> (text, words)
+
+@dataclass
+class WordTiming:
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+class TakeTranscriber(Protocol):
+    name: str
+
+    def transcribe_take(self, samples: np.ndarray, sample_rate: int, language: str) -> tuple[str, list[WordTiming]]:
+        ...
+
+
+class SphinxTranscriber:
+    """English ASR from PocketSphinx: its acoustic model, dictionary and LM ship inside the wheel.
+
+    Much weaker than Whisper on hard audio, but real, small (37 MB), fast on CPU and fully
+    offline, so English takes can be checked without downloading Whisper weights.
+    """
+
+    name = "pocketsphinx-en-us"
+    sample_rate = 16000
+
+    def __init__(self) -> None:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as exc:  # optional dependency
+            raise UserError("the sphinx ASR needs pocketsphinx: pip install 'py-audio-box[qa]'") from exc
+        self._decoder = Decoder(samprate=self.sample_rate, loglevel="FATAL")
+        self._frame_rate = float(self._decoder.config["frate"])
+
+    def transcribe_take(self, samples, sample_rate, language):
+        from audiobox.audio import resample
+
+        if language not in ("english", "auto"):
+            raise UserError(f"the sphinx ASR only knows English, not {language}; use --qa-asr whisper")
+        pcm = np.clip(resample(samples, sample_rate, self.sample_rate), -1.0, 1.0)
+        decoder = self._decoder
+        decoder.start_utt()
+        decoder.process_raw((pcm * 32767).astype(np.int16).tobytes(), full_utt=True)
+        decoder.end_utt()
+        words = []
+        for seg in decoder.seg():
+            word = re.sub(r"\(\d+\)$", "", seg.word)    # alternate pronunciations: word(2)
+            if word.startswith(("<", "[")) or not word:
+                continue                                # <s>, </s>, <sil>, [NOISE]
+            words.append(WordTiming(word, seg.start_frame / self._frame_rate, (seg.end_frame + 1) / self._frame_rate))
+        return " ".join(w.word for w in words), words
+
+
+class WhisperTranscriber:
+    """faster-whisper through `audiobox.asr` (loaded once, shared with the rest of the toolbox)."""
+
+    def __init__(self, model: str | None = None, device: str = "cpu", cache_dir=None) -> None:
+        from audiobox import asr
+
+        self._asr = asr
+        self._transcriber = asr.load_transcriber(model=model, device=device, cache_dir=cache_dir)
+        self.name = f"faster-whisper:{getattr(self._transcriber, 'model_name', model or 'default')}"
+
+    def transcribe_take(self, samples, sample_rate, language):
+        from audiobox.audio import Audio
+        from audiobox.languages import LANGUAGES as _L
+
+        code = _L[language].code if language in _L else None
+        result = self._transcriber.transcribe(Audio(np.asarray(samples, dtype=np.float32), sample_rate),
+                                              language=code, word_timestamps=True)
+        words = [WordTiming(w.word.strip(), float(w.start), float(w.end), getattr(w, "probability", None))
+                 for w in getattr(result, "words", [])]
+        return result.text.strip(), words
+
+
+def load_transcriber(kind: str, *, language: str = "auto", whisper_model: str | None = None,
+                     device: str = "cpu", cache_dir=None) -> TakeTranscriber | None:
+    """'whisper' | 'sphinx' | 'none' | 'auto' (sphinx for English when installed, else whisper)."""
+    if kind == "none":
+        return None
+    if kind == "sphinx":
+        return SphinxTranscriber()
+    if kind == "auto" and language == "english":
+        try:
+            return SphinxTranscriber()
+        except UserError:
+            pass
+    return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Speaker encoder
+
+def _import_resemblyzer():
+    """Import Resemblyzer without its VAD dependency.
+
+    `resemblyzer.audio` imports webrtcvad at module level, and the webrtcvad 2.0.10 sdist imports
+    pkg_resources, which setuptools >= 81 no longer ships. We never call Resemblyzer's VAD (we trim
+    silence ourselves), so if that import fails we give it a stand-in module that refuses to work.
+    """
+    try:
+        import resemblyzer
+        return resemblyzer
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("webrtcvad", "pkg_resources"):
+            raise UserError("speaker similarity needs Resemblyzer: pip install 'py-audio-box[qa]'") from exc
+    for name in [m for m in sys.modules if m == "resemblyzer" or m.startswith("resemblyzer.") or m == "webrtcvad"]:
+        del sys.modules[name]
+    stand_in = types.ModuleType("webrtcvad")
+
+    def _unavailable(*_a, **_k):
+        raise RuntimeError("webrtcvad is not usable here; audiobox trims silence itself")
+
+    stand_in.Vad = _unavailable
+    sys.modules["webrtcvad"] = stand_in
+    import resemblyzer
+    return resemblyzer
+
+
+class SpeakerEncoder:
+    """Resemblyzer's GE2E encoder (weights inside its wheel): 256-d unit embeddings at 16 kHz."""
+
+    name = "resemblyzer-ge2e"
+    sample_rate = 16000
+
+    def __init__(self, device: str = "cpu") -> None:
+        resemblyzer = _import_resemblyzer()
+        self._encoder = resemblyzer.VoiceEncoder(device="cpu" if device.startswith("cpu") else device, verbose=False)
+
+    def embed(self, samples: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        from audiobox.audio import resample
+
+        wav = _trim_silence(resample(samples, sample_rate, self.sample_rate), self.sample_rate)
+        if len(wav) < self.sample_rate // 2:    # under 0.5 s of sound: nothing to compare
+            return None
+        rms = float(np.sqrt(np.mean(wav ** 2)) + 1e-12)
+        wav = wav * min(10.0, 10 ** (-20 / 20) / rms)   # a fixed level, so loudness does not move the embedding
+        emb = self._encoder.embed_utterance(np.clip(wav, -1, 1).astype(np.float32))
+        return emb / (np.linalg.norm(emb) + 1e-9)
+
+
+def _trim_silence(x: np.ndarray, sr: int, floor_db: float = -40.0) -> np.ndarray:
+    """Cut leading and trailing audio quieter than floor_db below the loudest 20 ms frame."""
+    frame = max(1, int(0.02 * sr))
+    n = len(x) // frame
+    if n == 0:
+        return x
+    rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-9
+    active = np.nonzero(20 * np.log10(rms / rms.max()) > floor_db)[0]
+    if active.size == 0:
+        return x[:0]
+    return x[active[0] * frame:(active[-1] + 1) * frame]
+
+
+# --------------------------------------------------------------------------------------------
+# The judge
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    asr: str = "auto"                   # whisper | sphinx | none | auto
+    whisper_model: str | None = None    # None: audiobox.asr's default
+    speaker: bool = True                # speaker similarity (needs Resemblyzer)
+    device: str = "cpu"
+    cache_dir: Any = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    weights: dict = field(default_factory=lambda: dict(WEIGHTS))
+
+
+class TakeJudge:
+    """Scores and ranks takes; the ASR and speaker encoder are loaded on first use, once."""
+
+    def __init__(self, options: JudgeOptions | None = None, *, transcriber: TakeTranscriber | None = None,
+                 speaker_encoder: SpeakerEncoder | None = None) -> None:
+        self.options = options or JudgeOptions()
+        self._transcribers: dict[str, TakeTranscriber | None] = {}
+        if transcriber is not None:
+            self._transcribers["*"] = transcriber
+        self._speaker = speaker_encoder
+        self._ref_cache: dict[tuple, np.ndarray | None] = {}
+        self._speaker_missing = False
+        self.notes: list[str] = []
+        self.load_counts = {"asr": 0, "speaker": 0}
+
+    # -- models, loaded lazily and once ------------------------------------------------------
+    def transcriber_for(self, language: str) -> TakeTranscriber | None:
+        if "*" in self._transcribers:
+            return self._transcribers["*"]
+        kind = self.options.asr
+        key = "sphinx" if kind == "auto" and language == "english" else ("whisper" if kind == "auto" else kind)
+        if key not in self._transcribers:
+            self.load_counts["asr"] += 1
+            self._transcribers[key] = load_transcriber(key if kind != "auto" else kind, language=language,
+                                                       whisper_model=self.options.whisper_model,
+                                                       device=self.options.device, cache_dir=self.options.cache_dir)
+        return self._transcribers[key]
+
+    def speaker_encoder(self) -> SpeakerEncoder | None:
+        """The encoder, or None (with a note) when disabled or Resemblyzer is not installed."""
+        if not self.options.speaker or self._speaker_missing:
+            return None
+        if self._speaker is None:
+            self.load_counts["speaker"] += 1
+            try:
+                self._speaker = SpeakerEncoder(self.options.device)
+            except UserError as exc:
+                self._speaker_missing = True
+                self.notes.append(f"speaker similarity skipped: {exc}")
+                print(f"warning: speaker similarity skipped: {exc}", file=sys.stderr)
+                return None
+        return self._speaker
+
+    def _reference_embedding(self, reference) -> np.ndarray | None:
+        samples = np.asarray(reference.samples, dtype=np.float32)
+        key = (reference.sample_rate, samples.size, float(samples[: 4096].sum()), float(samples[-4096:].sum()))
+        if key not in self._ref_cache:
+            encoder = self.speaker_encoder()
+            self._ref_cache[key] = encoder.embed(samples, reference.sample_rate) if encoder else None
+        return self._ref_cache[key]
+
+    # -- judging --------------------------------------------------------------------------------
+    def judge(self, takes: Sequence[Any], text: str, language: str | None = "auto", reference=None,
+              align_words: bool = False) -> Scoreboard:
+        """Score takes (objects with .samples and .sample_rate; optional .index, .seed) of one text.
+
+        reference: an Audio of the voice (clone ref.wav); without one, similarity is measured
+        against the other takes (leave-one-out mean), which still catches a take that drifts.
+        """
+        if not text or not text.strip():
+            raise UserError("cannot judge takes of an empty text")
+        if not takes:
+            raise UserError("no takes to judge")
+        lang = resolve_language(text, language)
+        limits = self.options.thresholds
+        transcriber = self.transcriber_for(lang) if self.options.asr != "none" else None
+        scores: list[TakeScore] = []
+        embeddings: list[np.ndarray | None] = []
+        encoder = self.speaker_encoder()
+        for position, take in enumerate(takes):
+            samples = np.asarray(take.samples, dtype=np.float32)
+            sr = int(take.sample_rate)
+            score = TakeScore(index=int(getattr(take, "index", position + 1) or position + 1),
+                              seed=getattr(take, "seed", None), duration_sec=round(len(samples) / sr, 3))
+            self._measure_acoustics(score, samples, sr, text, lang, limits)
+            if transcriber is not None:
+                hyp, words = transcriber.transcribe_take(samples, sr, lang)
+                score.transcript = hyp
+                if align_words:
+                    score.words = [asdict(w) for w in words]
+                self._measure_text(score, text, hyp, lang, limits)
+            embeddings.append(encoder.embed(samples, sr) if encoder else None)
+            scores.append(score)
+        ref_emb = self._reference_embedding(reference) if (encoder and reference is not None) else None
+        self._measure_similarity(scores, embeddings, ref_emb, limits)
+        metric = "cer" if lang in _CJK_LANGS else "wer"
+        board = Scoreboard(text=text, language=lang, metric=metric, weights=dict(self.options.weights),
+                           takes=scores, best_index=None,
+                           models={"asr": getattr(transcriber, "name", None),
+                                   "speaker": encoder.name if encoder else None,
+                                   "similarity_to": "reference" if ref_emb is not None else
+                                   ("other takes" if encoder else None), "notes": list(self.notes)})
+        rank_takes(board)
+        return board
+
+    def _measure_acoustics(self, score: TakeScore, samples, sr, text, lang, limits: Thresholds) -> None:
+        acoustics = measure_acoustics(samples, sr)
+        score.acoustics = acoustics
+        speech = acoustics["speech_span_sec"]
+        score.speech_sec = round(speech, 3)
+        expected = max(0.3, _expected_seconds(text, lang))
+        score.pace_ratio = round(speech / expected, 3) if speech > 0 else 0.0
+        add = score.checks.append
+        add(Check("clipping", acoustics["clipping_ratio"] <= limits.max_clipping_ratio, True,
+                  acoustics["clipping_ratio"], limits.max_clipping_ratio, "samples at full scale"))
+        add(Check("leading_silence", acoustics["leading_silence_sec"] <= limits.max_leading_silence, True,
+                  acoustics["leading_silence_sec"], limits.max_leading_silence))
+        add(Check("trailing_silence", acoustics["trailing_silence_sec"] <= limits.max_trailing_silence, True,
+                  acoustics["trailing_silence_sec"], limits.max_trailing_silence))
+        snr = acoustics.get("snr_db")
+        add(Check("noise", snr is None or snr >= limits.min_snr_db, True, snr, limits.min_snr_db, "SNR dB"))
+        add(Check("too_long", score.pace_ratio <= limits.max_pace_ratio, True, score.pace_ratio,
+                  limits.max_pace_ratio, "speech time / time the text needs"))
+        add(Check("too_short", score.pace_ratio >= limits.min_pace_ratio, True, score.pace_ratio,
+                  limits.min_pace_ratio, "speech time / time the text needs"))
+        end_db, over_noise = acoustics.get("end_level_db"), acoustics.get("end_over_noise_db")
+        abrupt = end_db is not None and end_db > limits.abrupt_end_db and over_noise > limits.abrupt_end_over_noise_db
+        add(Check("abrupt_end", not abrupt, True, end_db,
+                  limits.abrupt_end_db, "level of the last 30 ms vs the speech, dB: cut off mid-sound"))
+        score.components["acoustics"] = _acoustic_score(acoustics)
+        score.components["pacing"] = _clamp(1.0 - abs(math.log(max(score.pace_ratio, 1e-3))) / math.log(limits.max_pace_ratio))
+
+    def _measure_text(self, score: TakeScore, text, hyp, lang, limits: Thresholds) -> None:
+        match = compare_text(text, hyp, lang)
+        score.error_rate = round(match.error_rate, 4)
+        score.error_metric = match.metric
+        score.missing_tail = match.missing_tail
+        score.repeat_excess = match.repeat_excess
+        add = score.checks.append
+        add(Check("unintelligible", match.error_rate <= limits.max_error_rate, True, match.error_rate,
+                  limits.max_error_rate, match.metric))
+        tail_limit = max(match.tail_limit, math.ceil(limits.max_missing_tail * match.ref_tokens))
+        add(Check("truncated", match.missing_tail < tail_limit, True, match.missing_tail, tail_limit,
+                  "text tokens missing after the last recognised one"))
+        add(Check("runaway", match.repeat_excess < limits.max_repeat_excess, True, match.repeat_excess,
+                  limits.max_repeat_excess, "repeated n-grams not in the text"))
+        score.components["intelligibility"] = _clamp(1.0 - match.error_rate)
+
+    def _measure_similarity(self, scores, embeddings, ref_emb, limits: Thresholds) -> None:
+        usable = [e for e in embeddings if e is not None]
+        for i, (score, emb) in enumerate(zip(scores, embeddings)):
+            if emb is None:
+                continue
+            if ref_emb is not None:
+                target = ref_emb
+            else:
+                others = [e for j, e in enumerate(embeddings) if j != i and e is not None]
+                if len(others) < 2:     # two takes cannot tell which one drifted
+                    continue
+                target = np.mean(others, axis=0)
+                target = target / (np.linalg.norm(target) + 1e-9)
+            score.similarity = round(float(np.dot(emb, target)), 4)
+        sims = [s.similarity for s in scores if s.similarity is not None]
+        if not sims or len(usable) == 0:
+            return
+        best = max(sims)
+        for score in scores:
+            if score.similarity is None:
+                continue
+            if ref_emb is not None:
+                score.checks.append(Check("other_voice", score.similarity >= limits.min_similarity, True,
+                                          score.similarity, limits.min_similarity, "cosine to the reference"))
+            score.checks.append(Check("voice_drift", best - score.similarity <= limits.max_similarity_drop, True,
+                                      round(best - score.similarity, 4), limits.max_similarity_drop,
+                                      "below the most similar take"))
+            score.components["speaker"] = _clamp((score.similarity - 0.5) / 0.4)
+
+
+def rank_takes(board: Scoreboard) -> None:
+    """Weighted score over the components each take has; hard failures are ranked last, never best."""
+    for take in board.takes:
+        present = {k: w for k, w in board.weights.items() if k in take.components}
+        total = sum(present.values()) or 1.0
+        take.score = round(sum(take.components[k] * w for k, w in present.items()) / total, 4)
+        take.passed = not take.failures
+    order = sorted(board.takes, key=lambda t: (not t.passed, -t.score, t.index))
+    for rank, take in enumerate(order, 1):
+        take.rank = rank
+    board.best_index = order[0].index if order and order[0].passed else None
+
+
+# --------------------------------------------------------------------------------------------
+# Acoustics
+
+def measure_acoustics(samples: np.ndarray, sample_rate: int) -> dict:
+    """Clipping, loudness and SNR from audiobox.quality; leading/trailing silence from Silero VAD spans.
+
+    The VAD spans also tell audiobox.quality which frames are speech, which makes its SNR figure
+    reliable; speech time (first span start to last span end) feeds the pace check.
+    """
+    from audiobox import quality
+    from audiobox.vad import load_vad
+
+    x = np.asarray(samples, dtype=np.float32)
+    duration = len(x) / float(sample_rate)
+    spans = load_vad().speech_spans(x, sample_rate)
+    measures = quality.measure(x, sample_rate, speech_spans=spans)
+    leading = spans[0].start if spans else duration
+    trailing = max(0.0, duration - spans[-1].end) if spans else 0.0
+    out = {
+        "clipping_ratio": float(measures.clipping_ratio),
+        "leading_silence_sec": float(leading),
+        "trailing_silence_sec": float(trailing),
+        "speech_span_sec": float(spans[-1].end - spans[0].start) if spans else 0.0,
+        "loudness_lufs": measures.loudness_lufs,
+        "peak": float(measures.peak),
+        "snr_db": float(measures.snr_db),
+    }
+    out["end_level_db"], out["end_over_noise_db"] = _end_levels(x, sample_rate, out["trailing_silence_sec"],
+                                                                measures.noise_floor_dbfs)
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def _end_levels(samples: np.ndarray, sr: int, trailing_silence: float, noise_floor_dbfs: float) -> tuple:
+    """How loud the take's last 30 ms are: against its speech level (95th percentile of 20 ms frames)
+    and against its noise floor, in dB.
+
+    Speech decays into silence; a take cut off by its token budget (or a bad edit) stops mid-sound,
+    loud against the speech and well above the noise floor (a noisy take ends loud too, but only at
+    its noise floor). Takes with trailing silence ended naturally by definition.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    frame = max(1, int(0.02 * sr))
+    n = len(x) // frame
+    if n < 5 or trailing_silence >= 0.1:
+        return None, None
+    rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-9
+    speech_level = float(np.percentile(rms, 95))
+    tail = x[-max(1, int(0.03 * sr)):]
+    tail_db = 20 * math.log10(float(np.sqrt(np.mean(tail ** 2))) + 1e-9)
+    return round(tail_db - 20 * math.log10(speech_level), 2), round(tail_db - noise_floor_dbfs, 2)
+
+
+def _acoustic_score(a: dict) -> float:
+    clipping = _clamp(1.0 - a["clipping_ratio"] / 0.001)
+    silence = _clamp(1.0 - max(0.0, a["leading_silence_sec"] - 0.3) / 1.5) * _clamp(
+        1.0 - max(0.0, a["trailing_silence_sec"] - 0.5) / 2.0)
+    snr = a.get("snr_db")
+    noise = 1.0 if snr is None else _clamp((snr - 10.0) / 25.0)
+    loud = a.get("loudness_lufs")
+    level = 1.0 if loud is None else _clamp(1.0 - max(0.0, abs(loud + 20.0) - 8.0) / 15.0)
+    return round(0.35 * clipping + 0.25 * silence + 0.25 * noise + 0.15 * level, 4)
+
+
+def _expected_seconds(text: str, language: str) -> float:
+    stripped = re.sub(r"\s+", " ", text.strip())
+    return len(stripped) / pace(language).chars_per_second
+
+
+def _clamp(x: float, low: float = 0.0, high: float = 1.0) -> float:
+    return round(max(low, min(high, float(x))), 4)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI glue for `voice-synth speak` (--select-best, --qa, --align-words); the parser lives there.
+
+ASR_CHOICES = ("auto", "whisper", "sphinx", "none")
+
+
+def add_take_arguments(parser) -> None:
+    group = parser.add_argument_group("take checks")
+    group.add_argument("--select-best", action="store_true",
+                       help="check every take (words, voice, acoustics, pace) and write the best one as best.<format>; "
+                            "a take failing a hard check is never picked")
+    group.add_argument("--qa", action="store_true", help="check the takes and print/save the scoreboard, pick nothing")
+    group.add_argument("--align-words", action="store_true",
+                       help="write word timestamps of the chosen take (best, or take 1) to <take>.words.json")
+    group.add_argument("--qa-asr", default="auto", choices=ASR_CHOICES,
+                       help="ASR for the checks: auto = PocketSphinx for English when installed, else faster-whisper")
+    group.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
+
+
+def wants_take_checks(args) -> bool:
+    return bool(getattr(args, "select_best", False) or getattr(args, "qa", False) or getattr(args, "align_words", False))
+
+
+def review_speak_result(args, result, dirs, console) -> int:
+    """Judge the takes of a finished `speak` run; save the scoreboard in takes.meta.json.
+
+    Returns the exit code: 1 when --select-best found no take that passed the hard checks.
+    """
+    from audiobox.audio import load_audio, write_audio
+    from audiobox.outputs import write_run_meta
+
+    judge = TakeJudge(JudgeOptions(asr=args.qa_asr if (args.select_best or args.qa or args.align_words) else "none",
+                                   whisper_model=args.asr_model, cache_dir=dirs.stage("asr")))
+    reference = None
+    slug = (result.meta.get("voice") or {}).get("slug")
+    if slug and (result.meta.get("voice") or {}).get("engine") != "custom_voice":
+        from audiobox.voices import VoiceRegistry
+
+        ref_wav = VoiceRegistry(dirs.voices).get(slug).ref_wav
+        reference = load_audio(ref_wav) if ref_wav and ref_wav.is_file() else None
+    board = judge.judge(result.takes, result.meta["text"], result.meta.get("language", "auto"),
+                        reference=reference, align_words=args.align_words)
+    meta = dict(result.meta)
+    meta["selection"] = {"mode": "select_best" if args.select_best else "qa", **board.to_dict()}
+    code = 0
+    chosen = board.best if args.select_best or board.best_index is not None else None
+    if args.select_best:
+        if board.best is None:
+            console.print("[red]no take passed the checks[/red]: best file not written (see the scoreboard)")
+            code = 1
+        else:
+            take = next(t for t in result.takes if t.index == board.best_index)
+            best_path = write_audio(result.run_dir / f"best.{args.format}", take.samples, take.sample_rate, args.format)
+            meta["selection"]["best_file"] = best_path.name
+    if args.align_words:
+        target = chosen if (args.select_best and chosen) else next(t for t in board.takes if t.index == 1)
+        words_path = result.run_dir / (("best" if args.select_best and chosen else f"take_{target.index:02d}") + ".words.json")
+        from audiobox.fsutil import atomic_write_json
+
+        atomic_write_json(words_path, {"take": target.index, "asr": board.models.get("asr"),
+                                       "text": result.meta["text"], "transcript": target.transcript,
+                                       "words": target.words or []})
+        meta["selection"]["words_file"] = words_path.name
+    write_run_meta(result.run_dir, meta)
+    result.meta = meta
+    console.print(board.table(title=f"takes ({board.metric.upper()} by {board.models.get('asr') or 'no ASR'}, "
+                                    f"similarity to {board.models.get('similarity_to') or '-'})"))
+    if args.select_best and board.best is not None:
+        console.print(f"best: take {board.best_index} -> {result.run_dir / meta['selection']['best_file']}")
+    return code
