@@ -218,18 +218,24 @@ def test_destroy_is_retried(harness):
     assert h.summary()["instance_destroyed"] is True
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_during_task_destroys(harness, signum):
+@pytest.mark.parametrize("signum,to_group", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGINT", "SIGTERM", "terminal-ctrl-c"])
+def test_signal_during_task_destroys(harness, signum, to_group):
+    """to_group: like Ctrl-C at a terminal, the whole process group (ssh included) gets SIGINT."""
     h = harness(task_sleep={"voice-synth": 60})
     proc = subprocess.Popen(h.argv("run", "--", "voice-synth", "speak", "--voice", "a", "--text", "b"),
-                            env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=h.tmp)
+                            env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=h.tmp,
+                            start_new_session=True)
     deadline = time.monotonic() + 30
     while not h.task_commands():
         assert time.monotonic() < deadline, "the task never started"
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(signum)
+    if to_group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signum, err
     assert h.destroyed() == ["1000"]
