@@ -214,3 +214,37 @@ def test_corrupted_voice_json_is_reported_not_skipped(tiny_models, dirs, capsys)
     assert run(["list-voices", "--json"], dirs) == 0
     listing = last_json(capsys)
     assert listing["count"] == 0 and "corrupted" in listing["problems"][0]
+
+
+def test_uncached_hub_model_fails_fast_with_a_way_out(dirs, capsys, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(dirs["cache"] / "empty-hf"))
+    started = time.monotonic()
+    assert speak(dirs, "--speaker", "ryan", "--text", "x") == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - started < 10
+    assert "is not cached and the Hugging Face hub cannot be reached" in err and "huggingface-cli download" in err
+
+
+def test_prompt_from_another_model_is_a_clear_error(tiny_models, dirs, tmp_path, capsys):
+    from make_tiny_models import build_tiny_qwen
+
+    other_base = build_tiny_qwen(tmp_path / "other", kinds=("base",), codebook_size=512)["base"]
+    other_base = other_base.rename(other_base.with_name("big-base"))
+    assert run(["design-voice", "--voice-name", "d1", "--instruct", "A calm voice.", "--ref-text", "A reference.",
+                "--design-model", str(tiny_models / "voice_design"), "--clone-model", str(tiny_models / "base"),
+                "--max-new-tokens", "12", "--seed", "1"], dirs) == 0
+    capsys.readouterr()
+    assert speak(dirs, "--voice", "d1", "--text", "x", "--model", str(other_base)) == 2
+    assert "has no prompt built with" in capsys.readouterr().err
+    # a record claiming the other model: the fingerprint stored with the prompt still catches it
+    voice_json = dirs["cache"] / "voices" / "d1" / "voice.json"
+    record = json.loads(voice_json.read_text())
+    for rec in record["prompts"].values():
+        rec["model"], rec["model_tag"] = str(other_base), "big-base"
+    voice_json.write_text(json.dumps(record))
+    assert speak(dirs, "--voice", "d1", "--text", "x") == 2
+    err = capsys.readouterr().err
+    assert "cannot be used with" in err and "vocab_size" in err and "--voice d1" in err

@@ -17,15 +17,16 @@ class Language:
     name: str          # Qwen's lower-case name, as config.json spells it
     code: str          # ISO 639-1, as Whisper reports it
     chars_per_second: float
-    cjk: bool = False
+    cjk: bool = False       # scored by character error rate; sentences may end without a space
+    spaced: bool = True     # words separated by spaces (Korean is, Chinese and Japanese are not)
 
 
 LANGUAGES: dict[str, Language] = {
     lang.name: lang
     for lang in (
         Language("english", "en", 14.0),
-        Language("chinese", "zh", 4.5, cjk=True),
-        Language("japanese", "ja", 7.0, cjk=True),
+        Language("chinese", "zh", 4.5, cjk=True, spaced=False),
+        Language("japanese", "ja", 7.0, cjk=True, spaced=False),
         Language("korean", "ko", 6.0, cjk=True),
         Language("german", "de", 14.0),
         Language("french", "fr", 14.5),

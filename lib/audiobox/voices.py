@@ -276,7 +276,7 @@ class VoiceRegistry:
                             f"{model_info.ref} (built with: {', '.join(map(str, other)) or 'other tones only'}); "
                             f"pass --model with one of those, or build one with `voice-clone synth --voice {slug} --model {model_info.ref}`")
         prompt = ClonePrompt.load(voice.dir / "prompts" / pid)
-        prompt.check_compatible(model_info)
+        prompt.check_compatible(model_info, slug)
         return prompt, pid
 
     def rename(self, old: str, new: str) -> Voice:

@@ -215,7 +215,7 @@ def save_profile_default(dirs, args) -> None:
 
 
 class synthesis_progress:
-    """A rich progress bar on stderr over the chunks of a run (a spinner when there is one)."""
+    """A rich progress bar on stderr: frames of the current chunk against its budget (ends early at EOS)."""
 
     def __init__(self, console):
         self.console = console
@@ -225,16 +225,16 @@ class synthesis_progress:
     def __enter__(self):
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(SpinnerColumn(), TextColumn("synthesizing"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total} chunks"), TimeElapsedColumn(),
+        self.progress = Progress(SpinnerColumn(), TextColumn("synthesizing {task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total} frames"), TimeElapsedColumn(),
                                  console=self.console, transient=True, disable=not self.console.is_terminal)
         self.progress.__enter__()
         return self
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, label: str, done: int, total: int) -> None:
         if self.task is None:
-            self.task = self.progress.add_task(stage, total=total)
-        self.progress.update(self.task, completed=done, total=total)
+            self.task = self.progress.add_task(label, total=total)
+        self.progress.update(self.task, description=label, completed=done, total=total)
 
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)

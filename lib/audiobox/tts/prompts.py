@@ -52,7 +52,7 @@ class ClonePrompt:
             ref_spk_embedding=torch.from_numpy(self.speaker_embedding).to(device=device, dtype=dtype),
             x_vector_only_mode=self.x_vector_only, icl_mode=not self.x_vector_only, ref_text=self.ref_text)]
 
-    def check_compatible(self, info: ModelInfo) -> None:
+    def check_compatible(self, info: ModelInfo, slug: str = "SLUG") -> None:
         built_with = self.model.get("fingerprint") or {}
         current = {k: v for k, v in info.fingerprint.items() if k != "tts_model_type"}
         mismatched = [k for k, v in current.items() if built_with.get(k) not in (None, v)]
@@ -60,7 +60,7 @@ class ClonePrompt:
             raise UserError(
                 f"this voice prompt was built with {self.model.get('ref', 'another model')}; it cannot be used with "
                 f"{info.ref} ({', '.join(mismatched) or 'not a Base model'} differ). Rebuild it with "
-                f"`voice-clone synth --voice SLUG --model {info.ref}`")
+                f"`voice-clone synth --voice {slug} --model {info.ref}`")
 
     def save(self, stem: Path) -> tuple[Path, Path]:
         """Write <stem>.safetensors and <stem>.json atomically."""

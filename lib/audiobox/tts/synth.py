@@ -69,7 +69,7 @@ class Take:
         return self.synth_sec / self.duration if self.duration else float("inf")
 
 
-ProgressHook = Callable[[str, int, int], None]   # (stage label, done, total)
+ProgressHook = Callable[[str, int, int], None]   # (label, frames done, frame budget) per chunk
 
 
 class Synthesizer:
@@ -169,18 +169,22 @@ class Synthesizer:
         elapsed = 0.0
         for c, piece in enumerate(chunks):
             chunk_seed = base_seed + c
+            budget = settings.budget_for(piece, language)
+            label = f"chunk {c + 1}/{len(chunks)}" if len(chunks) > 1 else "frames"
+            on_frame = (lambda n, label=label, budget=budget: progress(label, n, budget)) if progress else None
             if progress:
-                progress("chunk", c, len(chunks))
+                progress(label, 0, budget)
             started = time.perf_counter()
-            wavs, rate = self.generate([piece] * variants, [voice] * variants, language, settings, chunk_seed)
+            wavs, rate = self.generate([piece] * variants, [voice] * variants, language, settings, chunk_seed,
+                                       on_frame=on_frame)
             spent = time.perf_counter() - started
             elapsed += spent
-            chunk_meta.append({"text": piece, "seed": chunk_seed, "max_new_tokens": settings.budget_for(piece, language),
+            if progress:
+                progress(label, budget, budget)
+            chunk_meta.append({"text": piece, "seed": chunk_seed, "max_new_tokens": budget,
                                "synth_sec": round(spent, 3)})
             for v, wav in enumerate(wavs):
                 pieces[v].append(wav)
-        if progress:
-            progress("chunk", len(chunks), len(chunks))
         return [Take(index=v + 1, samples=join_with_pauses(pieces[v], rate, pause_s, crossfade_s) if len(chunks) > 1
                      else pieces[v][0], sample_rate=rate, seed=base_seed, synth_sec=elapsed / variants,
                      chunks=[dict(m, duration_sec=round(len(pieces[v][i]) / rate, 3)) for i, m in enumerate(chunk_meta)])

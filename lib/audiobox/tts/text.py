@@ -30,7 +30,7 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
-def _split_long(sentence: str, max_chars: int) -> list[str]:
+def _split_long(sentence: str, max_chars: int, joiner: str) -> list[str]:
     if len(sentence) <= max_chars:
         return [sentence]
     pieces, current = [], ""
@@ -39,7 +39,7 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
             if current and len(current) + len(part) + 1 > max_chars:
                 pieces.append(current.strip())
                 current = ""
-            current = f"{current} {part}" if current and not pace(guess_language(part)).cjk else current + part
+            current = f"{current}{joiner}{part}" if current else part
     if current.strip():
         pieces.append(current.strip())
     return pieces
@@ -63,10 +63,10 @@ def chunk_text(text: str, max_chars: int | None = None, language: str | None = N
     """Pack whole sentences into chunks of at most max_chars (long sentences split at clauses)."""
     lang = language if language and language != "auto" else guess_language(text)
     limit = max_chars or (CJK_MAX_CHARS if pace(lang).cjk else DEFAULT_MAX_CHARS)
-    joiner = "" if pace(lang).cjk else " "
+    joiner = " " if pace(lang).spaced else ""
     chunks, current = [], ""
     for sentence in split_sentences(text):
-        for piece in _split_long(sentence, limit):
+        for piece in _split_long(sentence, limit, joiner):
             if current and len(current) + len(joiner) + len(piece) > limit:
                 chunks.append(current)
                 current = piece
