@@ -12,8 +12,15 @@ from audiobox.errors import UserError
 from audiobox.tts.runtime import ATTENTIONS, DTYPES, RuntimeOptions
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows a default only where there is one worth reading (not None/False)."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in help_text \
+                and action.option_strings:
+            help_text += " (default: %(default)s)"
+        return help_text
 
 
 class Parser(argparse.ArgumentParser):
