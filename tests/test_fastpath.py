@@ -201,3 +201,19 @@ def test_resolve_cpu_dtype_rule():
     assert recommended_threads("float32", cpu_count=2) == 1
     assert recommended_threads("bfloat16", cpu_count=2) == 2
     assert recommended_threads("float32", cpu_count=16) == 16
+
+
+def test_static_cache_grows_and_keeps_contents():
+    from audiobox.tts.fastpath import _StaticKV
+
+    cache = _StaticKV(layers=2, batch=1, kv_heads=1, capacity=2, head_dim=3, dtype=torch.float32, device="cpu")
+    written = []
+    for step in range(5):
+        key = torch.full((1, 1, 1, 3), float(step))
+        for layer in range(2):
+            keys, values = cache.update(key, -key, layer)
+        cache.length += 1
+        written.append(step)
+        assert keys.shape[2] == step + 1
+        assert keys[0, 0, :, 0].tolist() == [float(s) for s in written]
+        assert torch.equal(values, -keys)

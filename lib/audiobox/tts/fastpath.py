@@ -66,8 +66,9 @@ class TalkerResult:
 class _StaticKV:
     """Preallocated key/value buffers with the ``Cache.update`` interface the layers call.
 
-    Buffers are sized once per call (prompt + max new tokens) and written in place; the layers get
-    views of the filled prefix, so no step concatenates or reallocates the cache.
+    Buffers are written in place and the layers get views of the filled prefix, so a step neither
+    concatenates nor reallocates the cache.  Capacity starts at what the call is likely to need and
+    doubles when exceeded (rare), so a large ``max_new_tokens`` does not reserve memory up front.
     """
 
     def __init__(self, layers: int, batch: int, kv_heads: int, capacity: int, head_dim: int, dtype, device):
@@ -78,14 +79,30 @@ class _StaticKV:
         self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.length = 0
 
+    def _grow(self, needed: int) -> None:
+        import torch
+
+        capacity = self.keys[0].shape[2]
+        while capacity < needed:
+            capacity *= 2
+        for buffers in (self.keys, self.values):
+            for index, old in enumerate(buffers):
+                new = torch.empty((*old.shape[:2], capacity, old.shape[3]), dtype=old.dtype, device=old.device)
+                new[:, :, : self.length].copy_(old[:, :, : self.length])
+                buffers[index] = new
+
     def load(self, layer: int, keys, values) -> None:
         filled = keys.shape[2]
+        if filled > self.keys[layer].shape[2]:
+            self._grow(filled)
         self.keys[layer][:, :, :filled].copy_(keys)
         self.values[layer][:, :, :filled].copy_(values)
 
     def update(self, key_states, value_states, layer_idx: int, cache_kwargs: Optional[dict] = None):
         start = self.length
         stop = start + key_states.shape[2]
+        if stop > self.keys[layer_idx].shape[2]:
+            self._grow(stop)
         self.keys[layer_idx][:, :, start:stop].copy_(key_states)
         self.values[layer_idx][:, :, start:stop].copy_(value_states)
         return self.keys[layer_idx][:, :, :stop], self.values[layer_idx][:, :, :stop]
@@ -364,7 +381,7 @@ class FastGenerator:
                 tts_pad_embed=tts_pad_embed,
                 return_dict=True,
             )
-            capacity = prompt_len + max_new_tokens + 1
+            capacity = prompt_len + min(max_new_tokens, 512) + 1
             kv_heads = cfg.num_key_value_heads
             head_dim = getattr(cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads)
             cache = _StaticKV(len(core.layers), batch, kv_heads, capacity, head_dim, dtype, device)
@@ -376,10 +393,11 @@ class FastGenerator:
             real_tokens = attention_mask.sum(dim=1)  # rope position of the next token, per row
             key_mask = None
             if padded:
-                key_mask = torch.zeros(batch, 1, 1, capacity, dtype=torch.bool, device=device)
+                key_mask = torch.zeros(batch, 1, 1, prompt_len + max_new_tokens + 1, dtype=torch.bool, device=device)
                 key_mask[:, 0, 0, :prompt_len] = attention_mask.bool()
 
-            talker_cos, talker_sin = self._rope_tables(core.rotary_emb, capacity, dtype, device, True)
+            talker_cos, talker_sin = self._rope_tables(
+                core.rotary_emb, prompt_len + max_new_tokens + 1, dtype, device, True)
 
             past_hidden = prefill.past_hidden
             steps = [((prefill.past_hidden,), None)]
@@ -387,8 +405,9 @@ class FastGenerator:
             history = torch.empty(batch, 0, dtype=torch.long, device=device)
             token = talker_rules.pick(logits, history, 0)
             unfinished = torch.ones(batch, dtype=torch.bool, device=device)
-            if eos_ids:
-                unfinished &= ~torch.isin(token, torch.tensor(eos_ids, device=device))
+            eos_tensor = torch.tensor(eos_ids, device=device) if eos_ids else None
+            if eos_tensor is not None:
+                unfinished &= ~torch.isin(token, eos_tensor)
             history = token[:, None]
             frame = 0
             trailing_len = trailing_text_hidden.shape[1]
@@ -433,7 +452,7 @@ class FastGenerator:
                 token = talker_rules.pick(logits, history, history.shape[1])
                 if pad_id is not None:
                     token = torch.where(unfinished, token, torch.full_like(token, pad_id))
-                    unfinished &= ~torch.isin(token, torch.tensor(eos_ids, device=device))
+                    unfinished &= ~torch.isin(token, eos_tensor)
                 history = torch.cat((history, token[:, None]), dim=1)
 
         return TalkerResult(hidden_states=tuple(steps), sequences=history)
