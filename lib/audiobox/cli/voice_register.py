@@ -1,0 +1,228 @@
+"""voice-register: from a link or a recording to a voice that is ready to speak, in one process.
+
+Stages (each timed): split (download, VAD, Demucs, clips) -> reference (best segment + transcript,
+as voice-clone does it) -> clone prompt (Qwen3-TTS Base, loaded once) -> registration (ref.wav,
+voice.json, prompt) -> unless --skip-synth, a test sentence with the new voice.
+Everything that can be checked without models (voice name, language, model, ASR model, trim
+syntax) is checked before any download or model load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from audiobox.cli.voice_split import (_Parser, add_dirs, add_source_args, add_split_args, check_voice_name,
+                                      choose_reference, split_options)
+from audiobox.errors import UserError, run_main
+
+DEFAULT_TEST_TEXT = "Hello! This is my new voice. I hope it sounds just like the recording."
+
+EPILOG = """examples:
+  voice-register --url "https://www.youtube.com/watch?v=ID" --start 2:00 --end 7:00 --voice-name host
+  voice-register --audio interview.wav --voice-name guest --text "Nice to meet you." --language english
+  voice-register --audio talk.mp3 --voice-name lecturer --skip-synth   # prompt built, no test sentence
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="voice-register", description=__doc__, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_args(parser)
+    add_split_args(parser, clips_default=3)
+    voice = parser.add_argument_group("voice")
+    voice.add_argument("--voice-name", required=True, metavar="SLUG", help="name of the new voice")
+    voice.add_argument("--display-name")
+    voice.add_argument("--force", action="store_true", help="replace an existing voice with this name")
+    voice.add_argument("--interactive", "-i", action="store_true", help="pick the reference clip yourself")
+    ref = parser.add_argument_group("reference (as voice-clone)")
+    ref.add_argument("--ref-text", help="exact words of the reference clip (skips whisper)")
+    ref.add_argument("--ref-language", default="auto", help="language of the reference (auto, a name or ISO code)")
+    ref.add_argument("--x-vector-only", action="store_true", help="speaker embedding only, no transcript")
+    ref.add_argument("--whisper-model", default=None, metavar="SIZE_OR_DIR",
+                     help="faster-whisper model for the transcript (default: audiobox.asr's default)")
+    ref.add_argument("--asr-device", default="auto")
+    ref.add_argument("--force-bad-ref", action="store_true", help="keep a reference that fails the checks")
+    tts = parser.add_argument_group("speech")
+    tts.add_argument("--text", help=f"test sentence (default: {DEFAULT_TEST_TEXT!r})")
+    tts.add_argument("--language", default="auto", help="language of the test sentence")
+    tts.add_argument("--skip-synth", action="store_true", help="build and register the prompt, speak nothing")
+    tts.add_argument("--seed", type=int)
+    tts.add_argument("--greedy", action="store_true", help="deterministic decoding")
+    tts.add_argument("--model", metavar="ID_OR_DIR", help="Qwen3-TTS Base model (default: the 0.6B Base)")
+    tts.add_argument("--device", default="auto")
+    tts.add_argument("--dtype", default="auto")
+    tts.add_argument("--attention", default="auto")
+    tts.add_argument("--tts-threads", type=int, metavar="N", help="torch CPU threads for Qwen3-TTS")
+    tts.add_argument("--backend", default="auto", choices=("auto", "upstream", "fast"))
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    add_dirs(parser)
+    return parser
+
+
+class _Stages:
+    """Times each stage and prints one line per stage on stderr."""
+
+    def __init__(self, console):
+        self.console = console
+        self.times: dict[str, float] = {}
+        self._name: str | None = None
+        self._t0 = 0.0
+
+    def start(self, name: str, what: str) -> None:
+        self._name, self._t0 = name, time.monotonic()
+        self.console.print(f"[bold]{name}[/bold]: {what}")
+
+    def end(self, note: str = "") -> None:
+        took = time.monotonic() - self._t0
+        self.times[self._name] = round(took, 3)
+        self.console.print(f"  done in {took:.1f} s" + (f" — {note}" if note else ""))
+
+
+def _precheck(args, dirs, registry):
+    """Everything that needs no model and no download; returns (model_info, language, ref_language, text)."""
+    from audiobox.languages import normalize_language
+    from audiobox.refprep import RefOptions  # noqa: F401  (import errors surface before any work)
+    from audiobox.tts.models import DEFAULT_MODELS, read_model_info, require_type
+
+    check_voice_name(registry, args.voice_name, args.force)
+    language = normalize_language(args.language)
+    ref_language = normalize_language(args.ref_language)
+    text = (args.text if args.text is not None else DEFAULT_TEST_TEXT).strip()
+    if not args.skip_synth and not text:
+        raise UserError("--text is empty (or pass --skip-synth)")
+    if args.ref_text is not None and not args.ref_text.strip():
+        raise UserError("--ref-text is empty")
+    if args.ref_text and args.x_vector_only:
+        raise UserError("--x-vector-only uses no transcript: drop --ref-text (or drop --x-vector-only)")
+    info = read_model_info(args.model or DEFAULT_MODELS["base"])
+    require_type(info, "base", "voice-register (cloning a voice)")
+    if not args.x_vector_only and not args.ref_text:
+        from audiobox.asr import DEFAULT_ASR_MODEL, locate_model
+
+        locate_model(args.whisper_model or DEFAULT_ASR_MODEL, dirs.stage("asr"))
+    return info, language, ref_language, text
+
+
+def dispatch(argv) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    from audiobox.paths import resolve_dirs
+    from audiobox.voices import VoiceRegistry
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    dirs = resolve_dirs(cache=args.cache, out=args.out)
+    registry = VoiceRegistry(dirs.voices)
+    slug = args.voice_name
+    info, language, ref_language, text = _precheck(args, dirs, registry)
+    opts = split_options(args, None)
+    opts.validate()
+    stages = _Stages(console)
+
+    # 1. split
+    from audiobox.split import RichProgress, VoiceSplitter
+
+    stages.start("split", "clips from the source")
+    progress = RichProgress(console)
+    try:
+        splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+        source, trim = splitter.resolve(opts)
+        opts.out_dir = dirs.work / slug
+        result = splitter.run(opts, source, trim)
+    finally:
+        progress.close()
+    if args.interactive:
+        choose_reference(result, console)
+    if result.reference is None or result.reference.path is None:
+        raise UserError("no reference clip came out of the split")
+    stages.end(f"{len(result.clips)} clips + reference ({result.reference.duration:.1f} s) in {result.out_dir}")
+
+    # 2. reference: best segment + transcript, exactly as voice-clone prepares one
+    from audiobox.refprep import RefOptions, prepare_reference
+
+    stages.start("reference", "segment + transcript")
+    ref_opts = RefOptions(ref_text=args.ref_text, language=ref_language, x_vector_only=args.x_vector_only,
+                          asr_device=args.asr_device, force_bad_ref=args.force_bad_ref,
+                          **({"asr_model": args.whisper_model} if args.whisper_model else {}))
+
+    def asr_loader():
+        from audiobox.asr import load_asr
+
+        return load_asr(ref_opts.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"))
+
+    prepared = prepare_reference(result.reference.path, dirs.stage("refs"), ref_opts, asr_loader=asr_loader,
+                                 progress=lambda msg: None)
+    for warning in prepared.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    stages.end(f"{prepared.duration:.1f} s, transcript: {prepared.transcript!r}" if prepared.transcript
+               else f"{prepared.duration:.1f} s, x-vector only")
+
+    # 3. clone prompt (model loaded once; reused for the test sentence)
+    from audiobox.tts.pool import ModelPool
+    from audiobox.tts.runtime import RuntimeOptions
+
+    stages.start("prompt", f"clone prompt with {info.ref}")
+    pool = ModelPool(RuntimeOptions(device=args.device, dtype=args.dtype, attention=args.attention,
+                                    threads=args.tts_threads), backend=args.backend)
+    synth = pool.synthesizer(info.ref, "base")
+    prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=args.x_vector_only)
+    stages.end()
+
+    # 4. register: ref.wav + voice.json in one locked transaction, then the prompt
+    from audiobox.audio import write_audio
+
+    stages.start("register", f"voice {slug!r}")
+    source_meta = dict(result.source.meta, trim=[result.trim.start, result.trim.end],
+                       clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
+                       n_clips=len(result.clips), clips_dir=str(result.out_dir))
+    data = {"engine": "clone_prompt", "display_name": args.display_name or slug, "ref": prepared.ref_info(),
+            "source": source_meta}
+    existed = registry.exists(slug)
+    voice = registry.create(slug, data, replace=args.force, write_files=lambda d: write_audio(
+        d / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate, "wav"))
+    try:
+        prompt_id = registry.add_prompt(slug, prompt)
+    except BaseException:
+        if not existed:   # never leave a new voice without its prompt
+            registry.delete(slug)
+        raise
+    stages.end(f"prompt {prompt_id}")
+
+    # 5. test sentence
+    take_files: list[str] = []
+    if not args.skip_synth:
+        from audiobox.speak import SpeakRequest, run_speak
+
+        stages.start("speak", f"test sentence: {text!r}")
+        spoken = run_speak(SpeakRequest(text=text, voice=slug, language=language, seed=args.seed,
+                                        greedy=args.greedy, model=info.ref), dirs, pool)
+        take_files = [str(p) for p in spoken.files]
+        stages.end(", ".join(take_files))
+
+    cache_flag = f" --cache {shlex.quote(str(dirs.cache))}" if args.cache else ""
+    next_cmd = f"voice-synth speak --voice {slug} --text {shlex.quote('Your text here.')}{cache_flag}"
+    summary = {"voice": slug, "ready": registry.get(slug).ready, "prompt_id": prompt_id, "model": info.ref,
+               "clips_dir": str(result.out_dir), "clips": [str(c.path) for c in result.clips],
+               "reference": prepared.to_dict() | {"audio": None}, "takes": take_files,
+               "stage_seconds": stages.times, "split": {"stats": result.stats, "warnings": result.warnings},
+               "next": next_cmd}
+    summary["reference"].pop("audio", None)
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    else:
+        console.print("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.times.items()))
+        console.print(f"voice {slug!r} is ready. Next:\n  {next_cmd}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_main(dispatch, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
