@@ -9,8 +9,8 @@ Measures (all computed on the audio *as recorded*, before any gain, so clipping 
   above 0.99 of full scale. A single sample touching full scale is not counted; a squared-off
   waveform is.
 * ``noise_floor_dbfs`` / ``speech_level_dbfs`` / ``snr_db``: from 30 ms frames (10 ms hop).
-  With speech spans (from VAD) the noise is the mean power of frames outside speech and the
-  signal the mean power inside; without spans (or with too little non-speech) the noise is the
+  With speech spans (from VAD) the noise is the mean power of frames at least 30 ms away from any
+  span and the signal the mean power of frames centred inside one; without spans (or with too little non-speech) the noise is the
   10th percentile of frame power and the signal the mean of the frames above the median. SNR is
   (signal - noise) / noise, in dB, capped to [-10, 60].
 * ``silence_ratio``: share of the clip that is not speech (spans if given, else frames more than
@@ -195,13 +195,19 @@ def loudness_gain(samples: np.ndarray, sample_rate: int, target_lufs: float = -2
 
 # --- the measures ----------------------------------------------------------------------------------
 
-def _span_mask(n_frames: int, spans: Iterable, hop_s: float, frame_s: float) -> np.ndarray:
-    centres = np.arange(n_frames) * hop_s + frame_s / 2.0
-    mask = np.zeros(n_frames, dtype=bool)
+def _span_masks(n_frames: int, spans: Iterable, hop_s: float, frame_s: float,
+                guard_s: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+    """(speech, noise) frame masks: speech = frame centre inside a span; noise = the whole frame at
+    least `guard_s` away from every span (frames straddling an edge count as neither)."""
+    starts = np.arange(n_frames) * hop_s
+    centres = starts + frame_s / 2.0
+    speech = np.zeros(n_frames, dtype=bool)
+    near = np.zeros(n_frames, dtype=bool)
     for span in spans:
         start, end = (span.start, span.end) if hasattr(span, "start") else span
-        mask |= (centres >= start) & (centres < end)
-    return mask
+        speech |= (centres >= start) & (centres < end)
+        near |= (starts + frame_s > start - guard_s) & (starts < end + guard_s)
+    return speech, ~near
 
 
 def text_chars(text: str) -> int:
@@ -221,18 +227,19 @@ def measure(samples: np.ndarray, sample_rate: int, *, speech_spans: Iterable | N
     db = 10.0 * np.log10(np.maximum(powers, SILENCE_FLOOR_S))
     spans = list(speech_spans) if speech_spans is not None else None
     if spans is not None:
-        mask = _span_mask(powers.size, spans, HOP_S, FRAME_S)
+        mask, noise_mask = _span_masks(powers.size, spans, HOP_S, FRAME_S)
         speech_s = float(sum(min(duration, (s.end if hasattr(s, "end") else s[1])) - max(0.0, (s.start if hasattr(s, "start") else s[0]))
                              for s in spans))
         speech_s = max(0.0, min(duration, speech_s))
     else:
         loud_ref = float(np.percentile(db, 95))
         mask = db > loud_ref - 30.0
+        noise_mask = ~mask
         speech_s = float(mask.mean()) * duration
     silence = _clamp(1.0 - speech_s / duration) if duration > 0 else 1.0
-    enough_noise = spans is not None and (~mask).sum() * HOP_S >= 0.2 and mask.any()
+    enough_noise = spans is not None and noise_mask.sum() * HOP_S >= 0.2 and mask.any()
     if enough_noise:
-        noise = float(powers[~mask].mean())
+        noise = float(powers[noise_mask].mean())
         signal = float(powers[mask].mean())
     else:
         noise = float(np.percentile(powers, 10))
