@@ -25,7 +25,7 @@ Pipeline (every stage cached under ``<cache>/refs/<sha256 of the source file>/``
 
 `--ref-start/--ref-end` replace steps 3-4 with exactly that span (the bounds are part of every
 cache key, so changing them always recomputes). With ``ref_text`` and no bounds, the segment is the
-whole stretch of speech in the file (it must then be at most ``MAX_MANUAL_S`` long).
+whole stretch of speech in the file (it must then be at most ``MAX_REF_TEXT_SPAN_S`` long).
 `x_vector_only` needs no transcript: whisper is not run at all.
 
 The short silence that stops Qwen3-TTS from echoing the end of the reference is appended by
@@ -52,7 +52,8 @@ DECODE_VERSION = 1
 MIN_REF_S = 3.0
 MAX_REF_S = 12.0
 TARGET_REF_S = 8.0
-MAX_MANUAL_S = 30.0          # longest span accepted from --ref-start/--ref-end or a whole-file --ref-text
+MAX_MANUAL_S = 30.0          # longest span accepted from --ref-start/--ref-end
+MAX_REF_TEXT_SPAN_S = 20.0   # longest speech stretch a --ref-text without bounds may describe
 CUT_GAP_S = 0.25             # pauses at least this long are phrase boundaries: the only places we cut
 MAX_INNER_GAP_S = 1.5        # a candidate may contain pauses up to this long
 EDGE_PAD_S = 0.12            # silence kept before the first and after the last word
@@ -566,7 +567,7 @@ class RefPreparer:
                 raise UserError("no speech found in the recording")
             start = max(0.0, spans[0][0] - EDGE_PAD_S)
             end = min(total, spans[-1][1] + EDGE_PAD_S)
-            if end - start > MAX_MANUAL_S:
+            if end - start > MAX_REF_TEXT_SPAN_S:
                 raise UserError(f"--ref-text must describe the whole reference, but the recording has "
                                 f"{end - start:.1f} s of speech; pass --ref-start/--ref-end for the part the text covers")
             if speech_total < MIN_REF_S:
