@@ -67,6 +67,7 @@ class Script:
     kind: str                   # yaml | jsonl | dialogue
     items: list[BatchItem]
     sha256: str
+    problems: list[str] = field(default_factory=list)   # item-level errors, reported with the plan's
 
     @property
     def name(self) -> str:
@@ -102,8 +103,7 @@ def parse_script(path: str | Path) -> Script:
             items.append(_make_item(number, line, data))
         except UserError as exc:
             errors.append(f"{path.name}:{line} (item {number}): {exc}")
-    _raise_if(errors, path)
-    return Script(path=path, kind=kind, items=items, sha256=sha256_file(path))
+    return Script(path=path, kind=kind, items=items, sha256=sha256_file(path), problems=errors)
 
 
 def _raise_if(errors: list[str], path: Path) -> None:
@@ -233,7 +233,7 @@ def _make_item(number: int, line: int, data: Any) -> BatchItem:
 class BatchOptions:
     out_dir: Path | None = None         # default: <work>/batch/<script name>
     format: str = "wav"
-    model: str | None = None            # overrides every item's model
+    model: str | None = None            # for items whose voice needs this kind of model (an item's own wins)
     profile: str | None = None          # default profile (an item's own profile wins)
     knobs: dict = field(default_factory=dict)
     greedy: bool = False
@@ -274,15 +274,18 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
     from audiobox.tts.settings import resolve_settings
     from audiobox.tts.text import chunk_text, clean_text
 
-    errors: list[str] = []
+    errors: list[str] = list(script.problems)
     planned: list[PlannedItem] = []
     infos: dict[str, Any] = {}
     names: dict[str, int] = {}
+    override = read_model_info(options.model) if options.model else None
     for item in script.items:
         try:
             request = SpeakRequest(text=item.text, voice=item.voice, speaker=item.speaker, instruct=item.instruct,
-                                   tone=item.tone, language=item.language, model=options.model or item.model)
+                                   tone=item.tone, language=item.language, model=item.model)
             resolved = resolve_voice(request, registry)
+            if override is not None and not item.model and override.model_type == resolved.model_kind:
+                resolved = replace(resolved, model_ref=options.model)
             if resolved.model_ref not in infos:
                 infos[resolved.model_ref] = read_model_info(resolved.model_ref)
             info = infos[resolved.model_ref]
@@ -329,6 +332,7 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
                                        variants=variants, name=name, key=key, chunk=chunk))
         except UserError as exc:
             errors.append(f"{item.where(script.path)}: {exc}")
+    errors.sort(key=lambda line: int(re.search(r"\(item (\d+)\)", line).group(1)) if "(item " in line else 0)
     _raise_if(errors, script.path)
     return planned
 
@@ -670,7 +674,8 @@ def add_batch_parser(sub, add_generation, add_runtime, add_dirs, add_output_form
     parser.add_argument("--json", action="store_true", help="print the result summary as JSON on stdout")
     add_output_format(parser)
     add_generation(parser)
-    add_runtime(parser, "model id or dir for every item (default: each voice's own model)")
+    add_runtime(parser, "model for the items whose voice needs that kind of model (Base or CustomVoice); "
+                        "an item's own 'model' wins (default: each voice's own model)")
     add_dirs(parser)
 
 

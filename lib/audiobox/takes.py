@@ -301,29 +301,26 @@ class SphinxTranscriber:
 
 
 class WhisperTranscriber:
-    """faster-whisper through `audiobox.asr` (loaded once, shared with the rest of the toolbox)."""
+    """faster-whisper through `audiobox.asr` (one process-wide model, shared with the rest of the toolbox)."""
 
-    def __init__(self, model: str | None = None, device: str = "cpu", cache_dir=None) -> None:
-        from audiobox import asr
+    def __init__(self, model: str | None = None, device: str = "auto", cache_dir=None) -> None:
+        from audiobox.asr import load_asr
 
-        self._asr = asr
-        self._transcriber = asr.load_transcriber(model=model, device=device, cache_dir=cache_dir)
-        self.name = f"faster-whisper:{getattr(self._transcriber, 'model_name', model or 'default')}"
+        self._transcriber = load_asr(model, device=device, cache_dir=cache_dir)
+        self.name = f"faster-whisper:{self._transcriber.name}"
 
     def transcribe_take(self, samples, sample_rate, language):
         from audiobox.audio import Audio
-        from audiobox.languages import LANGUAGES as _L
 
-        code = _L[language].code if language in _L else None
         result = self._transcriber.transcribe(Audio(np.asarray(samples, dtype=np.float32), sample_rate),
-                                              language=code, word_timestamps=True)
-        words = [WordTiming(w.word.strip(), float(w.start), float(w.end), getattr(w, "probability", None))
-                 for w in getattr(result, "words", [])]
+                                              language=None if language == "auto" else language,
+                                              word_timestamps=True)
+        words = [WordTiming(w.word, float(w.start), float(w.end), float(w.probability)) for w in result.words]
         return result.text.strip(), words
 
 
 def load_transcriber(kind: str, *, language: str = "auto", whisper_model: str | None = None,
-                     device: str = "cpu", cache_dir=None) -> TakeTranscriber | None:
+                     device: str = "auto", cache_dir=None) -> TakeTranscriber | None:
     """'whisper' | 'sphinx' | 'none' | 'auto' (sphinx for English when installed, else whisper)."""
     if kind == "none":
         return None
@@ -374,7 +371,7 @@ class SpeakerEncoder:
 
     def __init__(self, device: str = "cpu") -> None:
         resemblyzer = _import_resemblyzer()
-        self._encoder = resemblyzer.VoiceEncoder(device="cpu" if device.startswith("cpu") else device, verbose=False)
+        self._encoder = resemblyzer.VoiceEncoder(device=device, verbose=False)
 
     def embed(self, samples: np.ndarray, sample_rate: int) -> np.ndarray | None:
         from audiobox.audio import resample
@@ -409,7 +406,7 @@ class JudgeOptions:
     asr: str = "auto"                   # whisper | sphinx | none | auto
     whisper_model: str | None = None    # None: audiobox.asr's default
     speaker: bool = True                # speaker similarity (needs Resemblyzer)
-    device: str = "cpu"
+    device: str = "auto"                # for the ASR; the speaker encoder is small and runs on the CPU
     cache_dir: Any = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     weights: dict = field(default_factory=lambda: dict(WEIGHTS))
@@ -450,7 +447,7 @@ class TakeJudge:
         if self._speaker is None:
             self.load_counts["speaker"] += 1
             try:
-                self._speaker = SpeakerEncoder(self.options.device)
+                self._speaker = SpeakerEncoder()
             except UserError as exc:
                 self._speaker_missing = True
                 self.notes.append(f"speaker similarity skipped: {exc}")
