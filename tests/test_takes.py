@@ -198,3 +198,73 @@ def test_resemblyzer_imports_even_when_webrtcvad_is_broken():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[1] / "lib")})
     assert "OK (256,)" in out.stdout, out.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------------------------
+# the speak wiring: best.<format>, scoreboard in takes.meta.json, word timestamps
+
+def test_review_of_a_speak_run_writes_best_scoreboard_and_words(defect_takes, speech, tmp_path):
+    import argparse
+    import json
+
+    import soundfile as sf
+    from rich.console import Console
+
+    from audiobox.takes import review_speak_result
+
+    named = {k: defect_takes[k] for k in ("truncated", "clean", "clipped")}
+    takes, names = _as_takes(named)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    result = SimpleNamespace(run_dir=run_dir, takes=takes, meta={"text": TEXT, "language": "english",
+                                                                 "voice": {"id": "speaker-x", "engine": "custom_voice"}})
+    args = argparse.Namespace(select_best=True, qa=False, align_words=True, qa_asr="sphinx", asr_model=None,
+                              format="wav")
+    dirs = SimpleNamespace(stage=lambda name: tmp_path / name, voices=tmp_path / "voices")
+    console = Console(record=True, width=150)
+    assert review_speak_result(args, result, dirs, console) == 0
+    best, rate = sf.read(run_dir / "best.wav", dtype="float32")
+    assert rate == SR and len(best) == len(defect_takes["clean"])
+    meta = json.loads((run_dir / "takes.meta.json").read_text())
+    selection = meta["selection"]
+    assert names[selection["best_index"] - 1] == "clean" and selection["best_file"] == "best.wav"
+    assert selection["models"]["similarity_to"] == "other takes" and len(selection["takes"]) == 3
+    words = json.loads((run_dir / "best.words.json").read_text())
+    assert [w["word"] for w in words["words"]][-3:] == ["before", "noon", "tomorrow"]
+    starts = [w["start"] for w in words["words"]]
+    assert starts == sorted(starts) and 0 <= starts[0] < words["words"][-1]["end"] <= len(best) / SR + 0.05
+    assert "best: take" in console.export_text()
+
+
+def test_whisper_path_runs_on_the_tiny_random_model(tiny_models, defect_takes):
+    """Plumbing only: the weights are random, so the transcript is gibberish and the take fails."""
+    judge = TakeJudge(JudgeOptions(asr="whisper", whisper_model=str(tiny_models / "whisper"), speaker=False,
+                                   device="cpu"))
+    takes, _ = _as_takes({"clean": defect_takes["clean"]})
+    board = judge.judge(takes, TEXT, "english", align_words=True)
+    take = board.takes[0]
+    assert board.models["asr"].startswith("faster-whisper:") and isinstance(take.transcript, str)
+    assert take.error_rate is not None and isinstance(take.words, list)
+    assert board.models["speaker"] is None and "speaker" not in take.components
+
+
+def test_speak_select_best_never_picks_a_failing_take(tiny_models, tmp_path, capsys):
+    """voice-synth speak on the tiny checkpoint: its takes are noise, so every take fails a hard
+    check; the run says so, writes no best file, exits 1, and keeps the scoreboard."""
+    import json
+    from pathlib import Path
+
+    from audiobox.cli.voice_synth import main
+
+    code = main(["speak", "--speaker", "ryan", "--text", "Hello there.", "--model", str(tiny_models / "custom_voice"),
+                 "--variants", "2", "--seed", "5", "--max-new-tokens", "10", "--select-best", "--align-words",
+                 "--qa-asr", "whisper", "--asr-model", str(tiny_models / "whisper"), "--device", "cpu",
+                 "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "work"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1 and "no take passed the checks" in captured.err
+    run_dir = Path(json.loads(captured.out)["run_dir"])
+    assert not list(run_dir.glob("best.*"))
+    selection = json.loads((run_dir / "takes.meta.json").read_text())["selection"]
+    assert selection["best_index"] is None and all(not t["passed"] and t["failures"] for t in selection["takes"])
+    assert selection["models"]["asr"].startswith("faster-whisper:")
+    assert (run_dir / "take_01.words.json").is_file() and selection["words_file"] == "take_01.words.json"

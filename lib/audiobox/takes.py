@@ -142,8 +142,9 @@ class Scoreboard:
         table = Table(title=title or "takes", show_lines=False)
         for column, justify in (("take", "right"), ("score", "right"), (self.metric.upper(), "right"),
                                 ("sim", "right"), ("pace", "right"), ("clip %", "right"),
-                                ("sil in/out s", "right"), ("SNR dB", "right"), ("verdict", "left")):
-            table.add_column(column, justify=justify)
+                                ("silence in/out s", "right"), ("SNR dB", "right")):
+            table.add_column(column, justify=justify, no_wrap=True)
+        table.add_column("verdict", justify="left", overflow="fold", min_width=12)
         for take in sorted(self.takes, key=lambda t: (t.rank or 10**6, t.index)):
             acoustics = take.acoustics
             verdict = "[green]best[/]" if take.index == self.best_index else (
@@ -344,6 +345,9 @@ def _import_resemblyzer():
     pkg_resources, which setuptools >= 81 no longer ships. We never call Resemblyzer's VAD (we trim
     silence ourselves), so if that import fails we give it a stand-in module that refuses to work.
     """
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="resemblyzer")
     try:
         import resemblyzer
         return resemblyzer
@@ -710,7 +714,6 @@ def review_speak_result(args, result, dirs, console) -> int:
     meta = dict(result.meta)
     meta["selection"] = {"mode": "select_best" if args.select_best else "qa", **board.to_dict()}
     code = 0
-    chosen = board.best if args.select_best or board.best_index is not None else None
     if args.select_best:
         if board.best is None:
             console.print("[red]no take passed the checks[/red]: best file not written (see the scoreboard)")
@@ -719,9 +722,10 @@ def review_speak_result(args, result, dirs, console) -> int:
             take = next(t for t in result.takes if t.index == board.best_index)
             best_path = write_audio(result.run_dir / f"best.{args.format}", take.samples, take.sample_rate, args.format)
             meta["selection"]["best_file"] = best_path.name
-    if args.align_words:
-        target = chosen if (args.select_best and chosen) else next(t for t in board.takes if t.index == 1)
-        words_path = result.run_dir / (("best" if args.select_best and chosen else f"take_{target.index:02d}") + ".words.json")
+    if args.align_words:   # the chosen take; take 1 when nothing was chosen
+        picked = board.best if args.select_best else None
+        target = picked or min(board.takes, key=lambda t: t.index)
+        words_path = result.run_dir / (("best" if picked else f"take_{target.index:02d}") + ".words.json")
         from audiobox.fsutil import atomic_write_json
 
         atomic_write_json(words_path, {"take": target.index, "asr": board.models.get("asr"),
