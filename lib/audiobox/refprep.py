@@ -9,9 +9,9 @@ Pipeline (every stage cached under ``<cache>/refs/<sha256 of the source file>/``
 3. **candidates**: stretches of 3-12 s aiming near 8 s. Cuts are only made in pauses of at least
    ``CUT_GAP_S`` between VAD spans (phrase boundaries), so a candidate never starts or ends
    inside a word; a single run of speech longer than 12 s without such a pause is split at its
-   quietest 30 ms frame (between syllables at worst). Every start unit gets its best-fitting end,
-   so a long speech run yields several candidates; a cheap pre-score (quality + duration) keeps the
-   best ``max_candidates`` that do not overlap much.
+   quietest 30 ms frame (between syllables at worst). Every run of whole phrases that fits is a
+   window, so a long speech run yields several candidates; a cheap pre-score (quality + closeness
+   to 8 s) keeps the best ``max_candidates`` that overlap each other by at most 30 %.
 4. **scoring**: each kept candidate is measured (`audiobox.quality`), transcribed by faster-whisper
    with the reference language passed through (word timestamps, deterministic decoding), and
    scored (see ``score_candidate``). The scores and the winner are saved; a chooser callback
@@ -55,7 +55,7 @@ TARGET_REF_S = 8.0
 MAX_MANUAL_S = 30.0          # longest span accepted from --ref-start/--ref-end
 MAX_REF_TEXT_SPAN_S = 20.0   # longest speech stretch a --ref-text without bounds may describe
 CUT_GAP_S = 0.25             # pauses at least this long are phrase boundaries: the only places we cut
-MAX_INNER_GAP_S = 1.5        # a candidate may contain pauses up to this long
+MAX_INNER_GAP_S = 1.0        # a candidate may contain pauses up to this long
 EDGE_PAD_S = 0.12            # silence kept before the first and after the last word
 TARGET_LUFS = -20.0
 PEAK_CEILING = 0.89          # -1 dBFS
@@ -257,12 +257,11 @@ def split_long_units(units: list[Unit], samples: np.ndarray, sr: int, max_s: flo
 
 
 def plan_windows(units: list[Unit], total_s: float, min_s: float = MIN_REF_S, max_s: float = MAX_REF_S,
-                 target_s: float = TARGET_REF_S, max_inner_gap_s: float = MAX_INNER_GAP_S,
-                 pad_s: float = EDGE_PAD_S) -> list[tuple[float, float, float]]:
-    """(start, end, speech_s) for every start unit and its best-fitting end unit (closest to target)."""
+                 max_inner_gap_s: float = MAX_INNER_GAP_S, pad_s: float = EDGE_PAD_S) -> list[tuple[float, float, float]]:
+    """(start, end, speech_s) for every run of whole units lasting min_s..max_s (pauses inside at
+    most max_inner_gap_s), padded into the surrounding pauses but never past their midpoints."""
     windows = []
     for i, first in enumerate(units):
-        best = None
         speech = 0.0
         for j in range(i, len(units)):
             if j > i and units[j].start - units[j - 1].end > max_inner_gap_s:
@@ -271,18 +270,13 @@ def plan_windows(units: list[Unit], total_s: float, min_s: float = MIN_REF_S, ma
             if extent > max_s:
                 break
             speech += units[j].speech_s
-            if extent >= min_s:
-                key = abs(extent - target_s)
-                if best is None or key < best[0]:
-                    best = (key, j, speech)
-        if best is None:
-            continue
-        _, j, speech = best
-        before = units[i - 1].end if i > 0 else 0.0
-        after = units[j + 1].start if j + 1 < len(units) else total_s
-        start = max(first.start - pad_s, (before + first.start) / 2 if i > 0 else 0.0)
-        end = min(units[j].end + pad_s, (units[j].end + after) / 2 if j + 1 < len(units) else total_s)
-        windows.append((round(start, 3), round(end, 3), speech))
+            if extent < min_s:
+                continue
+            before = units[i - 1].end if i > 0 else 0.0
+            after = units[j + 1].start if j + 1 < len(units) else total_s
+            start = max(first.start - pad_s, (before + first.start) / 2 if i > 0 else 0.0)
+            end = min(units[j].end + pad_s, (units[j].end + after) / 2 if j + 1 < len(units) else total_s)
+            windows.append((round(start, 3), round(end, 3), speech))
     return windows
 
 

@@ -208,10 +208,12 @@ def interactive_chooser(console):
         show_candidates(console, candidates, best)
         valid = {c.index for c in candidates}
         for _ in range(3):
-            try:
-                answer = input(f"choose a candidate [{min(valid)}-{max(valid)}] (Enter = {best}): ").strip()
-            except EOFError:
-                raise UserError("--interactive needs an answer on stdin (none was given)") from None
+            # the question goes to stderr so that --json output on stdout stays clean
+            console.print(f"choose a candidate [{min(valid)}-{max(valid)}] (Enter = {best}): ", end="")
+            line = sys.stdin.readline()
+            if not line:
+                raise UserError("--interactive needs an answer on stdin (none was given)")
+            answer = line.strip()
             if not answer:
                 return best
             if answer.isdigit() and int(answer) in valid:
@@ -285,8 +287,8 @@ def replace_reference(registry, slug, prepared, source):
     removed: list[str] = []
 
     def mutate(record: dict, voice_dir: Path) -> None:
-        write_audio(voice_dir / ".ref.wav.new", prepared.audio.samples, prepared.audio.sample_rate)
-        (voice_dir / ".ref.wav.new").replace(voice_dir / "ref.wav")
+        write_audio(voice_dir / ".ref-new.wav", prepared.audio.samples, prepared.audio.sample_rate)
+        (voice_dir / ".ref-new.wav").replace(voice_dir / "ref.wav")
         for pid in list(record.get("prompts") or {}):
             removed.append(pid)
             rec = record["prompts"].pop(pid)
