@@ -216,9 +216,10 @@ def text_chars(text: str) -> int:
 
 
 def measure(samples: np.ndarray, sample_rate: int, *, speech_spans: Iterable | None = None,
-            transcript: str | None = None, language: str | None = None) -> QualityMeasures:
+            transcript: str | None = None, language: str | None = None, loudness: bool = True) -> QualityMeasures:
     """Measure a clip. `speech_spans` (seconds relative to the clip, objects with start/end or
-    pairs) make the SNR and silence figures much more reliable; `transcript` adds speaking rate."""
+    pairs) make the SNR and silence figures much more reliable; `transcript` adds speaking rate.
+    `loudness=False` skips the (comparatively slow) BS.1770 figure when only the score is needed."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     duration = x.size / float(sample_rate) if sample_rate else 0.0
     if x.size == 0:
@@ -258,7 +259,7 @@ def measure(samples: np.ndarray, sample_rate: int, *, speech_spans: Iterable | N
         duration_s=duration,
         peak=float(np.max(np.abs(x))),
         rms_dbfs=_db(float(np.mean(x.astype(np.float64) ** 2))),
-        loudness_lufs=integrated_loudness(x, sample_rate),
+        loudness_lufs=integrated_loudness(x, sample_rate) if loudness else None,
         clipping_ratio=clipping_ratio(x),
         noise_floor_dbfs=_db(noise),
         speech_level_dbfs=_db(signal),

@@ -60,6 +60,7 @@ EDGE_PAD_S = 0.12            # silence kept before the first and after the last 
 TARGET_LUFS = -20.0
 PEAK_CEILING = 0.89          # -1 dBFS
 DEFAULT_MAX_CANDIDATES = 5
+MAX_MEASURED_WINDOWS = 400   # pre-scored windows at most (~5 ms each)
 DEFAULT_MIN_CONFIDENCE = 0.37   # geometric-mean token probability = exp(avg_logprob) >= exp(-1)
 MIN_COVERAGE = 0.8
 RATE_RANGE = (0.4, 2.5)      # transcript chars per speech second / the language's typical pace
@@ -280,6 +281,19 @@ def plan_windows(units: list[Unit], total_s: float, min_s: float = MIN_REF_S, ma
     return windows
 
 
+def thin_windows(windows: list[tuple[float, float, float]], limit: int = MAX_MEASURED_WINDOWS,
+                 min_fit: float = 0.6) -> list[tuple[float, float, float]]:
+    """Long recordings give thousands of windows: keep those near 8 s, then an even spread over the
+    file (so the best stretch anywhere is still measured). Short recordings are untouched."""
+    if len(windows) <= limit:
+        return windows
+    good = [w for w in windows if duration_fit(w[1] - w[0]) >= min_fit] or windows
+    if len(good) <= limit:
+        return good
+    step = len(good) / limit
+    return [good[int(i * step)] for i in range(limit)]
+
+
 def duration_fit(duration: float, target_s: float = TARGET_REF_S) -> float:
     """1 at the target length, 0 at 3 s and 13 s (linear)."""
     return float(max(0.0, 1.0 - abs(duration - target_s) / 5.0))
@@ -464,11 +478,12 @@ class RefPreparer:
         return Audio(audio.samples[a:b].copy(), audio.sample_rate)
 
     def _candidate(self, audio: Audio, spans, start: float, end: float, speech_s: float | None = None,
-                   transcript: str | None = None) -> Candidate:
+                   transcript: str | None = None, loudness: bool = True) -> Candidate:
         rel = _relative_spans(spans, start, end)
         segment = self._cut(audio, start, end)
         lang = None if self.options.language == "auto" else self.options.language
-        m = measure(segment.samples, segment.sample_rate, speech_spans=rel, transcript=transcript, language=lang)
+        m = measure(segment.samples, segment.sample_rate, speech_spans=rel, transcript=transcript, language=lang,
+                    loudness=loudness)
         q = quality_score(m)
         speech = speech_s if speech_s is not None else m.speech_s
         fit = duration_fit(end - start)
@@ -579,9 +594,11 @@ class RefPreparer:
             if not windows:
                 raise UserError(f"no stretch of {MIN_REF_S:.0f}-{MAX_REF_S:.0f} s of connected speech in the recording "
                                 f"({speech_total:.1f} s of speech in short bursts); pass --ref-start/--ref-end")
+            windows = thin_windows(windows)
             self.progress(f"measuring {len(windows)} candidate spans")
-            pool = [self._candidate(audio, spans, s, e, sp) for s, e, sp in windows]
-            cands = pick_diverse(pool, max(1, opts.max_candidates))
+            pool = [self._candidate(audio, spans, s, e, sp, loudness=False) for s, e, sp in windows]
+            cands = [self._candidate(audio, spans, c.start, c.end, c.speech_s)       # full measures for the kept
+                     for c in pick_diverse(pool, max(1, opts.max_candidates))]
         for i, cand in enumerate(cands, 1):
             cand.index = i
         if opts.uses_asr:
