@@ -243,3 +243,16 @@ def test_dialogue_renders_into_one_file(cache, tmp_path, capsys):
     assert len(final) == sum(len(p) for p in parts) + 4 * int(0.5 * rate)
     assert data["dialogue"]["file"] == "scene.wav" and data["dialogue"]["lines"] == 5
     assert "dialogue:" in capsys.readouterr().err
+
+
+def test_select_best_in_a_batch_records_the_scoreboard_and_never_picks_a_failing_take(cache, tmp_path, capsys):
+    script = tmp_path / "best.yaml"
+    script.write_text('- {voice: alice, text: "Pick the best one.", variants: 2, output: pick}\n')
+    out = tmp_path / "out"
+    assert batch(script, cache, out, "--seed", "4", "--select-best", "--qa-asr", "none") == 1   # noise: none passes
+    (entry,) = manifest(out)["items"]
+    assert entry["status"] == "failed" and "no take passed" in entry["error"]
+    assert entry["files"] == ["pick.take_01.wav", "pick.take_02.wav"] and not (out / "pick.wav").exists()
+    board = entry["scoreboard"]
+    assert board["best_index"] is None and board["models"]["similarity_to"] == "reference"
+    assert all(t["failures"] for t in board["takes"])

@@ -595,7 +595,8 @@ class _Runner:
                 if self.options.select_best:
                     if board is None or board.best_index is None:
                         return self._fail(plan, "no take passed the checks (see 'scoreboard' in the manifest)",
-                                          files=files, scoreboard=board.to_dict() if board else None)
+                                          files=[str(f.relative_to(self.out_dir)) for f in files],
+                                          scoreboard=board.to_dict() if board else None)
                     best = next(t for t in takes if t.index == board.best_index)
                     files.append(write_audio(target_dir / f"{plan.name}.{fmt}", best.samples, best.sample_rate, fmt))
             audio_sec = sum(t.duration for t in takes)
