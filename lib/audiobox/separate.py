@@ -68,10 +68,14 @@ class LoadedSeparator:
         std = std if float(std) > 1e-8 else torch.tensor(1.0)
         wav = (wav - mean) / std
 
+        length = wav.shape[-1]
+        segment = float(getattr(self.model, "segment", 7.8) or 7.8) * self.samplerate
+        n_models = len(getattr(self.model, "models", [None]))
+
         def callback(info: dict) -> None:
             if on_progress and info.get("state") == "end":
-                length = float(info.get("audio_length") or 1)
-                on_progress(min(1.0, (float(info.get("segment_offset", 0)) + 1) / length))
+                within = min(1.0, (float(info.get("segment_offset", 0)) + segment) / max(1, length))
+                on_progress(min(1.0, (int(info.get("model_idx_in_bag", 0)) + within) / n_models))
 
         with torch.inference_mode():
             out = apply_model(self.model, wav[None], shifts=self.options.shifts, split=True,

@@ -37,7 +37,7 @@ SPLIT_CACHE_VERSION = 1
 # the first pass only needs to know roughly where speech is; a longer min_silence keeps sentences whole
 RAW_VAD = VadSettings(threshold=0.5, min_speech_s=0.3, min_silence_s=0.3, pad_s=0.05)
 # the second pass sets the clip edges: a little padding so word onsets/offsets are not clipped
-VOCAL_VAD = VadSettings(threshold=0.5, min_speech_s=0.25, min_silence_s=0.15, pad_s=0.08)
+VOCAL_VAD = VadSettings(threshold=0.5, min_speech_s=0.25, min_silence_s=0.15, pad_s=0.15, pad_end_s=0.06)
 FADE_S = 0.01
 
 

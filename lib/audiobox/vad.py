@@ -64,10 +64,11 @@ class VadSettings:
     min_speech_s: float = 0.25
     min_silence_s: float = 0.1
     pad_s: float = 0.03
+    pad_end_s: float | None = None          # default: pad_s (onsets are detected late, offsets already late)
 
     def key(self) -> dict:
         return {"threshold": self.threshold, "neg_threshold": self.neg_threshold, "min_speech_s": self.min_speech_s,
-                "min_silence_s": self.min_silence_s, "pad_s": self.pad_s}
+                "min_silence_s": self.min_silence_s, "pad_s": self.pad_s, "pad_end_s": self.pad_end_s}
 
 
 def silero_model_path(filename: str = SEQUENCE_MODEL_FILE) -> Path:
@@ -145,7 +146,8 @@ def spans_from_probs(probs: np.ndarray, settings: VadSettings, audio_seconds: fl
     for i, (s, e) in enumerate(raw):
         lo = 0.0 if i == 0 else (raw[i - 1][1] + s) / 2
         hi = audio_seconds if i == len(raw) - 1 else (e + raw[i + 1][0]) / 2
-        out.append(Span(round(max(lo, s - settings.pad_s), 4), round(min(hi, e + settings.pad_s), 4)))
+        pad_end = settings.pad_s if settings.pad_end_s is None else settings.pad_end_s
+        out.append(Span(round(max(lo, s - settings.pad_s), 4), round(min(hi, e + pad_end), 4)))
     return out
 
 
