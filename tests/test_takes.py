@@ -166,7 +166,9 @@ def test_without_a_reference_similarity_is_measured_against_the_other_takes(defe
     named = {k: defect_takes[k] for k in ("clean", "noisy", "other_voice", "trailing_silence")}
     takes, names = _as_takes(named)
     order = [3, 0, 2, 1]   # the order of the takes must not matter
-    board = judge.judge([takes[i] for i in order], TEXT, "english", reference=None)
+    no_asr = TakeJudge(JudgeOptions(asr="none"), speaker_encoder=judge.speaker_encoder())   # similarity is the point
+    board = no_asr.judge([takes[i] for i in order], TEXT, "english", reference=None)
+    assert board.models["asr"] is None and all(t.error_rate is None for t in board.takes)
     assert names[board.best_index - 1] == "clean"
     other = next(t for t in board.takes if names[t.index - 1] == "other_voice")
     assert "voice_drift" in {c.name for c in other.failures}
@@ -268,3 +270,15 @@ def test_speak_select_best_never_picks_a_failing_take(tiny_models, tmp_path, cap
     assert selection["best_index"] is None and all(not t["passed"] and t["failures"] for t in selection["takes"])
     assert selection["models"]["asr"].startswith("faster-whisper:")
     assert (run_dir / "take_01.words.json").is_file() and selection["words_file"] == "take_01.words.json"
+
+
+def test_auto_asr_falls_back_to_sphinx_for_english_only_when_whisper_is_missing(tmp_path, monkeypatch, capsys):
+    from audiobox.takes import SphinxTranscriber, load_transcriber
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    empty = tmp_path / "asr"
+    assert isinstance(load_transcriber("auto", language="english", cache_dir=empty), SphinxTranscriber)
+    assert "checking English takes with PocketSphinx" in capsys.readouterr().err
+    with pytest.raises(UserError):
+        load_transcriber("auto", language="german", cache_dir=empty)
+    assert load_transcriber("none") is None

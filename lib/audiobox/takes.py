@@ -3,7 +3,7 @@
 Qwen3-TTS samples, so one take swallows its last words, another runs on, another drifts away from
 the voice. `TakeJudge` scores every take of one text on five things and ranks them:
 
-* intelligibility - a transcript (faster-whisper, or PocketSphinx for English) against the text,
+* intelligibility - a transcript (faster-whisper; PocketSphinx for English offline) against the text,
   as WER, or CER for Chinese/Japanese/Korean, after language-aware normalisation;
 * speaker similarity - cosine of Resemblyzer (GE2E) embeddings against the voice's reference;
 * acoustics - clipping, leading/trailing silence, loudness and SNR from `audiobox.quality`;
@@ -322,17 +322,26 @@ class WhisperTranscriber:
 
 def load_transcriber(kind: str, *, language: str = "auto", whisper_model: str | None = None,
                      device: str = "auto", cache_dir=None) -> TakeTranscriber | None:
-    """'whisper' | 'sphinx' | 'none' | 'auto' (sphinx for English when installed, else whisper)."""
+    """'whisper' | 'sphinx' | 'none' | 'auto'.
+
+    auto = faster-whisper (the better judge by far); for English, PocketSphinx when the Whisper model
+    cannot be loaded (not downloaded and no hub), so English takes can still be checked offline.
+    """
     if kind == "none":
         return None
     if kind == "sphinx":
         return SphinxTranscriber()
-    if kind == "auto" and language == "english":
+    if kind != "auto" or language != "english":
+        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
+    try:
+        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
+    except UserError as whisper_error:
         try:
-            return SphinxTranscriber()
+            transcriber = SphinxTranscriber()
         except UserError:
-            pass
-    return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
+            raise whisper_error from None
+        print(f"warning: {whisper_error}; checking English takes with PocketSphinx instead", file=sys.stderr)
+        return transcriber
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,10 +445,10 @@ class TakeJudge:
         if "*" in self._transcribers:
             return self._transcribers["*"]
         kind = self.options.asr
-        key = "sphinx" if kind == "auto" and language == "english" else ("whisper" if kind == "auto" else kind)
+        key = f"{kind}-english" if kind == "auto" and language == "english" else kind
         if key not in self._transcribers:
             self.load_counts["asr"] += 1
-            self._transcribers[key] = load_transcriber(key if kind != "auto" else kind, language=language,
+            self._transcribers[key] = load_transcriber(kind, language=language,
                                                        whisper_model=self.options.whisper_model,
                                                        device=self.options.device, cache_dir=self.options.cache_dir)
         return self._transcribers[key]
@@ -684,7 +693,8 @@ def add_take_arguments(parser) -> None:
     group.add_argument("--align-words", action="store_true",
                        help="write word timestamps of the chosen take (best, or take 1) to <take>.words.json")
     group.add_argument("--qa-asr", default="auto", choices=ASR_CHOICES,
-                       help="ASR for the checks: auto = PocketSphinx for English when installed, else faster-whisper")
+                       help="ASR for the checks: auto = faster-whisper, or PocketSphinx for English when the "
+                            "Whisper model is not available offline")
     group.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
 
 
