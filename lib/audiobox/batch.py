@@ -243,6 +243,7 @@ class BatchOptions:
     select_best: bool = False
     qa: bool = False
     judge_asr: str = "auto"
+    judge_asr_model: str | None = None
     fail_fast: bool = False
     pause_s: float = DIALOGUE_PAUSE_S
 
@@ -452,7 +453,8 @@ def run_batch(script: Script, dirs, pool, options: BatchOptions = BatchOptions()
     if (options.select_best or options.qa) and judge is None and todo:
         from audiobox.takes import JudgeOptions, TakeJudge
 
-        judge = TakeJudge(JudgeOptions(asr=options.judge_asr))
+        judge = TakeJudge(JudgeOptions(asr=options.judge_asr, whisper_model=options.judge_asr_model,
+                                       cache_dir=dirs.stage("asr")))
     runner = _Runner(dirs, pool, options, registry, manifest, out_dir, stats, judge,
                      parts_dir=out_dir / f"{script.name}.parts" if script.kind == "dialogue" else None)
     stop = False
@@ -621,7 +623,7 @@ class _Runner:
 
 def _join_dialogue(script: Script, planned: list[PlannedItem], manifest: Manifest, out_dir: Path,
                    options: BatchOptions) -> Path:
-    """All lines in script order, with a pause between speakers, into <out>/<script>.<fmt>."""
+    """All lines in script order, with the same pause after each line, into <out>/<script>.<fmt>."""
     from audiobox.audio import TTS_SAMPLE_RATE, join_with_pauses, load_audio, resample, write_audio
 
     pieces = []
@@ -671,7 +673,9 @@ def add_batch_parser(sub, add_generation, add_runtime, add_dirs, add_output_form
     parser.add_argument("--pause", type=float, default=DIALOGUE_PAUSE_S, metavar="SEC", help="silence between dialogue lines")
     parser.add_argument("--select-best", action="store_true", help="items with several variants: keep the best as <output>.<format>")
     parser.add_argument("--qa", action="store_true", help="check every take and record the scoreboard in the manifest")
-    parser.add_argument("--qa-asr", default="auto", choices=("auto", "whisper", "sphinx", "none"))
+    parser.add_argument("--qa-asr", default="auto", choices=("auto", "whisper", "sphinx", "none"),
+                        help="ASR for the checks (see speak --help)")
+    parser.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
     parser.add_argument("--json", action="store_true", help="print the result summary as JSON on stdout")
     add_output_format(parser)
     add_generation(parser)
@@ -692,6 +696,7 @@ def cmd_batch(args) -> int:
                            model=args.model, profile=args.profile, knobs=explicit_knobs(args), greedy=args.greedy,
                            seed=args.seed, variants=args.variants, batch_size=args.batch_size,
                            select_best=args.select_best, qa=args.qa, judge_asr=args.qa_asr,
+                           judge_asr_model=args.asr_model,
                            fail_fast=args.fail_fast, pause_s=args.pause)
     console = stderr_console()
     registry = VoiceRegistry(dirs.voices)
