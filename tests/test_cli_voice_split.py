@@ -114,3 +114,28 @@ def test_app_end_to_end_from_a_link(loopback_media, tiny_demucs, tmp_path):
     assert len(downloads) == 1
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("from-link")
     assert voice.data["source"]["url"].endswith("podcast.mp3") and voice.data["source"]["trim"] == [24.0, 46.0]
+
+
+def test_missing_demucs_model_fails_before_download(loopback_media, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc = main(["--url", f"{loopback_media}/podcast.mp3", "--voice-name", "nodemucs", *_dirs(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--demucs-repo" in err
+    assert not _files(tmp_path / "cache" / "downloads") and not _files(tmp_path / "cache" / "voices")
+
+
+def test_registered_voice_feeds_voice_clone(speech_mix, tiny_models, tmp_path, capsys):
+    """The printed next step: voice-clone transcribes the split reference and builds the prompt."""
+    rc = main(["--audio", str(speech_mix.path), "--clips", "1", "--length", "8", "--no-separate",
+               "--voice-name", "chain", *_dirs(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 0 and "voice-clone synth --voice chain --force" in err
+    voice_dir = tmp_path / "cache" / "voices" / "chain"
+    assert (voice_dir / "source.wav").is_file()
+    from audiobox.cli.voice_clone import main as clone_main
+
+    rc = clone_main(["synth", "--voice", "chain", "--force", "--text", "Hello there.", *_dirs(tmp_path),
+                     "--model", str(tiny_models / "base"), "--whisper-model", str(tiny_models / "whisper"),
+                     "--force-bad-ref"])
+    assert rc == 0, capsys.readouterr().err
+    assert VoiceRegistry(tmp_path / "cache" / "voices").get("chain").ready

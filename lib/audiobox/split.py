@@ -321,6 +321,12 @@ class VoiceSplitter:
             self._separator = load_separator(options)
         return self._separator
 
+    def prepare(self, opts: SplitOptions) -> None:
+        """Load Demucs now (if it will be needed), so a missing model fails before any download."""
+        opts.validate()
+        if opts.separate:
+            self.separator(opts.separator)
+
     # -- stage 1
     def resolve(self, opts: SplitOptions) -> tuple[SourceMedia, TrimRange]:
         opts.validate()

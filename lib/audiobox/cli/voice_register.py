@@ -131,6 +131,7 @@ def dispatch(argv) -> int:
     progress = RichProgress(console)
     try:
         splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+        splitter.prepare(opts)           # a missing Demucs model fails here, before any download
         source, trim = splitter.resolve(opts)
         opts.out_dir = dirs.work / slug
         result = splitter.run(opts, source, trim)
@@ -174,7 +175,7 @@ def dispatch(argv) -> int:
     stages.end()
 
     # 4. register: ref.wav + voice.json in one locked transaction, then the prompt
-    from audiobox.audio import write_audio
+    from audiobox.audio import load_audio, write_audio
 
     stages.start("register", f"voice {slug!r}")
     source_meta = dict(result.source.meta, trim=[result.trim.start, result.trim.end],
@@ -183,8 +184,12 @@ def dispatch(argv) -> int:
     data = {"engine": "clone_prompt", "display_name": args.display_name or slug, "ref": prepared.ref_info(),
             "source": source_meta}
     existed = registry.exists(slug)
-    voice = registry.create(slug, data, replace=args.force, write_files=lambda d: write_audio(
-        d / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate, "wav"))
+    def write_files(staging: Path) -> None:
+        write_audio(staging / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate, "wav")
+        # the whole reference clip, so `voice-clone synth --voice SLUG --force` can re-cut it later
+        write_audio(staging / "source.wav", load_audio(result.reference.path).samples, 24000, "wav")
+
+    voice = registry.create(slug, data, replace=args.force, write_files=write_files)
     try:
         prompt_id = registry.add_prompt(slug, prompt)
     except BaseException:

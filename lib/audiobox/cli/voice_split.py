@@ -175,8 +175,12 @@ def register_split_voice(registry, slug: str, result, *, display_name: str | Non
            "source_end": round(result.reference.end, 3), "measures": result.reference.measures}
     source = dict(result.source.meta, trim=[result.trim.start, result.trim.end], n_clips=len(result.clips))
     data = {"engine": "clone_prompt", "display_name": display_name or slug, "ref": ref, "source": source}
-    return registry.create(slug, data, write_files=lambda d: write_audio(d / "ref.wav", samples, TTS_SAMPLE_RATE, "wav"),
-                           replace=replace)
+    def write_files(staging: Path) -> None:
+        # ref.wav is what speaks; source.wav is what `voice-clone synth --voice SLUG --force` re-cuts and transcribes
+        write_audio(staging / "ref.wav", samples, TTS_SAMPLE_RATE, "wav")
+        write_audio(staging / "source.wav", samples, TTS_SAMPLE_RATE, "wav")
+
+    return registry.create(slug, data, write_files=write_files, replace=replace)
 
 
 def result_json(result, voice=None) -> dict:
@@ -209,6 +213,7 @@ def dispatch(argv) -> int:
     progress = RichProgress(console)
     try:
         splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+        splitter.prepare(opts)           # a missing Demucs model fails here, before any download
         source, trim = splitter.resolve(opts)
         opts.out_dir = dirs.work / (args.voice_name or source.source_id)
         result = splitter.run(opts, source, trim)
@@ -228,8 +233,11 @@ def dispatch(argv) -> int:
     console.print(f"Demucs ran on {result.stats['separated_s']:.0f} s of {result.stats['audio_s']:.0f} s; "
                   f"total {result.timings['total_s']:.1f} s")
     if voice is not None:
-        console.print(f"registered voice {voice.slug!r}. Next: voice-clone synth --voice {voice.slug} --text \"...\" "
-                      f"(builds the clone prompt), then voice-synth speak --voice {voice.slug} --text \"...\"")
+        cache_flag = f" --cache {args.cache}" if args.cache else ""
+        console.print(f"registered voice {voice.slug!r} (reference only, no transcript yet). Next:\n"
+                      f"  voice-clone synth --voice {voice.slug} --force --text \"...\"{cache_flag}   "
+                      f"(transcribes the reference and builds the clone prompt)\n"
+                      f"  or in one step from the source: voice-register ... --voice-name {voice.slug}")
     return 0
 
 
