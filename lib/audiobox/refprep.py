@@ -694,7 +694,10 @@ class RefPreparer:
         hints = []
         if self.options.uses_asr:
             hints.append("give the exact words with --ref-text")
-        hints.append("pick another span with --ref-start/--ref-end or --interactive")
+        if self.options.ref_text:
+            hints.append("check that --ref-text is exactly what is said in the span (set it with --ref-start/--ref-end)")
+        else:
+            hints.append("pick another span with --ref-start/--ref-end or --interactive")
         hints.append("or pass --force-bad-ref to use it anyway")
         raise UserError(f"reference {cand.start:.1f}-{cand.end:.1f} s of {path.name} rejected: "
                         + "; ".join(cand.problems) + " — " + ", ".join(hints))
