@@ -66,7 +66,7 @@ def test_prepare_ref_scores_candidates_and_registers_the_reference(audio, models
     assert data["registered"] == {"voice": "sess", "updated": False, "removed_prompts": []}
     record = voice_json(dirs, "sess")
     ref = record["ref"]
-    assert ref["segment"] == data["segment"] | {} or ref["segment"]["start"] == data["segment"]["start"]
+    assert ref["segment"] == {"start": data["segment"]["start"], "end": data["segment"]["end"]}
     assert ref["transcript"] == data["transcript"] and ref["transcript_source"] == "whisper"
     assert ref["scores"]["score"] == pytest.approx(data["score"], abs=1e-3) and "quality" in ref["scores"]
     assert ref["forced"] and record["prompts"] == {}                 # reference only: no prompt yet
@@ -128,7 +128,8 @@ def test_synth_builds_registers_and_speaks_then_reuses(audio, models, dirs, caps
     code, data, err = run(capsys, "synth", "--voice", "anna", "--model", models["base"], "--tone", "flat",
                           "--x-vector-only", "--text", "Embedding only.", "--json", *FAST,
                           "--cache", dirs["cache"], "--out", dirs["out"])
-    assert code == 0, err and data["prompt"]["mode"] == "xvec"
+    assert code == 0, err
+    assert data["prompt"]["mode"] == "xvec" and data["reference"]["transcript"] is None
     prompts = voice_json(dirs, "anna")["prompts"]
     assert {(p["model_tag"], p["tone"], p["mode"]) for p in prompts.values()} == {
         ("base", None, "icl"), ("base-b", None, "icl"), ("base", "calm", "icl"), ("base", "flat", "xvec")}
@@ -140,13 +141,21 @@ def test_synth_builds_registers_and_speaks_then_reuses(audio, models, dirs, caps
                        "--max-new-tokens", "8", "--cache", dirs["cache"], "--out", dirs["out"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["voice"] == "anna"
 
+    # --force rebuilds the prompt from the same registered reference (it never re-picks the segment)
+    segment = voice_json(dirs, "anna")["ref"]["segment"]
+    code, data, err = run(capsys, "synth", "--voice", "anna", "--model", models["base"], "--force", "--json", *FAST,
+                          "--cache", dirs["cache"])
+    assert code == 0, err
+    assert data["prompt"]["cached"] is False and data["registered"]["prompt_id"] == "base_icl_v2"
+    assert voice_json(dirs, "anna")["ref"]["segment"] == segment
+
     # new bounds on the voice re-cut its reference (from source.wav) and drop prompts of the old one
     code, data, err = run(capsys, "synth", "--voice", "anna", "--ref-start", "0.2", "--ref-end", "3.9",
                           "--ref-text", "A calm voice reads the evening news to a quiet room.",
                           "--model", models["base"], "--json", *FAST, "--cache", dirs["cache"])
     assert code == 0, err
     assert data["reference"]["segment"]["start"] == 0.2 and data["reference"]["segment"]["end"] == 3.9
-    assert len(data["registered"]["removed_prompts"]) == 4
+    assert len(data["registered"]["removed_prompts"]) == 5
     record = voice_json(dirs, "anna")
     assert list(record["prompts"]) and all(p["ref_segment"] == [0.2, 3.9] for p in record["prompts"].values())
 

@@ -145,8 +145,10 @@ def ref_options(args, chooser=None):
 
 
 def _reprocessing_requested(args) -> bool:
+    """New bounds, a new transcript or a new choice re-cut a registered voice's reference; --force alone
+    only rebuilds its prompt (it must not silently replace a reference the user picked)."""
     return any(v is not None for v in (args.ref_start, args.ref_end, args.ref_text, args.ref_text_file)) \
-        or args.force or args.interactive
+        or args.interactive
 
 
 def resolve_reference(args, dirs, console):
