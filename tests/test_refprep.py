@@ -240,3 +240,20 @@ def test_bad_inputs_raise_one_clear_line(audio, tmp_path, name, message):
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         prepare(tmp_path / "nope.wav", tmp_path, x_vector_only=True)
+
+
+def test_verify_ref_text_against_whisper(audio, whisper, tmp_path):
+    from clone_audio import CLEAN_TEXT
+
+    loader = CountingLoader(whisper)
+    # the tiny random whisper is never confident: the text is kept, with a warning that it was not verified
+    ref = prepare(audio.clean, tmp_path, loader, asr_model=whisper, ref_text=CLEAN_TEXT, verify_ref_text=True)
+    assert loader.calls == 1 and ref.transcript == CLEAN_TEXT
+    assert ref.candidates[0].verification["verdict"] == "unsure" and any("not verified" in w for w in ref.warnings)
+    # trusting it anyway (threshold 0): its gibberish contradicts the text, so the run stops
+    with pytest.raises(UserError, match="whisper hears different words"):
+        prepare(audio.clean, tmp_path, loader, asr_model=whisper, ref_text=CLEAN_TEXT, verify_ref_text=True,
+                min_confidence=0.0)
+    heard = {"text": "A calm voice reads the evening news, to a quiet room!", "avg_logprob": -0.2}
+    assert refprep.verify_words("a calm voice reads the evening news to a quiet room", heard)["verdict"] == "match"
+    assert refprep.verify_words("something else entirely", heard)["verdict"] == "mismatch"

@@ -19,7 +19,8 @@ Pipeline (every stage cached under ``<cache>/refs/<sha256 of the source file>/``
 5. **gate**: the winner's transcript must be confident (``min_confidence``), must cover all of the
    segment's speech (word timestamps against the VAD spans) and must have a plausible length for
    the speech duration; otherwise the run stops with the reason, unless ``force_bad_ref``.
-   A ``--ref-text`` gets the length check (that is how a transcript of something else shows).
+   A ``--ref-text`` gets the length check (that is how a transcript of something else shows), and
+   with ``verify_ref_text`` whisper's words too (only a confident whisper can reject it).
 6. **segment**: the chosen span cut from the 24 kHz decode and loudness-normalised to
    ``TARGET_LUFS`` with one linear gain (peak kept below -1 dBFS): ``ref-<key>.wav``.
 
@@ -84,6 +85,7 @@ class RefOptions:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     force: bool = False                       # redo every stage
     force_bad_ref: bool = False               # keep going when the gate fails
+    verify_ref_text: bool = False             # also run whisper on a --ref-text segment and compare the words
     chooser: Callable[[list["Candidate"], int], int] | None = None   # --interactive
 
     @property
@@ -109,6 +111,7 @@ class Candidate:
     coverage: float | None = None
     uncovered: list[list[float]] = field(default_factory=list)
     rate_ratio: float | None = None
+    verification: dict | None = None          # --verify-ref-text: {"heard", "wer", "confidence", "verdict"}
     score: float = 0.0
     parts: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -370,6 +373,25 @@ def rate_ratio(text: str, speech_s: float, language: str | None) -> float:
     return text_chars(text) / max(speech_s, 0.25) / pace(lang).chars_per_second
 
 
+MAX_VERIFY_WER = 0.5
+
+
+def _words(text: str) -> str:
+    return " ".join("".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in text).split())
+
+
+def verify_words(ref_text: str, heard: dict, min_confidence: float | None = None) -> dict:
+    """Compare a given transcript with whisper's. Only a confident whisper can call it a mismatch."""
+    import jiwer
+
+    confidence = float(heard.get("confidence", math.exp(min(0.0, float(heard["avg_logprob"])))))
+    expected, got = _words(ref_text), _words(heard.get("text", ""))
+    wer = float(jiwer.wer(expected, got or "-")) if expected else 1.0
+    floor = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+    verdict = "unsure" if confidence < floor else ("mismatch" if wer > MAX_VERIFY_WER else "match")
+    return {"heard": heard.get("text", ""), "wer": round(wer, 3), "confidence": round(confidence, 4), "verdict": verdict}
+
+
 # --- the pipeline -------------------------------------------------------------------------------------
 
 def _relative_spans(spans: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
@@ -523,6 +545,14 @@ class RefPreparer:
             gaps = ", ".join(f"{cand.start + s:.1f}-{cand.start + e:.1f} s" for s, e in cand.uncovered[:3])
             cand.problems.append(f"the transcript covers only {cand.coverage:.0%} of the speech"
                                  + (f" (no words at {gaps})" if gaps else ""))
+        if cand.verification:   # re-judged with this run's threshold (the words and scores are cached)
+            v = cand.verification
+            v["verdict"] = "unsure" if v["confidence"] < opts.min_confidence else \
+                ("mismatch" if v["wer"] > MAX_VERIFY_WER else "match")
+        if (cand.verification or {}).get("verdict") == "mismatch":
+            v = cand.verification
+            cand.problems.append(f"whisper hears different words (WER {v['wer']:.2f} at confidence "
+                                 f"{v['confidence']:.2f}): {v['heard'][:80]!r}")
         if cand.rate_ratio is not None and not RATE_RANGE[0] <= cand.rate_ratio <= RATE_RANGE[1]:
             chars = text_chars(cand.transcript or "")
             cand.problems.append(f"the transcript has {chars} characters for {cand.speech_s:.1f} s of speech "
@@ -538,6 +568,7 @@ class RefPreparer:
         key = sha256_json({"source": source_sha, "mode": mode, "start": opts.ref_start, "end": opts.ref_end,
                            "ref_text": opts.ref_text, "language": opts.language,
                            "asr": opts.asr_model if opts.uses_asr else None, "x_vector_only": opts.x_vector_only,
+                           "verify": opts.asr_model if (opts.verify_ref_text and opts.ref_text) else None,
                            "max_candidates": opts.max_candidates, "scoring": SCORING_VERSION,
                            "quality": QUALITY_VERSION})[:20]
         path = base / f"candidates-{key}.json"
@@ -617,6 +648,10 @@ class RefPreparer:
                     cand.transcript = opts.ref_text
                     lang = None if opts.language == "auto" else opts.language
                     cand.rate_ratio = rate_ratio(opts.ref_text, cand.speech_s, lang)
+                    if opts.verify_ref_text:
+                        self.progress(f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)")
+                        heard = self.transcribe(audio, base, cand.start, cand.end)
+                        cand.verification = verify_words(opts.ref_text, heard, opts.min_confidence)
                 self._check(cand)
         for cand in cands:
             score_candidate(cand)
@@ -645,6 +680,9 @@ class RefPreparer:
                 chosen_by = "user"
             index = picked
         cand = next(c for c in cands if c.index == index)
+        if (cand.verification or {}).get("verdict") == "unsure":
+            self.warnings.append(f"--ref-text not verified: whisper is unsure of what it hears "
+                                 f"(confidence {cand.verification['confidence']:.2f})")
         forced = self._gate(cand, path)
 
         # the segment itself: cut from the 24 kHz decode, one gain to TARGET_LUFS

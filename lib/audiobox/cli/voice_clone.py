@@ -48,6 +48,8 @@ def add_reference_args(parser: argparse.ArgumentParser, required: bool = True) -
     text.add_argument("--ref-text", help="exactly what is said in the reference (skips whisper). Without "
                       "--ref-start/--ref-end it must describe all the speech in the file")
     text.add_argument("--ref-text-file", metavar="FILE", help="--ref-text from a UTF-8 file")
+    src.add_argument("--verify-ref-text", action="store_true", help="also run whisper on the span and stop if it "
+                     "confidently hears different words than --ref-text")
     src.add_argument("--ref-language", default="auto", help="language of the reference (name or ISO code); passed "
                      "to whisper so it does not have to guess")
     src.add_argument("--x-vector-only", action="store_true", help="speaker-embedding-only prompt: needs no transcript "
@@ -141,7 +143,7 @@ def ref_options(args, chooser=None):
                       language=normalize_language(args.ref_language), x_vector_only=args.x_vector_only,
                       asr_model=args.whisper_model, asr_device=args.whisper_device, max_candidates=args.candidates,
                       min_confidence=args.min_confidence, force=args.force, force_bad_ref=args.force_bad_ref,
-                      chooser=chooser)
+                      verify_ref_text=args.verify_ref_text, chooser=chooser)
 
 
 def _reprocessing_requested(args) -> bool:
