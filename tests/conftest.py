@@ -65,7 +65,11 @@ def loopback_media(speech_mix, tmp_path_factory):
     (root / "page.html").write_text("<html><body><p>no media here</p></body></html>")
     (root / "list.html").write_text('<html><body><video src="podcast.mp3"></video>'
                                     '<audio src="podcast.wav"></audio></body></html>')
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    class QuietServer(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):   # clients that hang up early (yt-dlp probing)
+            pass
+
+    server = QuietServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -129,13 +129,14 @@ def test_registered_voice_feeds_voice_clone(speech_mix, tiny_models, tmp_path, c
     rc = main(["--audio", str(speech_mix.path), "--clips", "1", "--length", "8", "--no-separate",
                "--voice-name", "chain", *_dirs(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 0 and "voice-clone synth --voice chain --force" in err
+    line = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("voice-clone synth")][0]
+    assert "--voice-name chain --replace" in line
     voice_dir = tmp_path / "cache" / "voices" / "chain"
     assert (voice_dir / "source.wav").is_file()
     from audiobox.cli.voice_clone import main as clone_main
 
-    rc = clone_main(["synth", "--voice", "chain", "--force", "--text", "Hello there.", *_dirs(tmp_path),
-                     "--model", str(tiny_models / "base"), "--whisper-model", str(tiny_models / "whisper"),
-                     "--force-bad-ref"])
+    argv = [a if a != "..." else "Hello there." for a in __import__("shlex").split(line)[1:]]
+    rc = clone_main(argv + ["--out", str(tmp_path / "out"), "--model", str(tiny_models / "base"),
+                            "--whisper-model", str(tiny_models / "whisper"), "--force-bad-ref"])
     assert rc == 0, capsys.readouterr().err
     assert VoiceRegistry(tmp_path / "cache" / "voices").get("chain").ready

@@ -7,6 +7,7 @@ Stages: download (yt-dlp, cached) -> speech map (Silero VAD) -> vocals of the sp
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -233,11 +234,12 @@ def dispatch(argv) -> int:
     console.print(f"Demucs ran on {result.stats['separated_s']:.0f} s of {result.stats['audio_s']:.0f} s; "
                   f"total {result.timings['total_s']:.1f} s")
     if voice is not None:
-        cache_flag = f" --cache {args.cache}" if args.cache else ""
-        console.print(f"registered voice {voice.slug!r} (reference only, no transcript yet). Next:\n"
-                      f"  voice-clone synth --voice {voice.slug} --force --text \"...\"{cache_flag}   "
-                      f"(transcribes the reference and builds the clone prompt)\n"
-                      f"  or in one step from the source: voice-register ... --voice-name {voice.slug}")
+        cache_flag = f" --cache {shlex.quote(args.cache)}" if args.cache else ""
+        ref = shlex.quote(str(result.out_dir / "reference.wav"))
+        console.print(f"registered voice {voice.slug!r} (reference only, no transcript or prompt yet). Next:\n"
+                      f"  voice-clone synth --ref-audio {ref} --voice-name {voice.slug} --replace --text \"...\""
+                      f"{cache_flag}\n  (transcribes the reference and builds the clone prompt; "
+                      f"voice-register does split + clone in one step)")
     return 0
 
 
