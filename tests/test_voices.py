@@ -171,3 +171,27 @@ def test_prompts_round_trip_as_safetensors_and_refuse_other_models(tiny_models, 
         loaded.check_compatible(other)
     with pytest.raises(UserError, match="no prompt built with"):
         registry.load_prompt("cloned", read_model_info("Qwen/Qwen3-TTS-12Hz-1.7B-Base"))
+
+
+def test_voice_and_its_prompt_are_created_in_one_transaction(tmp_path):
+    from audiobox.tts.prompts import ClonePrompt
+
+    registry = VoiceRegistry(tmp_path / "voices")
+    prompt = ClonePrompt(speaker_embedding=np.ones(4, np.float32), ref_code=None, ref_text=None, x_vector_only=True,
+                         model={"ref": "m", "tag": "m", "model_type": "base", "fingerprint": {}})
+    voice = registry.create("together", {"engine": "clone_prompt"}, prompts=((prompt, "calm", {"note": 1}),))
+    (pid, rec), = voice.prompts.items()
+    assert pid == "m_xvec_calm_v1" and rec["tone"] == "calm" and rec["note"] == 1 and voice.ready
+
+    class Exploding(ClonePrompt):
+        def save(self, stem):
+            raise OSError("disk full")
+
+    broken = Exploding(**{k: getattr(prompt, k) for k in ("speaker_embedding", "ref_code", "ref_text",
+                                                          "x_vector_only", "model")})
+    with pytest.raises(OSError):
+        registry.create("half", {"engine": "clone_prompt"}, prompts=((broken, None, None),))
+    assert not registry.exists("half")
+    with pytest.raises(OSError):
+        registry.create("together", {"engine": "clone_prompt"}, prompts=((broken, None, None),), replace=True)
+    assert registry.get("together").prompts == voice.prompts  # the old voice survives a failed replace

@@ -71,7 +71,7 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
                    "design_model": designer.info.ref, "ref_text": ref_text},
         "ref": {"wav": "ref.wav", "duration_sec": round(reference.duration, 3), "sample_rate": reference.sample_rate,
                 "transcript": ref_text, "language": None if language == "auto" else language},
-    }, write_files=write_files, replace=request.replace)
-    prompt_id = registry.add_prompt(slug, prompt)
+    }, write_files=write_files, replace=request.replace, prompts=((prompt, None, None),))
+    (prompt_id,) = registry.get(slug).prompts
     return {"voice": slug, "reference": str(ref_path), "duration_sec": reference.duration, "prompt_id": prompt_id,
             "design_model": designer.info.ref, "clone_model": cloner.info.ref}

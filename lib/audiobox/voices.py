@@ -203,8 +203,12 @@ class VoiceRegistry:
             shutil.rmtree(trash, ignore_errors=True)
 
     def create(self, slug: str, data: dict, write_files: Callable[[Path], None] | None = None,
-               replace: bool = False) -> Voice:
-        """Create (or with replace=True, atomically replace) a voice from a full record."""
+               replace: bool = False, prompts: tuple = ()) -> Voice:
+        """Create (or with replace=True, atomically replace) a voice from a full record.
+
+        `prompts` holds (ClonePrompt, tone, extra) triples stored in the same transaction, so a
+        voice never appears without the prompts it was created with.
+        """
         validate_slug(slug)
         stamp = now_iso()
         record = {"schema_version": VOICE_SCHEMA_VERSION, "slug": slug, "display_name": slug, "description": "",
@@ -218,6 +222,8 @@ class VoiceRegistry:
             try:
                 if write_files:
                     write_files(staging)
+                for prompt, tone, extra in prompts:
+                    _store_prompt(record, staging, prompt, tone, extra)
                 atomic_write_json(staging / "voice.json", record)
                 self._install(staging, slug, replace)
             finally:
@@ -240,23 +246,9 @@ class VoiceRegistry:
 
     def add_prompt(self, slug: str, prompt, tone: str | None = None, extra: dict | None = None) -> str:
         """Store a ClonePrompt as prompts/<model_tag>_<mode>[_<tone>]_v<N> and index it."""
-        validate_tone(tone)
-        added: dict = {}
-
-        def mutate(record: dict, voice_dir: Path) -> None:
-            prompts = record.setdefault("prompts", {})
-            tag = prompt.model.get("tag", "model")
-            base = f"{tag}_{prompt.mode}" + (f"_{tone}" if tone else "")
-            n = 1 + max([int(m.group(1)) for pid in prompts if (m := re.match(re.escape(base) + r"_v(\d+)$", pid))] or [0])
-            pid = f"{base}_v{n}"
-            prompt.save(voice_dir / "prompts" / pid)
-            prompts[pid] = {"file": f"prompts/{pid}.safetensors", "model": prompt.model.get("ref"), "model_tag": tag,
-                            "mode": prompt.mode, "tone": tone, "created_at": now_iso(),
-                            "seq": 1 + max([r.get("seq", 0) for r in prompts.values()] or [0]), **(extra or {})}
-            added["id"] = pid
-
-        self.update(slug, mutate)
-        return added["id"]
+        added: list[str] = []
+        self.update(slug, lambda record, voice_dir: added.append(_store_prompt(record, voice_dir, prompt, tone, extra)))
+        return added[0]
 
     def load_prompt(self, slug: str, model_info, tone: str | None = None):
         from audiobox.tts.prompts import ClonePrompt
@@ -361,6 +353,21 @@ class VoiceRegistry:
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
         return self.get(slug)
+
+
+def _store_prompt(record: dict, voice_dir: Path, prompt, tone: str | None, extra: dict | None) -> str:
+    """Write the prompt files, then index them in `record`; returns the new prompt id."""
+    validate_tone(tone)
+    prompts = record.setdefault("prompts", {})
+    tag = prompt.model.get("tag", "model")
+    base = f"{tag}_{prompt.mode}" + (f"_{tone}" if tone else "")
+    n = 1 + max([int(m.group(1)) for pid in prompts if (m := re.match(re.escape(base) + r"_v(\d+)$", pid))] or [0])
+    pid = f"{base}_v{n}"
+    prompt.save(voice_dir / "prompts" / pid)
+    prompts[pid] = {"file": f"prompts/{pid}.safetensors", "model": prompt.model.get("ref"), "model_tag": tag,
+                    "mode": prompt.mode, "tone": tone, "created_at": now_iso(),
+                    "seq": 1 + max([r.get("seq", 0) for r in prompts.values()] or [0]), **(extra or {})}
+    return pid
 
 
 def _check_zip_members(zf: zipfile.ZipFile) -> tuple[str, list[zipfile.ZipInfo]]:

@@ -265,8 +265,8 @@ def print_prepared(console, prepared) -> None:
     console.print(f"segment: {prepared.segment_path}")
 
 
-def register_reference(registry, slug, prepared, source, display_name=None, replace=False):
-    """Create a clone voice with this reference (ref.wav + voice.json.ref) in one transaction."""
+def register_reference(registry, slug, prepared, source, display_name=None, replace=False, prompts=()):
+    """Create a clone voice with this reference (ref.wav, voice.json.ref, prompts) in one transaction."""
     import numpy as np
 
     from audiobox.audio import load_audio, write_audio
@@ -281,7 +281,7 @@ def register_reference(registry, slug, prepared, source, display_name=None, repl
     record = {"engine": "clone_prompt", "display_name": display_name or slug,
               "source": {**source, "sha256": prepared.source_sha256, "duration_sec": round(prepared.source_duration, 3)},
               "ref": prepared.ref_info()}
-    return registry.create(slug, record, write_files=write_files, replace=replace)
+    return registry.create(slug, record, write_files=write_files, replace=replace, prompts=prompts)
 
 
 def replace_reference(registry, slug, prepared, source):
@@ -442,28 +442,22 @@ def registered_prompt(registry, slug, model_info, tone, x_vector_only):
 
 
 def register_voice(registry, slug, voice, prepared, source, prompt, args, model_info) -> dict:
-    """Store the reference and the prompt. A new voice is removed again if adding its prompt fails."""
-    created = False
+    """Store the reference and the prompt; a new voice is created with its prompt in one transaction."""
+    extra = {"ref_segment": [round(prepared.start, 3), round(prepared.end, 3)], "transcript": prepared.transcript}
+    if voice is None or slug != voice.slug:
+        created = register_reference(registry, slug, prepared, source, args.display_name, args.replace,
+                                     prompts=((prompt, args.tone, extra),))
+        return {"voice": slug, "prompt_id": next(iter(created.prompts)), "prompt_reused": False, "created": True,
+                "removed_prompts": [], "tone": args.tone}
     removed: list[str] = []
-    if voice is not None and slug == voice.slug:
-        if prepared.chosen_by != "registered":
-            removed = replace_reference(registry, slug, prepared, source)
-    else:
-        register_reference(registry, slug, prepared, source, args.display_name, args.replace)
-        created = True
+    if prepared.chosen_by != "registered":
+        removed = replace_reference(registry, slug, prepared, source)
     current = registry.get(slug)
     pid = current.prompt_id_for(model_info.tag, args.tone)
     reuse = (pid is not None and not args.force and current.prompts[pid].get("mode") == prompt.mode)
     if not reuse:
-        try:
-            pid = registry.add_prompt(slug, prompt, tone=args.tone, extra={
-                "ref_segment": [round(prepared.start, 3), round(prepared.end, 3)],
-                "transcript": prepared.transcript})
-        except BaseException:
-            if created:
-                registry.delete(slug)
-            raise
-    return {"voice": slug, "prompt_id": pid, "prompt_reused": reuse, "created": created, "removed_prompts": removed,
+        pid = registry.add_prompt(slug, prompt, tone=args.tone, extra=extra)
+    return {"voice": slug, "prompt_id": pid, "prompt_reused": reuse, "created": False, "removed_prompts": removed,
             "tone": args.tone}
 
 

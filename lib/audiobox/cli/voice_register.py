@@ -174,7 +174,7 @@ def dispatch(argv) -> int:
     prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=args.x_vector_only)
     stages.end()
 
-    # 4. register: ref.wav + voice.json in one locked transaction, then the prompt
+    # 4. register: ref.wav, the prompt and voice.json in one locked transaction
     from audiobox.audio import load_audio, write_audio
 
     stages.start("register", f"voice {slug!r}")
@@ -183,19 +183,14 @@ def dispatch(argv) -> int:
                        n_clips=len(result.clips), clips_dir=str(result.out_dir))
     data = {"engine": "clone_prompt", "display_name": args.display_name or slug, "ref": prepared.ref_info(),
             "source": source_meta}
-    existed = registry.exists(slug)
+
     def write_files(staging: Path) -> None:
         write_audio(staging / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate, "wav")
         # the whole reference clip, so `voice-clone synth --voice SLUG --force` can re-cut it later
         write_audio(staging / "source.wav", load_audio(result.reference.path).samples, 24000, "wav")
 
-    voice = registry.create(slug, data, replace=args.force, write_files=write_files)
-    try:
-        prompt_id = registry.add_prompt(slug, prompt)
-    except BaseException:
-        if not existed:   # never leave a new voice without its prompt
-            registry.delete(slug)
-        raise
+    voice = registry.create(slug, data, replace=args.force, write_files=write_files, prompts=((prompt, None, None),))
+    (prompt_id,) = voice.prompts
     stages.end(f"prompt {prompt_id}")
 
     # 5. test sentence
