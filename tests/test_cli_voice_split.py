@@ -130,7 +130,7 @@ def test_registered_voice_feeds_voice_clone(speech_mix, tiny_models, tmp_path, c
                "--voice-name", "chain", *_dirs(tmp_path)])
     err = capsys.readouterr().err
     line = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("voice-clone synth")][0]
-    assert "--voice-name chain --replace" in line
+    assert line.startswith("voice-clone synth --voice chain ")
     voice_dir = tmp_path / "cache" / "voices" / "chain"
     assert (voice_dir / "source.wav").is_file()
     from audiobox.cli.voice_clone import main as clone_main
@@ -139,4 +139,5 @@ def test_registered_voice_feeds_voice_clone(speech_mix, tiny_models, tmp_path, c
     rc = clone_main(argv + ["--out", str(tmp_path / "out"), "--model", str(tiny_models / "base"),
                             "--whisper-model", str(tiny_models / "whisper"), "--force-bad-ref"])
     assert rc == 0, capsys.readouterr().err
-    assert VoiceRegistry(tmp_path / "cache" / "voices").get("chain").ready
+    voice = VoiceRegistry(tmp_path / "cache" / "voices").get("chain")
+    assert voice.ready and voice.ref["transcript"] and voice.data["source"]["type"] == "file"  # origin kept

@@ -167,8 +167,10 @@ def resolve_reference(args, dirs, console):
         if voice.engine == "custom_voice" or not voice.ref_wav or not voice.ref_wav.is_file():
             raise UserError(f"voice {voice.slug!r} has no reference recording (engine {voice.engine}); "
                             f"clone from a file with --ref-audio")
-        if not _reprocessing_requested(args):
+        transcribed = options.x_vector_only or bool((voice.ref or {}).get("transcript"))
+        if transcribed and not _reprocessing_requested(args):
             return registered_reference(voice, options), {"type": "voice", "voice": voice.slug}, voice
+        # a voice registered by voice-split has no transcript yet: prepare its stored recording now
         source_wav = voice.dir / "source.wav"
         path = source_wav if source_wav.is_file() else voice.ref_wav
         source = {"type": "voice", "voice": voice.slug, "file": path.name}

@@ -235,9 +235,8 @@ def dispatch(argv) -> int:
                   f"total {result.timings['total_s']:.1f} s")
     if voice is not None:
         cache_flag = f" --cache {shlex.quote(args.cache)}" if args.cache else ""
-        ref = shlex.quote(str(result.out_dir / "reference.wav"))
         console.print(f"registered voice {voice.slug!r} (reference only, no transcript or prompt yet). Next:\n"
-                      f"  voice-clone synth --ref-audio {ref} --voice-name {voice.slug} --replace --text \"...\""
+                      f"  voice-clone synth --voice {voice.slug} --text \"...\""
                       f"{cache_flag}\n  (transcribes the reference and builds the clone prompt; "
                       f"voice-register does split + clone in one step)")
     return 0
