@@ -203,14 +203,9 @@ def load_separator(options: SeparatorOptions = SeparatorOptions()) -> LoadedSepa
         loaded.options = options
         return loaded
     t0 = time.monotonic()
-    try:
-        import torch  # noqa: F401
-        import demucs  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - declared dependency
-        raise UserError("demucs is not installed (pip install demucs==4.1.0)") from exc
-    if options.threads:
-        import torch
+    import torch
 
+    if options.threads:
         torch.set_num_threads(int(options.threads))
     if options.repo is not None:
         model, files = _load_from_repo(options.model, Path(options.repo).expanduser())

@@ -133,24 +133,37 @@ def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakRe
                         request.pause_s, progress=progress)
     synth_sec = time.perf_counter() - synth_started
     run_dir = exact_run_dir(request.out_exact) if request.out_exact else new_run_dir(dirs.work, resolved.voice_id)
-    files = [write_take_audio(run_dir, t.index, t.samples, t.sample_rate, request.format) for t in takes]
+    files, meta_path, meta = write_run(
+        run_dir, app="voice-synth speak", synth=synth, takes=takes,
+        voice_meta={"id": resolved.voice_id, "prompt_id": prompt_id, **resolved.meta},
+        language=request.language, text=text, chunked=request.chunk, settings=settings,
+        settings_source=settings_source, variants=request.variants, fmt=request.format,
+        timings={"model_load_sec": load_sec, "synth_sec": synth_sec}, started=started)
+    return SpeakResult(run_dir=run_dir, files=files, meta_path=meta_path, meta=meta, takes=takes)
+
+
+def write_run(run_dir: Path, *, app: str, synth, takes: list, voice_meta: dict, language: str, text: str,
+              chunked: bool, settings, settings_source: dict, variants: int, fmt: str, timings: dict,
+              started: float, extra: dict | None = None) -> tuple[list[Path], Path, dict]:
+    """Write the takes and a complete takes.meta.json (model, seed, settings, timings, RTF per take)."""
+    files = [write_take_audio(run_dir, t.index, t.samples, t.sample_rate, fmt) for t in takes]
     audio_sec = sum(t.duration for t in takes)
     meta = {
-        "app": "voice-synth speak",
+        "app": app,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "voice": {"id": resolved.voice_id, "prompt_id": prompt_id, **resolved.meta},
+        "voice": voice_meta,
+        **(extra or {}),
         "model": {"ref": synth.info.ref, "type": synth.info.model_type, "device": synth.loaded.device,
                   "dtype": synth.loaded.dtype, "attention": synth.loaded.attention, "backend": synth.backend_name},
-        "language": request.language, "text": text, "chunked": request.chunk,
+        "language": language, "text": text, "chunked": chunked,
         "generation": {**settings.to_dict(), "source": settings_source},
-        "seed": takes[0].seed, "variants": request.variants, "format": request.format,
+        "seed": takes[0].seed, "variants": variants, "format": fmt,
         "takes": [{"take": t.index, "file": f.name, "seed": t.seed, "duration_sec": round(t.duration, 3),
                    "sample_rate": t.sample_rate, "synth_sec": round(t.synth_sec, 3), "rtf": round(t.rtf, 3),
                    "chunks": t.chunks} for t, f in zip(takes, files)],
-        "timings": {"model_load_sec": round(load_sec, 3), "synth_sec": round(synth_sec, 3),
+        "timings": {**{k: round(v, 3) for k, v in timings.items()},
                     "total_sec": round(time.perf_counter() - started, 3),
-                    "rtf": round(synth_sec / audio_sec, 3) if audio_sec else None},
+                    "rtf": round(timings["synth_sec"] / audio_sec, 3) if audio_sec else None},
         "environment": environment_info(),
     }
-    meta_path = write_run_meta(run_dir, meta, text)
-    return SpeakResult(run_dir=run_dir, files=files, meta_path=meta_path, meta=meta, takes=takes)
+    return files, write_run_meta(run_dir, meta, text), meta

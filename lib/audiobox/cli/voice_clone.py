@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from audiobox.cli.common import (HelpFormatter, Parser, add_dirs, add_generation, add_output_format, add_runtime,
@@ -465,35 +464,22 @@ def register_voice(registry, slug, voice, prepared, source, prompt, args, model_
 
 def speak_and_write(synth, prompt, prepared, text, args, settings, settings_source, dirs, voice_id, registered,
                     timings, started, console) -> dict:
-    from audiobox.outputs import environment_info, new_run_dir, write_run_meta, write_take_audio
+    from audiobox.outputs import new_run_dir
+    from audiobox.speak import write_run
     from audiobox.tts.synth import VoiceSpec
 
     synth_started = time.perf_counter()
     takes = synth.speak(text, VoiceSpec.clone(prompt), args.language, settings, args.variants, args.seed, args.chunk)
     synth_sec = time.perf_counter() - synth_started
-    run_dir = new_run_dir(dirs.work, voice_id)
-    files = [write_take_audio(run_dir, t.index, t.samples, t.sample_rate, args.format) for t in takes]
-    audio_sec = sum(t.duration for t in takes)
-    meta = {
-        "app": "voice-clone synth",
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "voice": {"id": voice_id, "engine": "clone_prompt", "prompt_id": (registered or {}).get("prompt_id"),
-                  "tone": args.tone, "mode": prompt.mode},
-        "reference": {k: v for k, v in prepared.ref_info().items() if k != "wav"},
-        "model": {"ref": synth.info.ref, "type": synth.info.model_type, "device": synth.loaded.device,
-                  "dtype": synth.loaded.dtype, "attention": synth.loaded.attention, "backend": synth.backend_name},
-        "language": args.language, "text": text, "chunked": args.chunk,
-        "generation": {**settings.to_dict(), "source": settings_source},
-        "seed": takes[0].seed, "variants": args.variants, "format": args.format,
-        "takes": [{"take": t.index, "file": f.name, "seed": t.seed, "duration_sec": round(t.duration, 3),
-                   "sample_rate": t.sample_rate, "synth_sec": round(t.synth_sec, 3), "rtf": round(t.rtf, 3),
-                   "chunks": t.chunks} for t, f in zip(takes, files)],
-        "timings": {**{k: round(v, 3) for k, v in timings.items()}, "model_load_sec": round(synth.loaded.load_sec, 3),
-                    "synth_sec": round(synth_sec, 3), "total_sec": round(time.perf_counter() - started, 3),
-                    "rtf": round(synth_sec / audio_sec, 3) if audio_sec else None},
-        "environment": environment_info(),
-    }
-    meta_path = write_run_meta(run_dir, meta, text)
+    files, meta_path, meta = write_run(
+        new_run_dir(dirs.work, voice_id), app="voice-clone synth", synth=synth, takes=takes,
+        voice_meta={"id": voice_id, "engine": "clone_prompt", "prompt_id": (registered or {}).get("prompt_id"),
+                    "tone": args.tone, "mode": prompt.mode},
+        language=args.language, text=text, chunked=args.chunk, settings=settings, settings_source=settings_source,
+        variants=args.variants, fmt=args.format,
+        timings={**timings, "model_load_sec": synth.loaded.load_sec, "synth_sec": synth_sec}, started=started,
+        extra={"reference": {k: v for k, v in prepared.ref_info().items() if k != "wav"}})
+    run_dir = meta_path.parent
     return {"run_dir": str(run_dir), "files": [str(f) for f in files], "meta": str(meta_path), "seed": meta["seed"],
             "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]]}
 

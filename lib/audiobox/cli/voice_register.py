@@ -86,7 +86,6 @@ class _Stages:
 def _precheck(args, dirs, registry):
     """Everything that needs no model and no download; returns (model_info, language, ref_language, text)."""
     from audiobox.languages import normalize_language
-    from audiobox.refprep import RefOptions  # noqa: F401  (import errors surface before any work)
     from audiobox.tts.models import DEFAULT_MODELS, read_model_info, require_type
 
     check_voice_name(registry, args.voice_name, args.force)
