@@ -82,7 +82,7 @@ def cpu_default_dtype() -> str:
 
 def flash_attn_usable() -> bool:
     try:
-        import flash_attn  # noqa: F401
+        import flash_attn  # noqa: F401  (the import itself is the check)
     except Exception:  # missing, or an ABI mismatch that raises on import
         return False
     return True
