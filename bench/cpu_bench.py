@@ -134,6 +134,7 @@ def main(argv=None) -> int:
         quantize_int8(model)
         quant_s = time.perf_counter() - started
     rss_after_load = peak_rss_gb()
+    print(f"  loaded in {load_s:.1f} s (+quantize {quant_s:.1f} s), threads {threads}", file=sys.stderr, flush=True)
     kind = model.model.config.tts_model_type
     if kind != "custom_voice":
         raise SystemExit("this bench drives generate_custom_voice; build the custom_voice kind")
@@ -185,6 +186,8 @@ def main(argv=None) -> int:
             runs[engine].append({"wall_s": wall, "frames": frames, "audio_s": len(wavs[0]) / sr,
                                  "decode_s": sum(decode_seconds), "cpu_s": time.process_time() - cpu0,
                                  "first_frame_s": first[0] if first else None})
+            print(f"  rep {rep} {engine}: {wall:.2f} s wall, {runs[engine][-1]['cpu_s']:.2f} s cpu, {frames} frames",
+                  file=sys.stderr, flush=True)
 
     batch_results = {}
     if args.batch:
@@ -201,6 +204,7 @@ def main(argv=None) -> int:
                 w, sr = call(engine, text)
                 seq_audio += len(w[0]) / sr
             sequential = time.perf_counter() - started
+            print(f"  {engine} batch {args.batch}: {batched:.2f} s, sequential {sequential:.2f} s", file=sys.stderr, flush=True)
             batch_results[engine] = {"batch": args.batch, "batched_s": batched, "batched_audio_s": audio,
                                      "sequential_s": sequential, "sequential_audio_s": seq_audio,
                                      "batched_x": batched / audio, "sequential_x": sequential / seq_audio}
@@ -232,6 +236,8 @@ def main(argv=None) -> int:
             "x_of_floor": (median_wall / audio) / floor_x,
             "decode_share": statistics.median(r["decode_s"] / r["wall_s"] for r in items),
             "cpu_per_wall": statistics.median(r["cpu_s"] / r["wall_s"] for r in items),
+            "cpu_runs_s": [r["cpu_s"] for r in items],
+            "cpu_x": statistics.median(r["cpu_s"] for r in items) / audio,
             "frames": [r["frames"] for r in items],
             "time_to_first_audio_s": median_wall,  # neither engine streams: audio arrives at the end
             "time_to_first_frame_s": statistics.median(firsts) if firsts else None,
@@ -247,6 +253,7 @@ def main(argv=None) -> int:
           f"({weights['total'] / 1e9:.2f} GB/frame)", file=sys.stderr)
     for engine, result in summary["engines"].items():
         print(f"  {engine:8s} runs {', '.join(f'{w:.2f}' for w in result['runs_s'])} s -> {result['x']:.2f}x "
+              f"(cpu {result['cpu_x']:.2f}x) "
               f"({result['x_of_floor']:.2f}x floor), decode {result['decode_share']:.0%}, "
               f"frames {result['frames']}", file=sys.stderr)
     for engine, result in batch_results.items():
