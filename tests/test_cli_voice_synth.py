@@ -248,3 +248,13 @@ def test_prompt_from_another_model_is_a_clear_error(tiny_models, dirs, tmp_path,
     assert speak(dirs, "--voice", "d1", "--text", "x") == 2
     err = capsys.readouterr().err
     assert "cannot be used with" in err and "vocab_size" in err and "--voice d1" in err
+
+
+def test_int8_is_an_opt_in_cpu_precision(tiny_models, dirs, capsys):
+    assert speak(dirs, "--speaker", "ryan", "--text", "Quantized.", "--model", str(tiny_models / "custom_voice"),
+                 "--dtype", "int8", "--seed", "2") == 0
+    meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
+    assert meta["model"]["dtype"] == "int8" and meta["model"]["backend"] == "fast"
+    assert speak(dirs, "--speaker", "ryan", "--text", "x", "--model", str(tiny_models / "custom_voice"),
+                 "--dtype", "float16") == 2
+    assert "--dtype float16 is for GPUs" in capsys.readouterr().err

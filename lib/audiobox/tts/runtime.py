@@ -16,14 +16,14 @@ from urllib.parse import urlparse
 from audiobox.errors import UserError
 from audiobox.tts.models import DEFAULT_MODELS, ModelInfo, read_model_info
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
     device: str = "auto"      # auto | cpu | cuda | cuda:N   (TORCH_DEVICE overrides auto)
-    dtype: str = "auto"       # auto | float32 | bfloat16 | float16
+    dtype: str = "auto"       # auto | float32 | bfloat16 | float16 | int8 (CPU, opt-in)
     attention: str = "auto"   # auto | sdpa | eager | flash_attention_2
     threads: int | None = None
 
@@ -63,6 +63,10 @@ def resolve_dtype(requested: str, device: str) -> str:
     if requested != "auto":
         if requested not in DTYPES:
             raise UserError(f"unknown dtype {requested!r} (choose from {', '.join(DTYPES)})")
+        if requested == "int8" and device != "cpu":
+            raise UserError("--dtype int8 is a CPU option (dynamic int8 matrix products); use bfloat16 on GPUs")
+        if requested == "float16" and device == "cpu":
+            raise UserError("--dtype float16 is for GPUs; on CPU use bfloat16, float32 or int8")
         return requested
     if device.startswith("cuda"):
         import torch
@@ -73,10 +77,8 @@ def resolve_dtype(requested: str, device: str) -> str:
 
 
 def cpu_default_dtype() -> str:
-    try:
-        from audiobox.tts.cpu import resolve_cpu_dtype
-    except ImportError:
-        return "float32"
+    from audiobox.tts.cpu import resolve_cpu_dtype
+
     return resolve_cpu_dtype()
 
 
@@ -118,9 +120,14 @@ def ensure_available(info: ModelInfo) -> None:
             f"<cache>/huggingface (or copy the model dir here and pass --model DIR)")
 
 
-def apply_threads(threads: int | None) -> None:
+def apply_threads(threads: int | None, device: str, dtype: str) -> None:
+    """Explicit --threads wins; on CPU the default follows the measured rule in tts.cpu."""
     import torch
 
+    if not threads and device == "cpu":
+        from audiobox.tts.cpu import recommended_threads
+
+        threads = recommended_threads(dtype)
     if threads:
         torch.set_num_threads(threads)
 
@@ -136,15 +143,20 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
         from qwen_tts import Qwen3TTSModel
 
         transformers.logging.set_verbosity_error()
-        apply_threads(options.threads)
         device = resolve_device(options.device)
         dtype = resolve_dtype(options.dtype, device)
         attention = resolve_attention(options.attention, device)
+        apply_threads(options.threads, device, dtype)
         source = str(info.path) if info.path is not None else info.ref
         try:
             model = Qwen3TTSModel.from_pretrained(
-                source, dtype=getattr(torch, dtype), device_map=device, attn_implementation=attention)
+                source, dtype=getattr(torch, "float32" if dtype == "int8" else dtype), device_map=device,
+                attn_implementation=attention)
         except OSError as exc:
             raise UserError(f"cannot load model {info.ref}: {str(exc).splitlines()[0]}") from exc
+        if dtype == "int8":
+            from audiobox.tts.fastpath import quantize_int8
+
+            quantize_int8(model)
     return LoadedTTS(model=model, info=info, device=device, dtype=dtype, attention=attention,
                      load_sec=time.perf_counter() - started)
