@@ -74,7 +74,7 @@ def test_interactive_pick(speech_mix, tmp_path, monkeypatch, capsys):
     (["--interactive"], "--interactive"),
     (["--start", "5:00"], "past the end"),
     (["--start", "abc"], "bad timestamp"),
-    (["--clips", "-1"], "must be 0 or more"),
+    (["--clips", "-1"], "must be at least 0"),
 ])
 def test_bad_arguments_fail_before_work(speech_mix, tmp_path, capsys, args, match):
     rc = main(["--audio", str(speech_mix.path), "--no-separate", *args, *_dirs(tmp_path)])

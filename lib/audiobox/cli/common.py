@@ -30,12 +30,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def add_dirs(parser: argparse.ArgumentParser, out: bool = True) -> None:
+def run_subcommand(build_parser, commands: dict, argv) -> int:
+    """Parse argv and run the handler of the chosen sub-command."""
+    args = build_parser().parse_args(argv)
+    return commands[args.command](args)
+
+
+def add_dirs(parser: argparse.ArgumentParser, out: bool = True, out_help: str = "output root") -> None:
     group = parser.add_argument_group("locations")
     group.add_argument("--cache", metavar="DIR", help="cache dir: voices, models, stage caches "
                        "(default: $AUDIOBOX_CACHE, /cache in the container, ./cache in a checkout)")
     if out:
-        group.add_argument("--out", metavar="DIR", help="output root (default: $AUDIOBOX_WORK, /work in the "
+        group.add_argument("--out", metavar="DIR", help=f"{out_help} (default: $AUDIOBOX_WORK, /work in the "
                            "container, ./work in a checkout)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
@@ -81,14 +87,23 @@ def explicit_knobs(args: argparse.Namespace) -> dict:
             "repetition_penalty": args.repetition_penalty, "max_new_tokens": args.max_new_tokens}
 
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
-    return number
+def _bounded(cast, minimum, strict: bool, noun: str):
+    """An argparse type: `cast` the value and check it against `minimum`, with a one-line message."""
+    def convert(value: str):
+        try:
+            number = cast(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {noun}") from None
+        if number < minimum or (strict and number == minimum):
+            bound = f"greater than {minimum}" if strict else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"{value!r} must be {bound}")
+        return number
+    return convert
+
+
+positive_int = _bounded(int, 1, False, "a whole number")
+non_negative_int = _bounded(int, 0, False, "a whole number")
+positive_float = _bounded(float, 0.0, True, "a number")
 
 
 def read_text_arg(text: str | None, text_file: str | None) -> str:

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from audiobox.cli.common import (HelpFormatter, Parser, add_dirs, add_generation, add_output_format, add_runtime,
-                                 explicit_knobs, positive_int, print_json, read_text_arg, runtime_options,
-                                 stderr_console)
+                                 explicit_knobs, positive_int, print_json, read_text_arg, run_subcommand,
+                                 runtime_options, stderr_console)
 from audiobox.errors import UserError, run_main
 from audiobox.paths import resolve_dirs
 from audiobox.tts.models import DEFAULT_MODELS
@@ -627,13 +627,8 @@ def cmd_self_test(args) -> int:
 COMMANDS = {"prepare-ref": cmd_prepare_ref, "synth": cmd_synth, "self-test": cmd_self_test}
 
 
-def dispatch(argv) -> int:
-    args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
-
-
 def main(argv=None) -> int:
-    return run_main(dispatch, argv)
+    return run_main(lambda args: run_subcommand(build_parser, COMMANDS, args), argv)
 
 
 if __name__ == "__main__":

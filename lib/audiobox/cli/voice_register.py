@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from audiobox.cli.voice_split import (_Parser, add_dirs, add_source_args, add_split_args, check_voice_name,
+from audiobox.cli.common import HelpFormatter, Parser, add_dirs
+from audiobox.cli.voice_split import (add_source_args, add_split_args, check_voice_name,
                                       choose_reference, split_options)
 from audiobox.errors import UserError, run_main
 
@@ -30,8 +31,8 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="voice-register", description=__doc__, epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="voice-register", description=__doc__, epilog=EPILOG,
+                     formatter_class=HelpFormatter)
     add_source_args(parser)
     add_split_args(parser, clips_default=3)
     voice = parser.add_argument_group("voice")

@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from audiobox.cli.common import HelpFormatter, Parser, add_dirs, non_negative_int, positive_float
 from audiobox.errors import UserError, run_main
 
 EPILOG = """examples:
@@ -18,31 +19,6 @@ EPILOG = """examples:
   voice-split --audio interview.mp3 --voice-name host --length 12
   voice-split --audio podcast.wav --demucs-repo ~/models/demucs --interactive --voice-name guest
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line + exit 2, like every other user error
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be positive")
-    return number
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be 0 or more")
-    return number
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -57,17 +33,17 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 
 def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> None:
     grp = parser.add_argument_group("clips")
-    grp.add_argument("--clips", type=_count, default=clips_default, help="number of clips to export (0: only the reference)")
-    grp.add_argument("--length", type=_positive_float, default=12.0, metavar="SEC", help="target clip length")
-    grp.add_argument("--max-pause", type=_positive_float, default=0.8, metavar="SEC",
+    grp.add_argument("--clips", type=non_negative_int, default=clips_default, help="number of clips to export (0: only the reference)")
+    grp.add_argument("--length", type=positive_float, default=12.0, metavar="SEC", help="target clip length")
+    grp.add_argument("--max-pause", type=positive_float, default=0.8, metavar="SEC",
                      help="longest pause allowed inside a clip")
-    grp.add_argument("--max-scan-seconds", type=_positive_float, metavar="SEC",
+    grp.add_argument("--max-scan-seconds", type=positive_float, metavar="SEC",
                      help="only look at the first SEC seconds (after --start)")
     sep = parser.add_argument_group("vocals separation")
     sep.add_argument("--separator-model", default="htdemucs", metavar="NAME", help="Demucs model name")
     sep.add_argument("--demucs-repo", metavar="DIR", help="local Demucs model repo (<name>.yaml + weights)")
     sep.add_argument("--no-separate", action="store_true", help="skip Demucs (clean studio recordings)")
-    sep.add_argument("--window-len", type=_positive_float, metavar="SEC",
+    sep.add_argument("--window-len", type=positive_float, metavar="SEC",
                      help="Demucs window length (default: max(3 x --length, 30))")
     sep.add_argument("--windows", type=int, metavar="N", help="how many speech-dense windows to separate "
                      "(default: enough for --clips)")
@@ -76,17 +52,8 @@ def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> N
     parser.add_argument("--refresh", action="store_true", help="ignore the split caches (they are rewritten)")
 
 
-def add_dirs(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("locations")
-    group.add_argument("--cache", metavar="DIR", help="cache dir (default: $AUDIOBOX_CACHE, /cache in the "
-                       "container, ./cache in a checkout)")
-    group.add_argument("--out", metavar="DIR", help="output root; clips go to OUT/<voice name or source id>/")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="voice-split", description=__doc__, epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="voice-split", description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
     add_source_args(parser)
     add_split_args(parser)
     reg = parser.add_argument_group("registration")
@@ -96,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--interactive", "-i", action="store_true",
                      help="choose which clip becomes the reference (needs --voice-name)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    add_dirs(parser)
+    add_dirs(parser, out_help="output root; clips go to OUT/<voice name or source id>/")
     return parser
 
 
