@@ -6,6 +6,7 @@ torch and qwen_tts are imported inside these functions only: the CLI stays fast 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import sys
@@ -137,10 +138,11 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
     info = read_model_info(model_ref or DEFAULT_MODELS[kind])
     ensure_available(info)
     started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # drop the flash-attn banner qwen_tts prints on import
+        from qwen_tts import Qwen3TTSModel
     with quiet_stdout():
         import torch
         import transformers
-        from qwen_tts import Qwen3TTSModel
 
         transformers.logging.set_verbosity_error()
         device = resolve_device(options.device)
