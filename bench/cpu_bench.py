@@ -5,7 +5,11 @@ alternates upstream and fast-path runs with the same text and seed (so drift hit
 fixed frame count.  It prints one JSON line per condition and a readable summary.
 
     python bench/cpu_bench.py MODEL_DIR --dtype bfloat16 --frames 25 --reps 3 [--threads N]
-        [--quant int8] [--batch 4] [--engines upstream,fast] [--json-out results.jsonl]
+        [--quant int8] [--batch 4] [--engines upstream,fast,packed] [--json-out results.jsonl]
+
+Engines: ``upstream`` is qwen-tts's own generate; ``fast`` is audiobox's decode loop on the same
+model; ``packed`` is that loop on a second copy of the model whose bf16 Linear weights were packed
+for oneDNN (``audiobox.tts.weights.pack_bf16``), which is what ``voice-synth`` runs on a CPU in bf16.
 
 Fixed length: qwen-tts hard-codes min_new_tokens=2 and forwards no other stopping options, but it
 passes ``eos_token_id`` through; an id outside the vocabulary can never be produced, so generation
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=25)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="also time a batch of N texts vs N sequential calls")
-    parser.add_argument("--engines", default="upstream,fast")
+    parser.add_argument("--engines", default="upstream,fast,packed", help="packed needs --dtype bfloat16")
     parser.add_argument("--speaker", default=None, help="CustomVoice speaker (default: first supported)")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -116,7 +120,8 @@ def main(argv=None) -> int:
         from qwen_tts import Qwen3TTSModel
     transformers.logging.set_verbosity_error()
     from audiobox.tts.cpu import recommended_threads
-    from audiobox.tts.fastpath import FastGenerator, quantize_int8
+    from audiobox.tts.fastpath import FastGenerator
+    from audiobox.tts.weights import pack_bf16, quantize_int8
 
     import_s = time.perf_counter() - import_started
     threads = args.threads or recommended_threads("float32" if args.quant == "int8" else args.dtype)
@@ -133,6 +138,16 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         quantize_int8(model)
         quant_s = time.perf_counter() - started
+    weights = bytes_per_frame(model, args.frames)
+    engines = [e for e in args.engines.split(",") if e]
+    packed_fast = None
+    if "packed" in engines:
+        if args.quant != "none" or args.dtype != "bfloat16":
+            raise SystemExit("the packed engine is bf16 only: pass --dtype bfloat16 or leave it out of --engines")
+        packed_model = Qwen3TTSModel.from_pretrained(str(args.model_dir), dtype=load_dtype, attn_implementation="sdpa")
+        if not pack_bf16(packed_model):
+            raise SystemExit("pack_bf16 packed nothing on this CPU (not bit-identical here)")
+        packed_fast = FastGenerator(packed_model)
     rss_after_load = peak_rss_gb()
     print(f"  loaded in {load_s:.1f} s (+quantize {quant_s:.1f} s), threads {threads}", file=sys.stderr, flush=True)
     kind = model.model.config.tts_model_type
@@ -142,22 +157,28 @@ def main(argv=None) -> int:
     fast = FastGenerator(model)
 
     decode_seconds: list[float] = []
-    original_decode = model.model.speech_tokenizer.decode
 
-    def timed_decode(*a, **k):
-        started = time.perf_counter()
-        try:
-            return original_decode(*a, **k)
-        finally:
-            decode_seconds.append(time.perf_counter() - started)
+    def time_codec_decode(tokenizer) -> None:
+        original_decode = tokenizer.decode
 
-    model.model.speech_tokenizer.decode = timed_decode
+        def timed_decode(*a, **k):
+            started = time.perf_counter()
+            try:
+                return original_decode(*a, **k)
+            finally:
+                decode_seconds.append(time.perf_counter() - started)
+
+        tokenizer.decode = timed_decode
+
+    for generator in filter(None, (fast, packed_fast)):
+        time_codec_decode(generator.model.speech_tokenizer)
 
     gen = dict(max_new_tokens=args.frames + 1, eos_token_id=NEVER_EOS, language="english", speaker=speaker)
 
     def call(engine: str, text, first_frame: list | None = None):
         if engine == "upstream":
             return model.generate_custom_voice(text, **gen)
+        generator = packed_fast if engine == "packed" else fast
         marks = first_frame if first_frame is not None else []
         started = time.perf_counter()
 
@@ -165,12 +186,11 @@ def main(argv=None) -> int:
             if n == 1:
                 marks.append(time.perf_counter() - started)
 
-        return fast.generate_custom_voice(text, on_frame=on_frame, **gen)
+        return generator.generate_custom_voice(text, on_frame=on_frame, **gen)
 
-    engines = [e for e in args.engines.split(",") if e]
     for engine in engines:  # warm-up: first calls pay lazy imports and allocator growth
         torch.manual_seed(0)
-        call(engine, TEXT) if engine == "upstream" else fast.generate_custom_voice(TEXT, **dict(gen, max_new_tokens=6))
+        call(engine, TEXT)
 
     runs: dict[str, list[dict]] = {e: [] for e in engines}
     for rep in range(args.reps):
@@ -211,7 +231,6 @@ def main(argv=None) -> int:
 
     peak_rss = peak_rss_gb()  # before the bandwidth probe allocates its buffer
     bandwidth = measure_read_bandwidth(torch)
-    weights = bytes_per_frame(model, args.frames)
     floor_s_per_frame = weights["total"] / bandwidth
     floor_x = floor_s_per_frame / (SAMPLES_PER_FRAME / SAMPLE_RATE)
     summary = {

@@ -250,11 +250,22 @@ def test_prompt_from_another_model_is_a_clear_error(tiny_models, dirs, tmp_path,
     assert "cannot be used with" in err and "vocab_size" in err and "--voice d1" in err
 
 
+def test_bfloat16_on_cpu_runs_on_packed_weights(tiny_models, dirs, capsys):
+    from audiobox.tts.weights import bf16_packing_is_exact
+
+    assert speak(dirs, "--speaker", "ryan", "--text", "Packed.", "--model", str(tiny_models / "custom_voice"),
+                 "--dtype", "bfloat16", "--seed", "2") == 0
+    meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
+    assert meta["model"]["dtype"] == "bfloat16" and meta["model"]["backend"] == "fast"
+    assert meta["model"]["weights"] == ("onednn-packed" if bf16_packing_is_exact() else "as loaded")
+
+
 def test_int8_is_an_opt_in_cpu_precision(tiny_models, dirs, capsys):
     assert speak(dirs, "--speaker", "ryan", "--text", "Quantized.", "--model", str(tiny_models / "custom_voice"),
                  "--dtype", "int8", "--seed", "2") == 0
     meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
     assert meta["model"]["dtype"] == "int8" and meta["model"]["backend"] == "fast"
+    assert meta["model"]["weights"] == "dynamic-int8"
     assert speak(dirs, "--speaker", "ryan", "--text", "x", "--model", str(tiny_models / "custom_voice"),
                  "--dtype", "float16") == 2
     assert "--dtype float16 is for GPUs" in capsys.readouterr().err

@@ -176,11 +176,42 @@ def test_greedy_identity_bf16(loaded):
                         lambda: fast.generate_custom_voice(texts, speaker="vivian", **GREEDY)))
 
 
+def test_packed_bf16_weights_keep_upstream_output(tiny_models, loaded):
+    """oneDNN-packed bf16 weights (the CPU default) change speed, never the result."""
+    with contextlib.redirect_stdout(sys.stderr):
+        from qwen_tts import Qwen3TTSModel
+    from audiobox.tts.fastpath import FastGenerator
+    from audiobox.tts.weights import pack_bf16
+
+    reference = loaded("custom_voice", torch.bfloat16)
+    packed = Qwen3TTSModel.from_pretrained(str(tiny_models / "custom_voice"), dtype=torch.bfloat16)
+    count = pack_bf16(packed)
+    if count == 0:
+        pytest.skip("oneDNN packing is not bit-identical on this CPU, so pack_bf16 leaves the model as is")
+    linears = [m for m in packed.model.talker.modules() if isinstance(m, torch.nn.Linear)]
+    assert not linears and count > 10
+    fast = FastGenerator(packed)
+    texts = ["Packed weights.", "A second, longer row of text."]
+    _assert_same(*_both(lambda: reference.generate_custom_voice(texts, speaker="vivian", **GREEDY),
+                        lambda: fast.generate_custom_voice(texts, speaker="vivian", **GREEDY)))
+    _assert_same(*_both(lambda: reference.generate_custom_voice(texts[0], speaker="vivian", **SAMPLING),
+                        lambda: fast.generate_custom_voice(texts[0], speaker="vivian", **SAMPLING), seed=3))
+
+
+def test_pack_bf16_leaves_float32_alone(loaded):
+    from audiobox.tts.weights import pack_bf16
+
+    model = loaded("custom_voice")
+    assert pack_bf16(model) == 0
+    assert any(isinstance(m, torch.nn.Linear) for m in model.model.talker.modules())
+
+
 def test_int8_identity(tiny_models):
     """Opt-in dynamic int8: the fast loop runs the same quantized modules, so results still match."""
     with contextlib.redirect_stdout(sys.stderr):
         from qwen_tts import Qwen3TTSModel
-    from audiobox.tts.fastpath import FastGenerator, quantize_int8
+    from audiobox.tts.fastpath import FastGenerator
+    from audiobox.tts.weights import quantize_int8
 
     model = Qwen3TTSModel.from_pretrained(str(tiny_models / "custom_voice"))
     quantize_int8(model)

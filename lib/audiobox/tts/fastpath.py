@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-__all__ = ["FastGenerator", "TalkerResult", "quantize_int8"]
+__all__ = ["FastGenerator", "TalkerResult"]
 
 FrameCallback = Callable[[int], None]
 
@@ -494,23 +494,3 @@ class FastGenerator:
                 positions = 1
         return torch.stack(codes, dim=1)
 
-
-def quantize_int8(qwen_model) -> None:
-    """Opt-in dynamic int8 for the talker and code predictor Linear layers, in place (CPU only).
-
-    Why: both decode loops read every weight once per token, so 1-byte weights cut the bytes per
-    frame by 4 against float32.  The codec, embeddings and speaker encoder stay as loaded.  Output
-    quality with real weights must be checked by ear; see docs/benchmarks.md for measured speed.
-    ``torch.ao.quantization.quantize_dynamic`` is deprecated upstream (torchao is its successor),
-    so this may need porting on a later torch.
-    """
-    import warnings
-
-    import torch
-
-    talker = qwen_model.model.talker
-    if next(talker.parameters()).dtype != torch.float32:
-        talker.float()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(talker, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)

@@ -39,6 +39,7 @@ class LoadedTTS:
     dtype: str
     attention: str
     load_sec: float
+    weights: str = "as loaded"  # or "onednn-packed" (bf16 on CPU) or "dynamic-int8"
 
 
 @contextlib.contextmanager
@@ -156,9 +157,15 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
                 attn_implementation=attention)
         except OSError as exc:
             raise UserError(f"cannot load model {info.ref}: {str(exc).splitlines()[0]}") from exc
-        if dtype == "int8":
-            from audiobox.tts.fastpath import quantize_int8
+        weights = "as loaded"
+        if device == "cpu" and dtype == "int8":
+            from audiobox.tts.weights import quantize_int8
 
             quantize_int8(model)
+            weights = "dynamic-int8"
+        elif device == "cpu" and dtype == "bfloat16":
+            from audiobox.tts.weights import pack_bf16
+
+            weights = "onednn-packed" if pack_bf16(model) else weights
     return LoadedTTS(model=model, info=info, device=device, dtype=dtype, attention=attention,
-                     load_sec=time.perf_counter() - started)
+                     load_sec=time.perf_counter() - started, weights=weights)
