@@ -134,6 +134,16 @@ def apply_threads(threads: int | None, device: str, dtype: str) -> None:
         torch.set_num_threads(threads)
 
 
+def _load_dtype(dtype: str) -> str:
+    """The dtype to load in: int8 quantizes a float32 talker, while the codec decoder (a third of an
+    int8 run in float32) stays in the checkpoint's bf16 where the CPU computes bf16 natively."""
+    if dtype != "int8":
+        return dtype
+    from audiobox.tts.cpu import has_native_bf16
+
+    return "bfloat16" if has_native_bf16() else "float32"
+
+
 def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), kind: str = "base") -> LoadedTTS:
     """Load a Qwen3-TTS checkpoint by hub id or local dir (default: the default model of `kind`)."""
     info = read_model_info(model_ref or DEFAULT_MODELS[kind])
@@ -153,8 +163,7 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
         source = str(info.path) if info.path is not None else info.ref
         try:
             model = Qwen3TTSModel.from_pretrained(
-                source, dtype=getattr(torch, "float32" if dtype == "int8" else dtype), device_map=device,
-                attn_implementation=attention)
+                source, dtype=getattr(torch, _load_dtype(dtype)), device_map=device, attn_implementation=attention)
         except OSError as exc:
             raise UserError(f"cannot load model {info.ref}: {str(exc).splitlines()[0]}") from exc
         weights = "as loaded"
@@ -162,7 +171,7 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
             from audiobox.tts.weights import quantize_int8
 
             quantize_int8(model)
-            weights = "dynamic-int8"
+            weights = f"dynamic-int8, {_load_dtype(dtype)} codec"
         elif device == "cpu" and dtype == "bfloat16":
             from audiobox.tts.weights import pack_bf16
 
