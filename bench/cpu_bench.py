@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=25)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="also time a batch of N texts vs N sequential calls")
-    parser.add_argument("--engines", default="upstream,fast,packed", help="packed needs --dtype bfloat16")
+    parser.add_argument("--engines", default=None,
+                        help="comma list (default: upstream,fast and, for --dtype bfloat16, packed)")
     parser.add_argument("--speaker", default=None, help="CustomVoice speaker (default: first supported)")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -121,6 +122,7 @@ def main(argv=None) -> int:
     transformers.logging.set_verbosity_error()
     from audiobox.tts.cpu import recommended_threads
     from audiobox.tts.fastpath import FastGenerator
+    from audiobox.tts.runtime import checkpoint_load_dtype
     from audiobox.tts.weights import pack_bf16, quantize_int8
 
     import_s = time.perf_counter() - import_started
@@ -129,7 +131,7 @@ def main(argv=None) -> int:
         threads = args.threads or recommended_threads("int8")
     torch.set_num_threads(threads)
 
-    load_dtype = torch.float32 if args.quant == "int8" else getattr(torch, args.dtype)
+    load_dtype = getattr(torch, checkpoint_load_dtype("int8") if args.quant == "int8" else args.dtype)
     started = time.perf_counter()
     model = Qwen3TTSModel.from_pretrained(str(args.model_dir), dtype=load_dtype, attn_implementation="sdpa")
     load_s = time.perf_counter() - started
@@ -139,7 +141,8 @@ def main(argv=None) -> int:
         quantize_int8(model)
         quant_s = time.perf_counter() - started
     weights = bytes_per_frame(model, args.frames)
-    engines = [e for e in args.engines.split(",") if e]
+    default_engines = "upstream,fast,packed" if args.dtype == "bfloat16" and args.quant == "none" else "upstream,fast"
+    engines = [e for e in (args.engines or default_engines).split(",") if e]
     packed_fast = None
     if "packed" in engines:
         if args.quant != "none" or args.dtype != "bfloat16":
@@ -235,7 +238,7 @@ def main(argv=None) -> int:
     floor_x = floor_s_per_frame / (SAMPLES_PER_FRAME / SAMPLE_RATE)
     summary = {
         "model_dir": str(args.model_dir), "kind": kind, "tts_model_size": model.model.config.tts_model_size,
-        "dtype": args.dtype if args.quant == "none" else "int8-dynamic (fp32 activations)",
+        "dtype": args.dtype if args.quant == "none" else f"int8-dynamic (fp32 activations, {checkpoint_load_dtype('int8')} codec)",
         "threads": threads, "frames": args.frames, "reps": args.reps,
         "import_s": import_s, "load_s": load_s, "quantize_s": quant_s,
         "rss_after_load_gb": rss_after_load, "peak_rss_gb": peak_rss,

@@ -95,7 +95,7 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
             try:
                 from faster_qwen3_tts import FasterQwen3TTS
             except ImportError:
-                reason = "not installed (pip install faster-qwen3-tts)"
+                reason = "not installed (pip install -e '.[gpu-bench]')"
         if reason:
             results.append({"model": label, "engine": "faster-qwen3-tts", "skipped": reason})
         else:

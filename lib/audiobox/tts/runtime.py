@@ -134,9 +134,12 @@ def apply_threads(threads: int | None, device: str, dtype: str) -> None:
         torch.set_num_threads(threads)
 
 
-def _load_dtype(dtype: str) -> str:
-    """The dtype to load in: int8 quantizes a float32 talker, while the codec decoder (a third of an
-    int8 run in float32) stays in the checkpoint's bf16 where the CPU computes bf16 natively."""
+def checkpoint_load_dtype(dtype: str) -> str:
+    """The torch dtype to load a checkpoint in for a resolved ``--dtype``.
+
+    int8 quantizes a float32 talker, but the codec decoder (a third of an int8 run when it is
+    float32) stays in the checkpoint's bf16 where the CPU computes bf16 natively.
+    """
     if dtype != "int8":
         return dtype
     from audiobox.tts.cpu import has_native_bf16
@@ -163,7 +166,8 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
         source = str(info.path) if info.path is not None else info.ref
         try:
             model = Qwen3TTSModel.from_pretrained(
-                source, dtype=getattr(torch, _load_dtype(dtype)), device_map=device, attn_implementation=attention)
+                source, dtype=getattr(torch, checkpoint_load_dtype(dtype)), device_map=device,
+                attn_implementation=attention)
         except OSError as exc:
             raise UserError(f"cannot load model {info.ref}: {str(exc).splitlines()[0]}") from exc
         weights = "as loaded"
@@ -171,7 +175,7 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
             from audiobox.tts.weights import quantize_int8
 
             quantize_int8(model)
-            weights = f"dynamic-int8, {_load_dtype(dtype)} codec"
+            weights = f"dynamic-int8, {checkpoint_load_dtype(dtype)} codec"
         elif device == "cpu" and dtype == "bfloat16":
             from audiobox.tts.weights import pack_bf16
 
