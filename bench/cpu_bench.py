@@ -61,17 +61,13 @@ def measure_read_bandwidth(torch, trials: int = 7, gib: float = 0.5) -> float:
 
 
 def module_weight_bytes(module) -> int:
-    """Bytes of weights a forward pass of ``module`` reads (dynamic-int8 Linear counted packed)."""
-    import torch
-
+    """Bytes of weights a forward pass of ``module`` reads (packed and int8 Linear layers as stored)."""
     total = 0
     for sub in module.modules():
-        if type(sub).__module__.startswith("torch.ao.nn.quantized") and hasattr(sub, "weight") and callable(sub.weight):
-            weight = sub.weight()
-            total += weight.numel() * weight.element_size()
-            bias = sub.bias()
-            if bias is not None:
-                total += bias.numel() * bias.element_size()
+        if hasattr(sub, "weight_nbytes"):  # audiobox.tts.weights layers: the weight is opaque
+            total += sub.weight_nbytes()
+            if getattr(sub, "bias", None) is not None:
+                total += sub.bias.numel() * sub.bias.element_size()
             continue
         for param in sub.parameters(recurse=False):
             total += param.numel() * param.element_size()

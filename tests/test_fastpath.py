@@ -206,6 +206,28 @@ def test_pack_bf16_leaves_float32_alone(loaded):
     assert any(isinstance(m, torch.nn.Linear) for m in model.model.talker.modules())
 
 
+def test_int8_layers_match_torch_ao_dynamic_quantization():
+    """quantize_int8 builds its layers itself (for load speed); they must compute exactly what
+    torch.ao's quantize_dynamic makes of the same weights, with or without bias, from bf16 or float32."""
+    import copy
+    import warnings
+
+    from audiobox.tts.weights import _dynamic_int8_linear_class
+
+    int8_linear = _dynamic_int8_linear_class()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 48)
+    for bias, dtype in ((False, torch.bfloat16), (True, torch.float32)):
+        linear = torch.nn.Linear(48, 40, bias=bias).to(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = torch.ao.quantization.quantize_dynamic(
+                torch.nn.Sequential(copy.deepcopy(linear).float()), {torch.nn.Linear}, dtype=torch.qint8)
+        ours = int8_linear(linear)(x)
+        assert torch.equal(ours, reference(x))
+        assert not torch.equal(ours, linear.float()(x))  # really quantized
+
+
 def test_int8_identity(tiny_models):
     """Opt-in dynamic int8: the fast loop runs the same quantized modules, so results still match."""
     with contextlib.redirect_stdout(sys.stderr):
