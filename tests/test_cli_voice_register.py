@@ -74,6 +74,8 @@ def test_skip_synth_still_builds_the_prompt(speech_mix, tiny_models, tmp_path, c
     (["--voice-name", "ok", "--start", "9:00", "--x-vector-only"], "past the end"),
     (["--voice-name", "ok", "--ref-text", "  "], "empty"),
     (["--voice-name", "ok", "--whisper-model", "/nonexistent/whisper"], "whisper"),
+    (["--voice-name", "ok", "--dtype", "int4"], "invalid choice"),
+    (["--voice-name", "ok", "--tts-threads", "0"], "--tts-threads"),
 ])
 def test_bad_input_fails_before_work(speech_mix, tiny_models, tmp_path, capsys, extra, match):
     rc = main(["--audio", str(speech_mix.path), "--no-separate", *_common(tmp_path, tiny_models), *extra])

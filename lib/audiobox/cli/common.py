@@ -52,10 +52,11 @@ def add_runtime(parser: argparse.ArgumentParser, model_help: str) -> None:
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (env TORCH_DEVICE overrides auto)")
     group.add_argument("--dtype", default="auto", choices=DTYPES,
                        help="auto: bf16 on GPUs with SM>=8, fp16 on SM7.x, else fp32; on CPU bf16 where the CPU has "
-                            "native bf16, else fp32. int8 (CPU, opt-in): dynamic int8 weights, measured 4.2x faster "
-                            "than upstream fp32 on a 2-core CPU (docs/benchmarks.md); output differs slightly")
+                            "native bf16, else fp32. int8 (CPU, opt-in): dynamic int8 weights, measured 4x faster "
+                            "than upstream fp32 on a 2-core CPU, bf16 about 2.7x (docs/benchmarks.md); int8 "
+                            "output differs slightly")
     group.add_argument("--attention", default="auto", choices=ATTENTIONS, help="auto: flash-attn when usable, else sdpa")
-    group.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all CPUs; 1 for fp32 on a CPU with 2 or fewer)")
     group.add_argument("--backend", default="auto", choices=("auto", "upstream", "fast"),
                        help="decode loop: our fast path when it supports the model, else upstream qwen-tts")
 

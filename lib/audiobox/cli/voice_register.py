@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs
+from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int
 from audiobox.cli.voice_split import (add_source_args, add_split_args, check_voice_name,
                                       choose_reference, split_options)
 from audiobox.errors import UserError, run_main
+from audiobox.tts.runtime import ATTENTIONS, DTYPES
 
 DEFAULT_TEST_TEXT = "Hello! This is my new voice. I hope it sounds just like the recording."
 
@@ -56,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--greedy", action="store_true", help="deterministic decoding")
     tts.add_argument("--model", metavar="ID_OR_DIR", help="Qwen3-TTS Base model (default: the 0.6B Base)")
     tts.add_argument("--device", default="auto")
-    tts.add_argument("--dtype", default="auto")
-    tts.add_argument("--attention", default="auto")
-    tts.add_argument("--tts-threads", type=int, metavar="N", help="torch CPU threads for Qwen3-TTS")
+    tts.add_argument("--dtype", default="auto", choices=DTYPES, help="as voice-synth --dtype")
+    tts.add_argument("--attention", default="auto", choices=ATTENTIONS)
+    tts.add_argument("--tts-threads", type=positive_int, metavar="N", help="torch CPU threads for Qwen3-TTS")
     tts.add_argument("--backend", default="auto", choices=("auto", "upstream", "fast"))
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(parser)
