@@ -36,7 +36,7 @@ $(VENV)/.lint-installed: pyproject.toml | $(VENV)/.installed
 	scripts/strip-torchaudio-ext.sh $(PY)
 	touch $@
 
-lint: $(VENV)/.lint-installed ## hadolint, shellcheck, compose files against the Compose spec
+lint: $(VENV)/.lint-installed ## ruff, hadolint, shellcheck, compose files against the Compose spec
 	scripts/lint.sh $(PY)
 
 # ---- Docker images -----------------------------------------------------------------------------

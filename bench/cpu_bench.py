@@ -84,13 +84,19 @@ def bytes_per_frame(model, frames: int) -> dict:
     talker_bytes = sum(module_weight_bytes(layer) for layer in talker.model.layers)
     talker_bytes += module_weight_bytes(talker.model.norm) + module_weight_bytes(talker.codec_head)
     predictor_step = sum(module_weight_bytes(layer) for layer in predictor.model.layers)
-    predictor_step += module_weight_bytes(predictor.model.norm) + module_weight_bytes(predictor.small_to_mtp_projection)
+    predictor_step += module_weight_bytes(predictor.model.norm) + module_weight_bytes(
+        predictor.small_to_mtp_projection
+    )
     heads = sum(module_weight_bytes(head) for head in predictor.lm_head)  # each head read once per frame
     predictor_bytes = sub_steps * predictor_step + heads
     codec = model.model.speech_tokenizer.model.decoder
     codec_bytes = module_weight_bytes(codec) / max(frames, 1)
-    return {"talker": talker_bytes, "code_predictor": predictor_bytes, "codec_per_frame": codec_bytes,
-            "total": talker_bytes + predictor_bytes + codec_bytes}
+    return {
+        "talker": talker_bytes,
+        "code_predictor": predictor_bytes,
+        "codec_per_frame": codec_bytes,
+        "total": talker_bytes + predictor_bytes + codec_bytes,
+    }
 
 
 def main(argv=None) -> int:
@@ -101,9 +107,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="0 = audiobox.tts.cpu.recommended_threads")
     parser.add_argument("--frames", type=int, default=25)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=0, help="also time a batch of N texts vs N sequential calls")
-    parser.add_argument("--engines", default=None,
-                        help="comma list (default: upstream,fast and, for --dtype bfloat16, packed)")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="also time a batch of N texts vs N sequential calls"
+    )
+    parser.add_argument(
+        "--engines",
+        default=None,
+        help="comma list (default: upstream,fast and, for --dtype bfloat16, packed)",
+    )
     parser.add_argument("--speaker", default=None, help="CustomVoice speaker (default: first supported)")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -137,18 +148,28 @@ def main(argv=None) -> int:
         quantize_int8(model)
         quant_s = time.perf_counter() - started
     weights = bytes_per_frame(model, args.frames)
-    default_engines = "upstream,fast,packed" if args.dtype == "bfloat16" and args.quant == "none" else "upstream,fast"
+    default_engines = (
+        "upstream,fast,packed" if args.dtype == "bfloat16" and args.quant == "none" else "upstream,fast"
+    )
     engines = [e for e in (args.engines or default_engines).split(",") if e]
     packed_fast = None
     if "packed" in engines:
         if args.quant != "none" or args.dtype != "bfloat16":
-            raise SystemExit("the packed engine is bf16 only: pass --dtype bfloat16 or leave it out of --engines")
-        packed_model = Qwen3TTSModel.from_pretrained(str(args.model_dir), dtype=load_dtype, attn_implementation="sdpa")
+            raise SystemExit(
+                "the packed engine is bf16 only: pass --dtype bfloat16 or leave it out of --engines"
+            )
+        packed_model = Qwen3TTSModel.from_pretrained(
+            str(args.model_dir), dtype=load_dtype, attn_implementation="sdpa"
+        )
         if not pack_bf16(packed_model):
             raise SystemExit("pack_bf16 packed nothing on this CPU (not bit-identical here)")
         packed_fast = FastGenerator(packed_model)
     rss_after_load = peak_rss_gb()
-    print(f"  loaded in {load_s:.1f} s (+quantize {quant_s:.1f} s), threads {threads}", file=sys.stderr, flush=True)
+    print(
+        f"  loaded in {load_s:.1f} s (+quantize {quant_s:.1f} s), threads {threads}",
+        file=sys.stderr,
+        flush=True,
+    )
     kind = model.model.config.tts_model_type
     if kind != "custom_voice":
         raise SystemExit("this bench drives generate_custom_voice; build the custom_voice kind")
@@ -202,11 +223,21 @@ def main(argv=None) -> int:
             wavs, sr = call(engine, TEXT, first)
             wall = time.perf_counter() - started
             frames = len(wavs[0]) // SAMPLES_PER_FRAME
-            runs[engine].append({"wall_s": wall, "frames": frames, "audio_s": len(wavs[0]) / sr,
-                                 "decode_s": sum(decode_seconds), "cpu_s": time.process_time() - cpu0,
-                                 "first_frame_s": first[0] if first else None})
-            print(f"  rep {rep} {engine}: {wall:.2f} s wall, {runs[engine][-1]['cpu_s']:.2f} s cpu, {frames} frames",
-                  file=sys.stderr, flush=True)
+            runs[engine].append(
+                {
+                    "wall_s": wall,
+                    "frames": frames,
+                    "audio_s": len(wavs[0]) / sr,
+                    "decode_s": sum(decode_seconds),
+                    "cpu_s": time.process_time() - cpu0,
+                    "first_frame_s": first[0] if first else None,
+                }
+            )
+            print(
+                f"  rep {rep} {engine}: {wall:.2f} s wall, {runs[engine][-1]['cpu_s']:.2f} s cpu, {frames} frames",
+                file=sys.stderr,
+                flush=True,
+            )
 
     batch_results = {}
     if args.batch:
@@ -223,25 +254,50 @@ def main(argv=None) -> int:
                 w, sr = call(engine, text)
                 seq_audio += len(w[0]) / sr
             sequential = time.perf_counter() - started
-            print(f"  {engine} batch {args.batch}: {batched:.2f} s, sequential {sequential:.2f} s", file=sys.stderr, flush=True)
-            batch_results[engine] = {"batch": args.batch, "batched_s": batched, "batched_audio_s": audio,
-                                     "sequential_s": sequential, "sequential_audio_s": seq_audio,
-                                     "batched_x": batched / audio, "sequential_x": sequential / seq_audio}
+            print(
+                f"  {engine} batch {args.batch}: {batched:.2f} s, sequential {sequential:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            batch_results[engine] = {
+                "batch": args.batch,
+                "batched_s": batched,
+                "batched_audio_s": audio,
+                "sequential_s": sequential,
+                "sequential_audio_s": seq_audio,
+                "batched_x": batched / audio,
+                "sequential_x": sequential / seq_audio,
+            }
 
     peak_rss = peak_rss_gb()  # before the bandwidth probe allocates its buffer
     bandwidth = measure_read_bandwidth(torch)
     floor_s_per_frame = weights["total"] / bandwidth
     floor_x = floor_s_per_frame / (SAMPLES_PER_FRAME / SAMPLE_RATE)
     summary = {
-        "model_dir": str(args.model_dir), "kind": kind, "tts_model_size": model.model.config.tts_model_size,
-        "dtype": args.dtype if args.quant == "none" else f"int8-dynamic (fp32 activations, {checkpoint_load_dtype('int8')} codec)",
-        "threads": threads, "frames": args.frames, "reps": args.reps,
-        "import_s": import_s, "load_s": load_s, "quantize_s": quant_s,
-        "rss_after_load_gb": rss_after_load, "peak_rss_gb": peak_rss,
-        "read_bandwidth_gbs": bandwidth / 1e9, "weight_bytes_per_frame": weights,
-        "floor_x": floor_x, "engines": {},
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "transformers": transformers.__version__},
+        "model_dir": str(args.model_dir),
+        "kind": kind,
+        "tts_model_size": model.model.config.tts_model_size,
+        "dtype": args.dtype
+        if args.quant == "none"
+        else f"int8-dynamic (fp32 activations, {checkpoint_load_dtype('int8')} codec)",
+        "threads": threads,
+        "frames": args.frames,
+        "reps": args.reps,
+        "import_s": import_s,
+        "load_s": load_s,
+        "quantize_s": quant_s,
+        "rss_after_load_gb": rss_after_load,
+        "peak_rss_gb": peak_rss,
+        "read_bandwidth_gbs": bandwidth / 1e9,
+        "weight_bytes_per_frame": weights,
+        "floor_x": floor_x,
+        "engines": {},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
         "batch": batch_results,
     }
     for engine, items in runs.items():
@@ -250,7 +306,10 @@ def main(argv=None) -> int:
         median_wall = statistics.median(walls)
         firsts = [r["first_frame_s"] for r in items if r["first_frame_s"] is not None]
         summary["engines"][engine] = {
-            "runs_s": walls, "median_s": median_wall, "audio_s": audio, "x": median_wall / audio,
+            "runs_s": walls,
+            "median_s": median_wall,
+            "audio_s": audio,
+            "x": median_wall / audio,
             "x_of_floor": (median_wall / audio) / floor_x,
             "decode_share": statistics.median(r["decode_s"] / r["wall_s"] for r in items),
             "cpu_per_wall": statistics.median(r["cpu_s"] / r["wall_s"] for r in items),
@@ -265,18 +324,27 @@ def main(argv=None) -> int:
     if args.json_out:
         with args.json_out.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
-    print(f"\n{summary['tts_model_size']} {summary['dtype']} threads={threads} frames={args.frames} "
-          f"load {load_s:.1f}s (+quant {quant_s:.1f}s) peak RSS {summary['peak_rss_gb']:.2f} GB "
-          f"bandwidth {bandwidth / 1e9:.1f} GB/s floor {floor_x:.2f}x "
-          f"({weights['total'] / 1e9:.2f} GB/frame)", file=sys.stderr)
+    print(
+        f"\n{summary['tts_model_size']} {summary['dtype']} threads={threads} frames={args.frames} "
+        f"load {load_s:.1f}s (+quant {quant_s:.1f}s) peak RSS {summary['peak_rss_gb']:.2f} GB "
+        f"bandwidth {bandwidth / 1e9:.1f} GB/s floor {floor_x:.2f}x "
+        f"({weights['total'] / 1e9:.2f} GB/frame)",
+        file=sys.stderr,
+    )
     for engine, result in summary["engines"].items():
-        print(f"  {engine:8s} runs {', '.join(f'{w:.2f}' for w in result['runs_s'])} s -> {result['x']:.2f}x "
-              f"(cpu {result['cpu_x']:.2f}x) "
-              f"({result['x_of_floor']:.2f}x floor), decode {result['decode_share']:.0%}, "
-              f"frames {result['frames']}", file=sys.stderr)
+        print(
+            f"  {engine:8s} runs {', '.join(f'{w:.2f}' for w in result['runs_s'])} s -> {result['x']:.2f}x "
+            f"(cpu {result['cpu_x']:.2f}x) "
+            f"({result['x_of_floor']:.2f}x floor), decode {result['decode_share']:.0%}, "
+            f"frames {result['frames']}",
+            file=sys.stderr,
+        )
     for engine, result in batch_results.items():
-        print(f"  {engine:8s} batch {result['batch']}: {result['batched_x']:.2f}x vs sequential "
-              f"{result['sequential_x']:.2f}x", file=sys.stderr)
+        print(
+            f"  {engine:8s} batch {result['batch']}: {result['batched_x']:.2f}x vs sequential "
+            f"{result['sequential_x']:.2f}x",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -40,15 +40,23 @@ def kernels(torch, n: int, k: int, count: int):
     yield "float32 F.linear", 4, lambda w: F.linear(x32, w), weights
     yield "bfloat16 F.linear", 2, lambda w: F.linear(x16, w), bf16
     packed = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in bf16]
-    yield "bfloat16 oneDNN packed", 2, lambda w: torch.ops.mkldnn._linear_pointwise(x16, w, None, "none", [], ""), packed
+    yield (
+        "bfloat16 oneDNN packed",
+        2,
+        lambda w: torch.ops.mkldnn._linear_pointwise(x16, w, None, "none", [], ""),
+        packed,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dynamic = []
         for w in weights:
             linear = torch.nn.Linear(k, n, bias=False)
             linear.weight.data = w
-            dynamic.append(torch.ao.quantization.quantize_dynamic(
-                torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8)[0])
+            dynamic.append(
+                torch.ao.quantization.quantize_dynamic(
+                    torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
+                )[0]
+            )
     yield "int8 dynamic (fbgemm)", 1, lambda m: m(x32), dynamic
     int8 = []
     for w in weights:
@@ -58,10 +66,15 @@ def kernels(torch, n: int, k: int, count: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--shapes", default="1024x1024,2048x1024,3072x1024,1024x3072",
-                        help="NxK list (out x in); the defaults are the 0.6B talker/predictor projections")
+    parser.add_argument(
+        "--shapes",
+        default="1024x1024,2048x1024,3072x1024,1024x3072",
+        help="NxK list (out x in); the defaults are the 0.6B talker/predictor projections",
+    )
     parser.add_argument("--spill-mb", type=int, default=96, help="weights per kernel, beyond the L3 cache")
     args = parser.parse_args()
     import torch
@@ -78,7 +91,10 @@ def main() -> None:
         count = max(4, (args.spill_mb << 20) // (n * k * 2))
         for name, width, call, operands in kernels(torch, n, k, count):
             seconds = time_per_call(call, operands)
-            print(f"{shape:>10} {name:29} {seconds * 1e6:8.1f} us {n * k * width / seconds / 1e9:7.1f} GB/s", flush=True)
+            print(
+                f"{shape:>10} {name:29} {seconds * 1e6:8.1f} us {n * k * width / seconds / 1e9:7.1f} GB/s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -80,11 +80,14 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
 
     runners = {}
     if "upstream" in engines:
-        runners["upstream"] = (lambda text, on_frame=None: model.generate_custom_voice(text, **gen), True)
+        runners["upstream"] = (lambda text, on_frame=None: model.generate_custom_voice(text, **gen), True)  # noqa: F821 (bound above, deleted after use)
     if "fast" in engines:
         if FastGenerator.supports(model):
             fast = FastGenerator(model)
-            runners["fast"] = (lambda text, on_frame=None: fast.generate_custom_voice(text, on_frame=on_frame, **gen), True)
+            runners["fast"] = (
+                lambda text, on_frame=None: fast.generate_custom_voice(text, on_frame=on_frame, **gen),
+                True,
+            )
         else:
             results.append({"model": label, "engine": "fast", "skipped": f"unsupported with attn={attn}"})
     if "faster-qwen3-tts" in engines:
@@ -99,11 +102,14 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
         if reason:
             results.append({"model": label, "engine": "faster-qwen3-tts", "skipped": reason})
         else:
-            other = FasterQwen3TTS.from_pretrained(str(path), device=device, dtype=dtype, attn_implementation="sdpa")
+            other = FasterQwen3TTS.from_pretrained(
+                str(path), device=device, dtype=dtype, attn_implementation="sdpa"
+            )
             # No batch API and its own stopping rules: single stream only, frames as produced.
             runners["faster-qwen3-tts"] = (
                 lambda text, on_frame=None: other.generate_custom_voice(
-                    text=text, speaker=speaker, language="english", max_new_tokens=args.frames + 1),
+                    text=text, speaker=speaker, language="english", max_new_tokens=args.frames + 1
+                ),
                 False,
             )
 
@@ -129,10 +135,21 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
             if marks:
                 firsts.append(marks[0])
         wall, audio = statistics.median(walls), statistics.median(audios)
-        row = {"model": label, "engine": engine, "device": device, "dtype": args.dtype, "attn": attn,
-               "frames": args.frames, "runs_s": walls, "audio_s": audio, "rtf": audio / wall, "x": wall / audio,
-               "time_to_first_audio_s": wall, "time_to_first_frame_s": statistics.median(firsts) if firsts else None,
-               "load_s": load_s}
+        row = {
+            "model": label,
+            "engine": engine,
+            "device": device,
+            "dtype": args.dtype,
+            "attn": attn,
+            "frames": args.frames,
+            "runs_s": walls,
+            "audio_s": audio,
+            "rtf": audio / wall,
+            "x": wall / audio,
+            "time_to_first_audio_s": wall,
+            "time_to_first_frame_s": statistics.median(firsts) if firsts else None,
+            "load_s": load_s,
+        }
         if batches and args.batch > 1:
             torch.manual_seed(0)
             started = time.perf_counter()
@@ -140,8 +157,12 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
             _sync(torch, device)
             batch_wall = time.perf_counter() - started
             batch_audio = sum(len(w) for w in wavs) / sr
-            row.update(batch=args.batch, batch_wall_s=batch_wall, batch_audio_s=batch_audio,
-                       batch_throughput_rtf=batch_audio / batch_wall)
+            row.update(
+                batch=args.batch,
+                batch_wall_s=batch_wall,
+                batch_audio_s=batch_audio,
+                batch_throughput_rtf=batch_audio / batch_wall,
+            )
         if device.startswith("cuda"):
             row["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
             row["gpu"] = torch.cuda.get_device_name(0)
@@ -154,8 +175,12 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=[], help="LABEL=DIR of a CustomVoice checkpoint (repeatable)")
-    parser.add_argument("--build", type=Path, default=None, help="build full-size random-weight dirs here first")
+    parser.add_argument(
+        "--model", action="append", default=[], help="LABEL=DIR of a CustomVoice checkpoint (repeatable)"
+    )
+    parser.add_argument(
+        "--build", type=Path, default=None, help="build full-size random-weight dirs here first"
+    )
     parser.add_argument("--presets", default="0.6b,1.7b", help="with --build: which sizes")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
@@ -193,11 +218,16 @@ def main(argv=None) -> int:
             if "skipped" in row:
                 print(f"{label:6s} {row['engine']:17s} skipped: {row['skipped']}", file=sys.stderr)
             else:
-                batch = f", batch {row['batch']}: {row['batch_throughput_rtf']:.2f} rtf" if "batch" in row else ""
+                batch = (
+                    f", batch {row['batch']}: {row['batch_throughput_rtf']:.2f} rtf" if "batch" in row else ""
+                )
                 first = row["time_to_first_frame_s"]
-                print(f"{label:6s} {row['engine']:17s} rtf {row['rtf']:.2f} ({row['x']:.2f}x), first audio "
-                      f"{row['time_to_first_audio_s']:.2f}s, first frame "
-                      f"{first if first is None else round(first, 3)}s{batch}", file=sys.stderr)
+                print(
+                    f"{label:6s} {row['engine']:17s} rtf {row['rtf']:.2f} ({row['x']:.2f}x), first audio "
+                    f"{row['time_to_first_audio_s']:.2f}s, first frame "
+                    f"{first if first is None else round(first, 3)}s{batch}",
+                    file=sys.stderr,
+                )
     return 0
 
 

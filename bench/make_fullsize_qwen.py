@@ -36,9 +36,15 @@ PRESETS = {
 def talker_sizes(preset: str) -> dict:
     p = PRESETS[preset]
     return dict(
-        hidden_size=p["hidden"], intermediate_size=p["intermediate"], num_hidden_layers=28,
-        num_attention_heads=16, num_key_value_heads=8, head_dim=128,
-        text_vocab_size=151936, text_hidden_size=2048, rope_theta=1000000.0,
+        hidden_size=p["hidden"],
+        intermediate_size=p["intermediate"],
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        text_vocab_size=151936,
+        text_hidden_size=2048,
+        rope_theta=1000000.0,
         max_position_embeddings=32768,
         rope_scaling={"interleaved": True, "mrope_section": [24, 20, 20], "rope_type": "default"},
         position_id_per_seconds=13,
@@ -46,35 +52,62 @@ def talker_sizes(preset: str) -> dict:
 
 
 CODE_PREDICTOR = dict(
-    vocab_size=2048, hidden_size=1024, intermediate_size=3072, num_hidden_layers=5,
-    num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=65536,
-    rope_theta=1000000.0, num_code_groups=16,
+    vocab_size=2048,
+    hidden_size=1024,
+    intermediate_size=3072,
+    num_hidden_layers=5,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=65536,
+    rope_theta=1000000.0,
+    num_code_groups=16,
 )
 
 CODEC_DECODER = dict(
-    codebook_size=2048, codebook_dim=512, hidden_size=512, latent_dim=1024, num_attention_heads=16,
-    num_key_value_heads=16, head_dim=64, intermediate_size=1024, num_hidden_layers=8,
-    num_quantizers=16, upsample_rates=[8, 5, 4, 3], upsampling_ratios=[2, 2], decoder_dim=1536,
+    codebook_size=2048,
+    codebook_dim=512,
+    hidden_size=512,
+    latent_dim=1024,
+    num_attention_heads=16,
+    num_key_value_heads=16,
+    head_dim=64,
+    intermediate_size=1024,
+    num_hidden_layers=8,
+    num_quantizers=16,
+    upsample_rates=[8, 5, 4, 3],
+    upsampling_ratios=[2, 2],
+    decoder_dim=1536,
     sliding_window=72,
 )
 
 CODEC_ENCODER = dict(
-    hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8, head_dim=64,
-    intermediate_size=2048, num_filters=64, upsampling_ratios=[8, 6, 5, 4], num_quantizers=32,
-    codebook_size=2048, codebook_dim=256, vector_quantization_hidden_dimension=256,
+    hidden_size=512,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    num_key_value_heads=8,
+    head_dim=64,
+    intermediate_size=2048,
+    num_filters=64,
+    upsampling_ratios=[8, 6, 5, 4],
+    num_quantizers=32,
+    codebook_size=2048,
+    codebook_dim=256,
+    vector_quantization_hidden_dimension=256,
     sliding_window=250,
 )
 
 
 def build(out_dir: Path, preset: str, kinds: list[str]) -> dict[str, Path]:
-    import torch
-
     import tiny_qwen
+    import torch
 
     with contextlib.redirect_stdout(sys.stderr):
         from qwen_tts.core.models.configuration_qwen3_tts import Qwen3TTSConfig
         from qwen_tts.core.models.modeling_qwen3_tts import Qwen3TTSForConditionalGeneration
-        from qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2 import Qwen3TTSTokenizerV2Config
+        from qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2 import (
+            Qwen3TTSTokenizerV2Config,
+        )
         from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import Qwen3TTSTokenizerV2Model
 
     built = tiny_qwen.build_tiny_qwen(out_dir, kinds=kinds, codebook_size=2048)
@@ -97,7 +130,9 @@ def build(out_dir: Path, preset: str, kinds: list[str]) -> dict[str, Path]:
         saved = json.loads(config_path.read_text())
         saved.get("speaker_encoder_config", {}).pop("model_type", None)
         config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-        (kind_dir / "generation_config.json").write_text(json.dumps(tiny_qwen.GENERATION_DEFAULTS, indent=2) + "\n")
+        (kind_dir / "generation_config.json").write_text(
+            json.dumps(tiny_qwen.GENERATION_DEFAULTS, indent=2) + "\n"
+        )
         params = sum(p.numel() for p in model.parameters())
         del model
 
@@ -107,15 +142,22 @@ def build(out_dir: Path, preset: str, kinds: list[str]) -> dict[str, Path]:
         codec_cfg["encoder_config"].update(CODEC_ENCODER)
         torch.manual_seed(8)
         generator = torch.Generator().manual_seed(8)
-        codec_kwargs = {k: v for k, v in codec_cfg.items() if k not in ("architectures", "transformers_version", "model_type", "torch_dtype", "dtype")}
+        codec_kwargs = {
+            k: v
+            for k, v in codec_cfg.items()
+            if k not in ("architectures", "transformers_version", "model_type", "torch_dtype", "dtype")
+        }
         codec = Qwen3TTSTokenizerV2Model(Qwen3TTSTokenizerV2Config(**codec_kwargs)).eval()
         tiny_qwen._randomize_codebooks(codec, generator)
         tiny_qwen._calibrate_codec_decoder(codec.decoder, 2048, generator)
         for old in codec_dir.glob("model*.safetensors"):
             old.unlink()
         codec.save_pretrained(codec_dir, safe_serialization=True)
-        print(f"{kind}: {params / 1e6:.1f} M params (bf16), codec {sum(p.numel() for p in codec.parameters()) / 1e6:.1f} M; "
-              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(
+            f"{kind}: {params / 1e6:.1f} M params (bf16), codec {sum(p.numel() for p in codec.parameters()) / 1e6:.1f} M; "
+            f"{time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
         del codec
     return built
 
@@ -124,7 +166,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="0.6b")
-    parser.add_argument("--kinds", default="custom_voice", help="comma list of base,custom_voice,voice_design")
+    parser.add_argument(
+        "--kinds", default="custom_voice", help="comma list of base,custom_voice,voice_design"
+    )
     args = parser.parse_args(argv)
     built = build(args.out_dir, args.preset, [k for k in args.kinds.split(",") if k])
     for kind, path in built.items():

@@ -23,7 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
-    "upstream float32, 2 threads (old toolbox)": ["--backend", "upstream", "--dtype", "float32", "--threads", "2"],
+    "upstream float32, 2 threads (old toolbox)": [
+        "--backend",
+        "upstream",
+        "--dtype",
+        "float32",
+        "--threads",
+        "2",
+    ],
     "upstream float32, 1 thread": ["--backend", "upstream", "--dtype", "float32", "--threads", "1"],
     "ours, --dtype auto": [],
     "ours, --dtype int8": ["--dtype", "int8"],
@@ -31,9 +38,23 @@ CONFIGS = {
 
 
 def run_once(model: str, frames: int, seed: int, extra: list[str], env: dict) -> tuple[float, float]:
-    cmd = [sys.executable, str(ROOT / "apps/voice-synth/voice-synth.py"), "speak", "--speaker", "ryan", "--text",
-           "The quick brown fox jumps over the lazy dog.", "--model", model, "--max-new-tokens", str(frames + 1),
-           "--seed", str(seed), "--json", *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "apps/voice-synth/voice-synth.py"),
+        "speak",
+        "--speaker",
+        "ryan",
+        "--text",
+        "The quick brown fox jumps over the lazy dog.",
+        "--model",
+        model,
+        "--max-new-tokens",
+        str(frames + 1),
+        "--seed",
+        str(seed),
+        "--json",
+        *extra,
+    ]
     started = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     wall = time.perf_counter() - started
@@ -41,15 +62,21 @@ def run_once(model: str, frames: int, seed: int, extra: list[str], env: dict) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a CustomVoice checkpoint dir (full size for real numbers)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", required=True, help="a CustomVoice checkpoint dir (full size for real numbers)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--frames", type=int, default=25, help="frames per take (80 ms each)")
     args = parser.parse_args()
     scratch = tempfile.mkdtemp()
-    env = dict(os.environ, AUDIOBOX_CACHE=f"{scratch}/cache", AUDIOBOX_WORK=f"{scratch}/work", HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ, AUDIOBOX_CACHE=f"{scratch}/cache", AUDIOBOX_WORK=f"{scratch}/work", HF_HUB_OFFLINE="1"
+    )
     results = {name: [] for name in CONFIGS}
-    for seed in range(args.runs):          # configurations interleaved, so drift hits all alike
+    for seed in range(args.runs):  # configurations interleaved, so drift hits all alike
         for name, extra in CONFIGS.items():
             results[name].append(run_once(args.model, args.frames, seed, extra, env))
     base_rtf = statistics.median(r for r, _ in results[next(iter(CONFIGS))])

@@ -60,44 +60,104 @@ def bench_variants(model: str, args) -> dict:
     synth = ModelPool(RuntimeOptions(device=args.device, dtype=args.dtype)).synthesizer(model, "custom_voice")
     settings, _ = resolve_settings("balanced", max_new_tokens=args.max_new_tokens)
     spec = VoiceSpec.builtin(args.speaker)
-    synth.speak(args.text, spec, "english", settings, 1, seed=0)          # warm-up (kernels, caches)
+    synth.speak(args.text, spec, "english", settings, 1, seed=0)  # warm-up (kernels, caches)
     started = time.perf_counter()
     batched = synth.speak(args.text, spec, "english", settings, args.variants, seed=1)
     batched_s = time.perf_counter() - started
     started = time.perf_counter()
-    sequential = [synth.speak(args.text, spec, "english", settings, 1, seed=1 + i)[0] for i in range(args.variants)]
+    sequential = [
+        synth.speak(args.text, spec, "english", settings, 1, seed=1 + i)[0] for i in range(args.variants)
+    ]
     sequential_s = time.perf_counter() - started
-    return {"n": args.variants, "batched_s": batched_s, "sequential_s": sequential_s,
-            "batched_audio_s": sum(t.duration for t in batched), "sequential_audio_s": sum(t.duration for t in sequential),
-            "backend": synth.backend_name}
+    return {
+        "n": args.variants,
+        "batched_s": batched_s,
+        "sequential_s": sequential_s,
+        "batched_audio_s": sum(t.duration for t in batched),
+        "sequential_audio_s": sum(t.duration for t in sequential),
+        "backend": synth.backend_name,
+    }
 
 
 def bench_script(model: str, args, work: Path) -> dict:
     cache = work / "cache"
     texts = [f"Line {i + 1}: {args.text}" for i in range(args.items)]
     script = work / "script.jsonl"
-    script.write_text("".join(json.dumps({"speaker": args.speaker, "text": t, "language": "english",
-                                          "model": model}) + "\n" for t in texts))
-    common = ["--cache", str(cache), "--max-new-tokens", str(args.max_new_tokens), "--device", args.device,
-              "--dtype", args.dtype, "--seed", "1"]
+    script.write_text(
+        "".join(
+            json.dumps({"speaker": args.speaker, "text": t, "language": "english", "model": model}) + "\n"
+            for t in texts
+        )
+    )
+    common = [
+        "--cache",
+        str(cache),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--seed",
+        "1",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
-    subprocess.run([sys.executable, str(APP), "batch", str(script), "--out-exact", str(work / "batch"),
-                    "--batch-size", str(args.batch_size), *common], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            str(APP),
+            "batch",
+            str(script),
+            "--out-exact",
+            str(work / "batch"),
+            "--batch-size",
+            str(args.batch_size),
+            *common,
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     one_process_s = time.perf_counter() - started
     manifest = json.loads((work / "batch" / "manifest.json").read_text())
     batch_audio = sum(e.get("duration_sec") or 0 for e in manifest["items"])
     started = time.perf_counter()
     separate_audio = 0.0
     for i, text in enumerate(texts):
-        out = subprocess.run([sys.executable, str(APP), "speak", "--speaker", args.speaker, "--text", text,
-                              "--language", "english", "--model", model, "--out-exact", str(work / f"speak-{i:02d}"),
-                              "--json", *common], check=True, env=env, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(APP),
+                "speak",
+                "--speaker",
+                args.speaker,
+                "--text",
+                text,
+                "--language",
+                "english",
+                "--model",
+                model,
+                "--out-exact",
+                str(work / f"speak-{i:02d}"),
+                "--json",
+                *common,
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
         separate_audio += sum(t["duration_sec"] for t in json.loads(out)["takes"])
     separate_s = time.perf_counter() - started
-    return {"items": args.items, "one_process_s": one_process_s, "separate_s": separate_s,
-            "batch_audio_s": batch_audio, "separate_audio_s": separate_audio}
+    return {
+        "items": args.items,
+        "one_process_s": one_process_s,
+        "separate_s": separate_s,
+        "batch_audio_s": batch_audio,
+        "separate_audio_s": separate_audio,
+    }
 
 
 def main(argv=None) -> int:
@@ -114,18 +174,42 @@ def main(argv=None) -> int:
         rows = []
         if args.skip != "a":
             a = bench_variants(model, args)
-            rows.append((f"A: {a['n']} takes of one text ({a['backend']})", "1 batched call", a["batched_s"],
-                         a["batched_audio_s"], f"{a['n']} sequential calls", a["sequential_s"], a["sequential_audio_s"]))
+            rows.append(
+                (
+                    f"A: {a['n']} takes of one text ({a['backend']})",
+                    "1 batched call",
+                    a["batched_s"],
+                    a["batched_audio_s"],
+                    f"{a['n']} sequential calls",
+                    a["sequential_s"],
+                    a["sequential_audio_s"],
+                )
+            )
         if args.skip != "b":
             b = bench_script(model, args, work)
-            rows.append((f"B: {b['items']}-item script", "1 batch process", b["one_process_s"], b["batch_audio_s"],
-                         f"{b['items']} speak processes", b["separate_s"], b["separate_audio_s"]))
-    print(f"model: {args.model or 'tiny test checkpoint'}  device: {args.device}  frames/take: {args.max_new_tokens}")
-    print(f"{'comparison':34} {'batched':>18} {'wall s':>8} {'audio s':>8}   {'one by one':>20} {'wall s':>8} "
-          f"{'audio s':>8}   {'speed-up':>8}")
+            rows.append(
+                (
+                    f"B: {b['items']}-item script",
+                    "1 batch process",
+                    b["one_process_s"],
+                    b["batch_audio_s"],
+                    f"{b['items']} speak processes",
+                    b["separate_s"],
+                    b["separate_audio_s"],
+                )
+            )
+    print(
+        f"model: {args.model or 'tiny test checkpoint'}  device: {args.device}  frames/take: {args.max_new_tokens}"
+    )
+    print(
+        f"{'comparison':34} {'batched':>18} {'wall s':>8} {'audio s':>8}   {'one by one':>20} {'wall s':>8} "
+        f"{'audio s':>8}   {'speed-up':>8}"
+    )
     for name, left, left_s, left_audio, right, right_s, right_audio in rows:
-        print(f"{name:34} {left:>18} {left_s:8.2f} {left_audio:8.2f}   {right:>20} {right_s:8.2f} {right_audio:8.2f}"
-              f"   {right_s / left_s:7.2f}x")
+        print(
+            f"{name:34} {left:>18} {left_s:8.2f} {left_audio:8.2f}   {right:>20} {right_s:8.2f} {right_audio:8.2f}"
+            f"   {right_s / left_s:7.2f}x"
+        )
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lints what the Python tests cannot: the Dockerfiles (hadolint), every shell script (shellcheck)
-# and the compose files (JSON schema of the Compose specification, then `docker-compose config`
+# Lints what the Python tests cannot: Python style and static errors (ruff), the Dockerfiles
+# (hadolint), every shell script (shellcheck) and the compose files (JSON schema of the Compose
+# specification, then `docker-compose config`
 # with the real Compose v2 binary, which also checks interpolation and the GPU overlay merge).
 # Tools come from the `lint` extra (make lint installs it). Usage: scripts/lint.sh [PYTHON]
 set -euo pipefail
@@ -8,6 +9,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python_bin="${1:-.venv/bin/python}"
 bin_dir="$(dirname "$python_bin")"
 status=0
+
+echo "lint: ruff check and ruff format --check (settings in pyproject.toml)"
+"$bin_dir/ruff" check --quiet . || status=1
+"$bin_dir/ruff" format --check --quiet . || status=1
 
 echo "lint: hadolint"
 "$bin_dir/hadolint" Dockerfile Dockerfile.cuda-base Dockerfile.cuda || status=1

@@ -63,10 +63,12 @@ def loopback_media(speech_mix, tmp_path_factory):
     shutil.copy(speech_mix.music_only, root / "music_only.wav")
     (root / "notes.txt").write_text("this is not media\n" * 100)
     (root / "page.html").write_text("<html><body><p>no media here</p></body></html>")
-    (root / "list.html").write_text('<html><body><video src="podcast.mp3"></video>'
-                                    '<audio src="podcast.wav"></audio></body></html>')
+    (root / "list.html").write_text(
+        '<html><body><video src="podcast.mp3"></video><audio src="podcast.wav"></audio></body></html>'
+    )
+
     class QuietServer(http.server.ThreadingHTTPServer):
-        def handle_error(self, request, client_address):   # clients that hang up early (yt-dlp probing)
+        def handle_error(self, request, client_address):  # clients that hang up early (yt-dlp probing)
             pass
 
     server = QuietServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-
 from audiobox import asr
 from audiobox.audio import Audio, load_audio
 from audiobox.errors import UserError
@@ -31,7 +30,7 @@ def speech(tmp_path_factory):
 
 def test_model_is_loaded_once_per_process(whisper_dir, transcriber):
     assert asr.load_asr(str(whisper_dir), device="cpu") is transcriber
-    assert asr.load_transcriber(str(whisper_dir), device="cpu") is transcriber   # the name audiobox.takes uses
+    assert asr.load_transcriber(str(whisper_dir), device="cpu") is transcriber  # the name audiobox.takes uses
     assert transcriber.multilingual and transcriber.device == "cpu" and transcriber.compute_type == "int8"
     assert transcriber.fingerprint()["asr_version"] == asr.ASR_VERSION
 
@@ -43,7 +42,7 @@ def test_transcribe_detects_or_takes_the_language_and_reports_low_confidence(tra
     assert detected.avg_logprob < -3 and detected.confidence < 0.05
     assert detected.duration == pytest.approx(speech.duration, abs=0.01)
     german = transcriber.transcribe(speech, language="german", temperature=0.0)
-    assert german.language == "de" and german.language_prob == 1.0     # passed through, not guessed
+    assert german.language == "de" and german.language_prob == 1.0  # passed through, not guessed
     assert transcriber.transcribe(speech, language="fr", temperature=0.0).language == "fr"
 
 
@@ -59,7 +58,7 @@ def test_word_timestamps_stay_inside_the_clip_and_round_trip(transcriber, speech
 def test_token_cap_keeps_a_confused_model_short(transcriber):
     noise = Audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 2).astype(np.float32), 16000)
     started = time.perf_counter()
-    result = transcriber.transcribe(noise)            # default temperature fallback
+    result = transcriber.transcribe(noise)  # default temperature fallback
     assert time.perf_counter() - started < 20
     assert sum(s.tokens for s in result.segments) <= asr.TOKENS_PER_SECOND_CAP * 2 + 16 + 8
     empty = transcriber.transcribe(Audio(np.zeros(0, np.float32), 16000))
@@ -72,7 +71,7 @@ def test_missing_models_fail_fast_with_one_clear_line(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="not in the cache .*HF_HUB_OFFLINE"):
         asr.load_asr("tiny", cache_dir=tmp_path / "asr")
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")          # nothing listens there
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(UserError, match="not reachable"):
         asr.load_asr("base", cache_dir=tmp_path / "asr")
     assert time.perf_counter() - started < 10

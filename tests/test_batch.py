@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from audiobox.cli.voice_synth import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,13 +40,36 @@ def voices_cache(tiny_models, tmp_path_factory) -> Path:
         t = np.arange(2 * 24000) / 24000
         ref = Audio((0.2 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), 24000)
         prompt = synth.build_clone_prompt(ref, "A short reference line.")
-        registry.create(slug, {"engine": "clone_prompt",
-                               "ref": {"wav": "ref.wav", "duration_sec": 2.0, "sample_rate": 24000,
-                                       "transcript": "A short reference line."}},
-                        write_files=lambda d, ref=ref: write_audio(d / "ref.wav", ref.samples, 24000))
+        registry.create(
+            slug,
+            {
+                "engine": "clone_prompt",
+                "ref": {
+                    "wav": "ref.wav",
+                    "duration_sec": 2.0,
+                    "sample_rate": 24000,
+                    "transcript": "A short reference line.",
+                },
+            },
+            write_files=lambda d, ref=ref: write_audio(d / "ref.wav", ref.samples, 24000),
+        )
         registry.add_prompt(slug, prompt)
-    assert main(["register-builtin", "--voice-name", "narrator", "--speaker", "ryan", "--model",
-                 str(tiny_models / "custom_voice"), "--cache", str(cache)]) == 0
+    assert (
+        main(
+            [
+                "register-builtin",
+                "--voice-name",
+                "narrator",
+                "--speaker",
+                "ryan",
+                "--model",
+                str(tiny_models / "custom_voice"),
+                "--cache",
+                str(cache),
+            ]
+        )
+        == 0
+    )
     return cache
 
 
@@ -85,6 +107,7 @@ class CountingLoads:
 # --------------------------------------------------------------------------------------------
 # validation before any model loads
 
+
 def test_unknown_voice_in_item_37_is_reported_before_any_model_loads(cache, tmp_path, monkeypatch, capsys):
     loads = CountingLoads(monkeypatch)
     lines = ["items:"] + [f'  - {{voice: narrator, text: "Line {i}."}}' for i in range(1, 37)]
@@ -98,19 +121,41 @@ def test_unknown_voice_in_item_37_is_reported_before_any_model_loads(cache, tmp_
     assert loads.refs == [] and not (tmp_path / "out" / "manifest.json").exists()
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("bad.yaml", 'items:\n  - {voice: narrator, text: "ok"}\n  - {voice: narrator text: "x"\n', "bad.yaml:3: not valid YAML"),
-    ("bad.jsonl", '{"voice": "narrator", "text": "ok"}\n\n{"voice": "narrator", "text": \n', "bad.jsonl:3: not valid JSON"),
-    ("bad.txt", "no tag here\n[narrator] hi\n", "bad.txt:1: dialogue text before any [voice] tag"),
-    ("typo.jsonl", '{"voice": "narrator", "txt": "hello"}\n', "typo.jsonl:1 (item 1): unknown field(s) txt"),
-    ("both.yaml", '- {voice: narrator, speaker: ryan, text: "x"}\n', "exactly one of 'voice'"),
-    ("variants.yaml", '- {voice: narrator, text: "x", variants: 40}\n', "'variants' must be a whole number"),
-    ("dup.yaml", '- {voice: narrator, text: "a", output: same}\n- {voice: narrator, text: "b", output: same}\n',
-     "output name 'same' is already used by item 1"),
-    ("path.yaml", '- {voice: narrator, text: "a", output: ../escape}\n', "must be a plain file name"),
-    ("empty.yaml", "", "the script has no items"),
-    ("script.csv", "voice,text\n", "unknown script type .csv"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        (
+            "bad.yaml",
+            'items:\n  - {voice: narrator, text: "ok"}\n  - {voice: narrator text: "x"\n',
+            "bad.yaml:3: not valid YAML",
+        ),
+        (
+            "bad.jsonl",
+            '{"voice": "narrator", "text": "ok"}\n\n{"voice": "narrator", "text": \n',
+            "bad.jsonl:3: not valid JSON",
+        ),
+        ("bad.txt", "no tag here\n[narrator] hi\n", "bad.txt:1: dialogue text before any [voice] tag"),
+        (
+            "typo.jsonl",
+            '{"voice": "narrator", "txt": "hello"}\n',
+            "typo.jsonl:1 (item 1): unknown field(s) txt",
+        ),
+        ("both.yaml", '- {voice: narrator, speaker: ryan, text: "x"}\n', "exactly one of 'voice'"),
+        (
+            "variants.yaml",
+            '- {voice: narrator, text: "x", variants: 40}\n',
+            "'variants' must be a whole number",
+        ),
+        (
+            "dup.yaml",
+            '- {voice: narrator, text: "a", output: same}\n- {voice: narrator, text: "b", output: same}\n',
+            "output name 'same' is already used by item 1",
+        ),
+        ("path.yaml", '- {voice: narrator, text: "a", output: ../escape}\n', "must be a plain file name"),
+        ("empty.yaml", "", "the script has no items"),
+        ("script.csv", "voice,text\n", "unknown script type .csv"),
+    ],
+)
 def test_malformed_scripts_are_one_clear_error_with_the_line(cache, tmp_path, capsys, name, content, message):
     script = tmp_path / name
     script.write_text(content)
@@ -130,6 +175,7 @@ def test_check_validates_without_generating(cache, tmp_path, capsys, monkeypatch
 # --------------------------------------------------------------------------------------------
 # generation on tiny models
 
+
 def test_items_sharing_a_model_are_batched_and_each_model_loads_once(cache, tmp_path, monkeypatch, capsys):
     loads = CountingLoads(monkeypatch)
     script = tmp_path / "mixed.yaml"
@@ -140,16 +186,19 @@ def test_items_sharing_a_model_are_batched_and_each_model_loads_once(cache, tmp_
         '  - {voice: narrator, text: "The narrator speaks."}\n'
         '  - {voice: bob, text: "And this is Bob."}\n'
         '  - {voice: alice, text: "Alice again, two takes.", variants: 2}\n'
-        '  - {voice: narrator, text: "The narrator, once more."}\n')
+        '  - {voice: narrator, text: "The narrator, once more."}\n'
+    )
     out = tmp_path / "out"
     assert batch(script, cache, out, "--seed", "3", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["done"] == 5 and summary["failed"] == 0 and summary["audio_sec"] > 0
-    assert sorted(loads.refs) == sorted(set(loads.refs)) and len(loads.refs) == 2      # Base + CustomVoice, once each
+    assert (
+        sorted(loads.refs) == sorted(set(loads.refs)) and len(loads.refs) == 2
+    )  # Base + CustomVoice, once each
     items = {e["item"]: e for e in manifest(out)["items"]}
-    assert sorted(items[1]["batched_with"]) == [1, 3]          # alice + bob: one Base call
-    assert sorted(items[2]["batched_with"]) == [2, 5]          # narrator x2: one CustomVoice call
-    assert items[4]["batched_with"] == [4]                     # variants are batched inside speak()
+    assert sorted(items[1]["batched_with"]) == [1, 3]  # alice + bob: one Base call
+    assert sorted(items[2]["batched_with"]) == [2, 5]  # narrator x2: one CustomVoice call
+    assert items[4]["batched_with"] == [4]  # variants are batched inside speak()
     assert items[1]["files"] == ["alice-hello.wav"] and items[3]["files"] == ["003-bob.wav"]
     assert items[4]["files"] == ["004-alice.take_01.wav", "004-alice.take_02.wav"]
     for entry in items.values():
@@ -170,11 +219,29 @@ def test_items_sharing_a_model_are_batched_and_each_model_loads_once(cache, tmp_
 
 def test_resume_after_a_killed_run(cache, tmp_path):
     script = tmp_path / "long.jsonl"
-    script.write_text("".join(json.dumps({"voice": "narrator", "text": f"Line number {i} of the script."}) + "\n"
-                              for i in range(1, 13)))
+    script.write_text(
+        "".join(
+            json.dumps({"voice": "narrator", "text": f"Line number {i} of the script."}) + "\n"
+            for i in range(1, 13)
+        )
+    )
     out = tmp_path / "out"
-    cmd = [sys.executable, str(ROOT / "apps/voice-synth/voice-synth.py"), "batch", str(script), "--cache", str(cache),
-           "--out-exact", str(out), "--batch-size", "1", "--seed", "9", "--max-new-tokens", "8"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "apps/voice-synth/voice-synth.py"),
+        "batch",
+        str(script),
+        "--cache",
+        str(cache),
+        "--out-exact",
+        str(out),
+        "--batch-size",
+        "1",
+        "--seed",
+        "9",
+        "--max-new-tokens",
+        "8",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done_before = []
     deadline = time.monotonic() + 240
@@ -194,12 +261,27 @@ def test_resume_after_a_killed_run(cache, tmp_path):
         proc.wait()
     assert 1 <= len(done_before) < 12, "the run was not killed mid-way"
     kept = {e["files"][0]: (out / e["files"][0]).stat().st_mtime_ns for e in done_before}
-    assert main(["batch", str(script), "--cache", str(cache), "--out-exact", str(out), "--seed", "9",
-                 "--max-new-tokens", "8"]) == 0   # the rest in one batched call
+    assert (
+        main(
+            [
+                "batch",
+                str(script),
+                "--cache",
+                str(cache),
+                "--out-exact",
+                str(out),
+                "--seed",
+                "9",
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+        == 0
+    )  # the rest in one batched call
     final = manifest(out)
     assert final["summary"]["done"] == 12 and final["summary"]["reused"] >= len(done_before)
     for name, mtime in kept.items():
-        assert (out / name).stat().st_mtime_ns == mtime          # finished items were not redone
+        assert (out / name).stat().st_mtime_ns == mtime  # finished items were not redone
     assert len(list(out.glob("*.wav"))) == 12
 
 
@@ -212,8 +294,10 @@ def _break_prompt(cache: Path, slug: str) -> None:
 def test_a_failing_item_is_reported_and_the_others_continue(cache, tmp_path, capsys):
     _break_prompt(cache, "bob")
     script = tmp_path / "mixed.jsonl"
-    script.write_text('{"voice": "alice", "text": "First."}\n{"voice": "bob", "text": "Broken prompt."}\n'
-                      '{"voice": "alice", "text": "Third."}\n')
+    script.write_text(
+        '{"voice": "alice", "text": "First."}\n{"voice": "bob", "text": "Broken prompt."}\n'
+        '{"voice": "alice", "text": "Third."}\n'
+    )
     out = tmp_path / "out"
     assert batch(script, cache, out, "--seed", "1") == 1
     err = capsys.readouterr().err
@@ -230,8 +314,10 @@ def test_a_failing_item_is_reported_and_the_others_continue(cache, tmp_path, cap
 
 def test_dialogue_renders_into_one_file(cache, tmp_path, capsys):
     script = tmp_path / "scene.txt"
-    script.write_text("# a scene\n[alice] Hi Bob, are you ready?\n[bob] Almost.\n\n[alice]\nTake your time.\n"
-                      "We have all day.\n[narrator] And so they waited.\n")
+    script.write_text(
+        "# a scene\n[alice] Hi Bob, are you ready?\n[bob] Almost.\n\n[alice]\nTake your time.\n"
+        "We have all day.\n[narrator] And so they waited.\n"
+    )
     out = tmp_path / "out"
     assert batch(script, cache, out, "--seed", "2", "--pause", "0.5") == 0
     data = manifest(out)
@@ -245,11 +331,15 @@ def test_dialogue_renders_into_one_file(cache, tmp_path, capsys):
     assert "dialogue:" in capsys.readouterr().err
 
 
-def test_select_best_in_a_batch_records_the_scoreboard_and_never_picks_a_failing_take(cache, tmp_path, capsys):
+def test_select_best_in_a_batch_records_the_scoreboard_and_never_picks_a_failing_take(
+    cache, tmp_path, capsys
+):
     script = tmp_path / "best.yaml"
     script.write_text('- {voice: alice, text: "Pick the best one.", variants: 2, output: pick}\n')
     out = tmp_path / "out"
-    assert batch(script, cache, out, "--seed", "4", "--select-best", "--qa-asr", "none") == 1   # noise: none passes
+    assert (
+        batch(script, cache, out, "--seed", "4", "--select-best", "--qa-asr", "none") == 1
+    )  # noise: none passes
     (entry,) = manifest(out)["items"]
     assert entry["status"] == "failed" and "no take passed" in entry["error"]
     assert entry["files"] == ["pick.take_01.wav", "pick.take_02.wav"] and not (out / "pick.wav").exists()

@@ -17,16 +17,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_bench(script: str, *args: str, tmp_path: Path) -> list[dict]:
     out = tmp_path / f"{script}.jsonl"
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, "--json-out", str(out)],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
 def test_cpu_bench_times_every_engine_at_the_forced_length(tiny_models, tmp_path):
-    [summary] = run_bench("cpu_bench.py", str(tiny_models / "custom_voice"), "--dtype", "bfloat16",
-                          "--threads", "1", "--frames", "4", "--reps", "1", tmp_path=tmp_path)
+    [summary] = run_bench(
+        "cpu_bench.py",
+        str(tiny_models / "custom_voice"),
+        "--dtype",
+        "bfloat16",
+        "--threads",
+        "1",
+        "--frames",
+        "4",
+        "--reps",
+        "1",
+        tmp_path=tmp_path,
+    )
     assert set(summary["engines"]) == {"upstream", "fast", "packed"}
     for result in summary["engines"].values():
         assert result["frames"] == [4]
@@ -36,8 +51,22 @@ def test_cpu_bench_times_every_engine_at_the_forced_length(tiny_models, tmp_path
 
 
 def test_gpu_bench_runs_on_cpu_and_skips_what_it_cannot_run(tiny_models, tmp_path):
-    rows = run_bench("gpu_bench.py", "--model", f"tiny={tiny_models / 'custom_voice'}", "--device", "cpu",
-                     "--dtype", "float32", "--frames", "4", "--reps", "1", "--batch", "2", tmp_path=tmp_path)
+    rows = run_bench(
+        "gpu_bench.py",
+        "--model",
+        f"tiny={tiny_models / 'custom_voice'}",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--frames",
+        "4",
+        "--reps",
+        "1",
+        "--batch",
+        "2",
+        tmp_path=tmp_path,
+    )
     by_engine = {row["engine"]: row for row in rows}
     assert set(by_engine) == {"upstream", "fast", "faster-qwen3-tts"}
     assert "skipped" in by_engine["faster-qwen3-tts"]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from audiobox.cli.voice_register import main as _main
 from audiobox.voices import VoiceRegistry
 
@@ -16,14 +15,31 @@ from audiobox.voices import VoiceRegistry
 def main(argv) -> int:
     try:
         return _main(argv)
-    except SystemExit as exc:          # argparse usage errors
+    except SystemExit as exc:  # argparse usage errors
         return int(exc.code)
 
 
 def _common(tmp_path, tiny_models):
-    return ["--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--model", str(tiny_models / "base"),
-            "--demucs-repo", str(tiny_models / "demucs"), "--threads", "1", "--windows", "1", "--window-len", "12",
-            "--clips", "2", "--length", "8"]
+    return [
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        str(tiny_models / "base"),
+        "--demucs-repo",
+        str(tiny_models / "demucs"),
+        "--threads",
+        "1",
+        "--windows",
+        "1",
+        "--window-len",
+        "12",
+        "--clips",
+        "2",
+        "--length",
+        "8",
+    ]
 
 
 def _voices(tmp_path) -> list[str]:
@@ -32,15 +48,29 @@ def _voices(tmp_path) -> list[str]:
 
 
 def test_register_from_a_link_and_speak(loopback_media, tiny_models, tmp_path, capsys):
-    rc = main(["--url", f"{loopback_media}/podcast.mp3", "--voice-name", "joe", "--whisper-model",
-               str(tiny_models / "whisper"), "--force-bad-ref", "--text", "Hello there, this is a test.",
-               "--seed", "3", "--json", *_common(tmp_path, tiny_models)])
+    rc = main(
+        [
+            "--url",
+            f"{loopback_media}/podcast.mp3",
+            "--voice-name",
+            "joe",
+            "--whisper-model",
+            str(tiny_models / "whisper"),
+            "--force-bad-ref",
+            "--text",
+            "Hello there, this is a test.",
+            "--seed",
+            "3",
+            "--json",
+            *_common(tmp_path, tiny_models),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     summary = json.loads(captured.out)
     assert summary["voice"] == "joe" and summary["ready"] and summary["prompt_id"]
     assert set(summary["stage_seconds"]) == {"split", "reference", "prompt", "register", "speak"}
-    assert "stage times" not in captured.err            # --json: the summary is on stdout
+    assert "stage times" not in captured.err  # --json: the summary is on stdout
     take = Path(summary["takes"][0])
     assert take.is_file() and sf.info(take).samplerate == 24000
     assert summary["next"].startswith("voice-synth speak --voice joe")
@@ -52,8 +82,18 @@ def test_register_from_a_link_and_speak(loopback_media, tiny_models, tmp_path, c
 
 
 def test_skip_synth_still_builds_the_prompt(speech_mix, tiny_models, tmp_path, capsys):
-    rc = main(["--audio", str(speech_mix.path), "--voice-name", "quiet", "--skip-synth", "--x-vector-only",
-               "--no-separate", *_common(tmp_path, tiny_models)])
+    rc = main(
+        [
+            "--audio",
+            str(speech_mix.path),
+            "--voice-name",
+            "quiet",
+            "--skip-synth",
+            "--x-vector-only",
+            "--no-separate",
+            *_common(tmp_path, tiny_models),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("quiet")
@@ -68,27 +108,39 @@ def test_skip_synth_still_builds_the_prompt(speech_mix, tiny_models, tmp_path, c
     assert list((tmp_path / "spoken").glob("take_01.*"))
 
 
-@pytest.mark.parametrize("extra,match", [
-    (["--voice-name", "Not OK"], "invalid voice name"),
-    (["--voice-name", "ok", "--language", "klingon"], "unknown language"),
-    (["--voice-name", "ok", "--start", "9:00", "--x-vector-only"], "past the end"),
-    (["--voice-name", "ok", "--ref-text", "  "], "empty"),
-    (["--voice-name", "ok", "--whisper-model", "/nonexistent/whisper"], "whisper"),
-    (["--voice-name", "ok", "--dtype", "int4"], "invalid choice"),
-    (["--voice-name", "ok", "--tts-threads", "0"], "--tts-threads"),
-])
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--voice-name", "Not OK"], "invalid voice name"),
+        (["--voice-name", "ok", "--language", "klingon"], "unknown language"),
+        (["--voice-name", "ok", "--start", "9:00", "--x-vector-only"], "past the end"),
+        (["--voice-name", "ok", "--ref-text", "  "], "empty"),
+        (["--voice-name", "ok", "--whisper-model", "/nonexistent/whisper"], "whisper"),
+        (["--voice-name", "ok", "--dtype", "int4"], "invalid choice"),
+        (["--voice-name", "ok", "--tts-threads", "0"], "--tts-threads"),
+    ],
+)
 def test_bad_input_fails_before_work(speech_mix, tiny_models, tmp_path, capsys, extra, match):
     rc = main(["--audio", str(speech_mix.path), "--no-separate", *_common(tmp_path, tiny_models), *extra])
     err = capsys.readouterr().err
     assert rc == 2 and match in err and "Traceback" not in err
     assert _voices(tmp_path) == []
-    assert not (tmp_path / "cache" / "split").exists()       # nothing heavy ran
+    assert not (tmp_path / "cache" / "split").exists()  # nothing heavy ran
 
 
 @pytest.mark.parametrize("source,match", [("music_only.wav", "no speech"), ("list.html", "playlist")])
 def test_bad_sources_register_nothing(loopback_media, tiny_models, tmp_path, capsys, source, match):
-    rc = main(["--url", f"{loopback_media}/{source}", "--voice-name", "bad", "--x-vector-only", "--no-separate",
-               *_common(tmp_path, tiny_models)])
+    rc = main(
+        [
+            "--url",
+            f"{loopback_media}/{source}",
+            "--voice-name",
+            "bad",
+            "--x-vector-only",
+            "--no-separate",
+            *_common(tmp_path, tiny_models),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and match in err
     assert _voices(tmp_path) == []
@@ -96,8 +148,18 @@ def test_bad_sources_register_nothing(loopback_media, tiny_models, tmp_path, cap
 
 def test_rejected_reference_registers_nothing(speech_mix, tiny_models, tmp_path, capsys):
     """The tiny whisper hears gibberish: the reference gate refuses, and no voice is left behind."""
-    rc = main(["--audio", str(speech_mix.path), "--voice-name", "gate", "--no-separate", "--whisper-model",
-               str(tiny_models / "whisper"), *_common(tmp_path, tiny_models)])
+    rc = main(
+        [
+            "--audio",
+            str(speech_mix.path),
+            "--voice-name",
+            "gate",
+            "--no-separate",
+            "--whisper-model",
+            str(tiny_models / "whisper"),
+            *_common(tmp_path, tiny_models),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "rejected" in err
     assert _voices(tmp_path) == []

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from audiobox.cli.voice_split import main as _main
 from audiobox.voices import VoiceRegistry
 
@@ -34,8 +33,23 @@ def _files(root: Path) -> list[Path]:
 
 
 def test_split_and_register(speech_mix, tmp_path, capsys):
-    rc = main(["--audio", str(speech_mix.path), "--clips", "2", "--length", "6", "--no-separate",
-               "--voice-name", "joe", "--display-name", "Joe", "--json", *_dirs(tmp_path)])
+    rc = main(
+        [
+            "--audio",
+            str(speech_mix.path),
+            "--clips",
+            "2",
+            "--length",
+            "6",
+            "--no-separate",
+            "--voice-name",
+            "joe",
+            "--display-name",
+            "Joe",
+            "--json",
+            *_dirs(tmp_path),
+        ]
+    )
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
     assert data["voice"] == "joe" and len(data["clips"]) == 2 and data["sample_rate"] == 24000
@@ -51,16 +65,48 @@ def test_split_and_register(speech_mix, tmp_path, capsys):
     # the same name again: refused before any work unless --force
     rc = main(["--audio", str(speech_mix.path), "--voice-name", "joe", "--no-separate", *_dirs(tmp_path)])
     assert rc == 2 and "already exists" in capsys.readouterr().err
-    rc = main(["--audio", str(speech_mix.clean_speech), "--clips", "1", "--length", "6", "--no-separate",
-               "--voice-name", "joe", "--force", *_dirs(tmp_path)])
+    rc = main(
+        [
+            "--audio",
+            str(speech_mix.clean_speech),
+            "--clips",
+            "1",
+            "--length",
+            "6",
+            "--no-separate",
+            "--voice-name",
+            "joe",
+            "--force",
+            *_dirs(tmp_path),
+        ]
+    )
     assert rc == 0
-    assert VoiceRegistry(tmp_path / "cache" / "voices").get("joe").data["source"]["path"].endswith("clean_speech.wav")
+    assert (
+        VoiceRegistry(tmp_path / "cache" / "voices")
+        .get("joe")
+        .data["source"]["path"]
+        .endswith("clean_speech.wav")
+    )
 
 
 def test_interactive_pick(speech_mix, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("9\n2\n"))
-    rc = main(["--audio", str(speech_mix.path), "--clips", "3", "--length", "6", "--no-separate",
-               "--voice-name", "pick", "--interactive", "--json", *_dirs(tmp_path)])
+    rc = main(
+        [
+            "--audio",
+            str(speech_mix.path),
+            "--clips",
+            "3",
+            "--length",
+            "6",
+            "--no-separate",
+            "--voice-name",
+            "pick",
+            "--interactive",
+            "--json",
+            *_dirs(tmp_path),
+        ]
+    )
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
     second = data["clips"][1]
@@ -69,27 +115,37 @@ def test_interactive_pick(speech_mix, tmp_path, monkeypatch, capsys):
     assert abs(sf.info(ref).duration - second["duration"]) < 0.01
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--voice-name", "Bad Name!"], "invalid voice name"),
-    (["--interactive"], "--interactive"),
-    (["--start", "5:00"], "past the end"),
-    (["--start", "abc"], "bad timestamp"),
-    (["--clips", "-1"], "must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--voice-name", "Bad Name!"], "invalid voice name"),
+        (["--interactive"], "--interactive"),
+        (["--start", "5:00"], "past the end"),
+        (["--start", "abc"], "bad timestamp"),
+        (["--clips", "-1"], "must be at least 0"),
+    ],
+)
 def test_bad_arguments_fail_before_work(speech_mix, tmp_path, capsys, args, match):
     rc = main(["--audio", str(speech_mix.path), "--no-separate", *args, *_dirs(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 2 and match in err and len(err.strip().splitlines()) <= 2   # usage errors: 1 line
+    assert rc == 2 and match in err and len(err.strip().splitlines()) <= 2  # usage errors: 1 line
     assert not _files(tmp_path / "cache" / "split") and not _files(tmp_path / "cache" / "voices")
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("source,match", [
-    ("music_only.wav", "no speech"), ("list.html", "playlist"), ("missing.mp3", "404"),
-    ("notes.txt", "not audio or video"),
-])
+@pytest.mark.parametrize(
+    "source,match",
+    [
+        ("music_only.wav", "no speech"),
+        ("list.html", "playlist"),
+        ("missing.mp3", "404"),
+        ("notes.txt", "not audio or video"),
+    ],
+)
 def test_bad_sources_register_nothing(loopback_media, tmp_path, capsys, source, match):
-    rc = main(["--url", f"{loopback_media}/{source}", "--no-separate", "--voice-name", "bad", *_dirs(tmp_path)])
+    rc = main(
+        ["--url", f"{loopback_media}/{source}", "--no-separate", "--voice-name", "bad", *_dirs(tmp_path)]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and match in err and "Traceback" not in err
     assert not (tmp_path / "cache" / "voices" / "bad").exists()
@@ -99,12 +155,38 @@ def test_bad_sources_register_nothing(loopback_media, tmp_path, capsys, source, 
 
 def test_app_end_to_end_from_a_link(loopback_media, tiny_demucs, tmp_path):
     """The real thing as a user runs it: app script, yt-dlp over loopback, Demucs in-process, registry."""
-    cmd = [sys.executable, str(REPO / "apps" / "voice-split" / "voice-split.py"),
-           "--url", f"{loopback_media}/podcast.mp3", "--start", "0:24", "--end", "46", "--clips", "2",
-           "--length", "6", "--windows", "1", "--window-len", "12", "--demucs-repo", str(tiny_demucs),
-           "--threads", "1", "--voice-name", "from-link", *_dirs(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    cmd = [
+        sys.executable,
+        str(REPO / "apps" / "voice-split" / "voice-split.py"),
+        "--url",
+        f"{loopback_media}/podcast.mp3",
+        "--start",
+        "0:24",
+        "--end",
+        "46",
+        "--clips",
+        "2",
+        "--length",
+        "6",
+        "--windows",
+        "1",
+        "--window-len",
+        "12",
+        "--demucs-repo",
+        str(tiny_demucs),
+        "--threads",
+        "1",
+        "--voice-name",
+        "from-link",
+        *_dirs(tmp_path),
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "registered voice 'from-link'" in proc.stderr and "Demucs ran on" in proc.stderr
     manifest = json.loads((tmp_path / "out" / "from-link" / "clips.json").read_text())
@@ -113,7 +195,10 @@ def test_app_end_to_end_from_a_link(loopback_media, tiny_demucs, tmp_path):
     downloads = list((tmp_path / "cache" / "downloads").rglob("*.mp3"))
     assert len(downloads) == 1
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("from-link")
-    assert voice.data["source"]["url"].endswith("podcast.mp3") and voice.data["source"]["trim"] == [24.0, 46.0]
+    assert voice.data["source"]["url"].endswith("podcast.mp3") and voice.data["source"]["trim"] == [
+        24.0,
+        46.0,
+    ]
 
 
 def test_missing_demucs_model_fails_before_download(loopback_media, tmp_path, capsys, monkeypatch):
@@ -126,8 +211,20 @@ def test_missing_demucs_model_fails_before_download(loopback_media, tmp_path, ca
 
 def test_registered_voice_feeds_voice_clone(speech_mix, tiny_models, tmp_path, capsys):
     """The printed next step: voice-clone transcribes the split reference and builds the prompt."""
-    rc = main(["--audio", str(speech_mix.path), "--clips", "1", "--length", "8", "--no-separate",
-               "--voice-name", "chain", *_dirs(tmp_path)])
+    rc = main(
+        [
+            "--audio",
+            str(speech_mix.path),
+            "--clips",
+            "1",
+            "--length",
+            "8",
+            "--no-separate",
+            "--voice-name",
+            "chain",
+            *_dirs(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     line = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("voice-clone synth")][0]
     assert line.startswith("voice-clone synth --voice chain ")
@@ -136,8 +233,18 @@ def test_registered_voice_feeds_voice_clone(speech_mix, tiny_models, tmp_path, c
     from audiobox.cli.voice_clone import main as clone_main
 
     argv = [a if a != "..." else "Hello there." for a in __import__("shlex").split(line)[1:]]
-    rc = clone_main(argv + ["--out", str(tmp_path / "out"), "--model", str(tiny_models / "base"),
-                            "--whisper-model", str(tiny_models / "whisper"), "--force-bad-ref"])
+    rc = clone_main(
+        argv
+        + [
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_models / "base"),
+            "--whisper-model",
+            str(tiny_models / "whisper"),
+            "--force-bad-ref",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("chain")
     assert voice.ready and voice.ref["transcript"] and voice.data["source"]["type"] == "file"  # origin kept

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from audiobox.cli.voice_synth import main
 
 MAX_TOKENS = ["--max-new-tokens", "8"]
@@ -25,7 +24,9 @@ def run(args, dirs, capsys=None):
 
 
 def speak(dirs, *args):
-    return main(["speak", *args, *MAX_TOKENS, "--cache", str(dirs["cache"]), "--out", str(dirs["out"]), "--json"])
+    return main(
+        ["speak", *args, *MAX_TOKENS, "--cache", str(dirs["cache"]), "--out", str(dirs["out"]), "--json"]
+    )
 
 
 def last_json(capsys) -> dict:
@@ -33,8 +34,22 @@ def last_json(capsys) -> dict:
 
 
 def test_speak_builtin_speaker_writes_takes_and_metadata(tiny_models, dirs, capsys):
-    assert speak(dirs, "--speaker", "Ryan", "--text", "Hello there.", "--model", str(tiny_models / "custom_voice"),
-                 "--variants", "2", "--seed", "7") == 0
+    assert (
+        speak(
+            dirs,
+            "--speaker",
+            "Ryan",
+            "--text",
+            "Hello there.",
+            "--model",
+            str(tiny_models / "custom_voice"),
+            "--variants",
+            "2",
+            "--seed",
+            "7",
+        )
+        == 0
+    )
     result = last_json(capsys)
     run_dir = Path(result["run_dir"])
     assert run_dir.parent.name == "speaker-ryan"
@@ -55,7 +70,16 @@ def test_speak_builtin_speaker_writes_takes_and_metadata(tiny_models, dirs, caps
 
 
 def test_same_seed_reproduces_takes_and_runs_never_collide(tiny_models, dirs, capsys):
-    args = ["--speaker", "vivian", "--text", "Same seed.", "--model", str(tiny_models / "custom_voice"), "--seed", "11"]
+    args = [
+        "--speaker",
+        "vivian",
+        "--text",
+        "Same seed.",
+        "--model",
+        str(tiny_models / "custom_voice"),
+        "--seed",
+        "11",
+    ]
     assert speak(dirs, *args) == 0
     first = last_json(capsys)
     assert speak(dirs, *args) == 0
@@ -68,8 +92,22 @@ def test_same_seed_reproduces_takes_and_runs_never_collide(tiny_models, dirs, ca
 
 @pytest.mark.parametrize("fmt", ["flac", "mp3", "ogg"])
 def test_output_formats_decode(tiny_models, dirs, capsys, fmt):
-    assert speak(dirs, "--speaker", "ryan", "--text", "Formats.", "--model", str(tiny_models / "custom_voice"),
-                 "--format", fmt, "--seed", "1") == 0
+    assert (
+        speak(
+            dirs,
+            "--speaker",
+            "ryan",
+            "--text",
+            "Formats.",
+            "--model",
+            str(tiny_models / "custom_voice"),
+            "--format",
+            fmt,
+            "--seed",
+            "1",
+        )
+        == 0
+    )
     path = Path(last_json(capsys)["files"][0])
     assert path.suffix == f".{fmt}"
     data, rate = sf.read(path)
@@ -78,8 +116,23 @@ def test_output_formats_decode(tiny_models, dirs, capsys, fmt):
 
 def test_chunked_text_gets_own_seed_and_budget_per_chunk(tiny_models, dirs, capsys):
     text = " ".join(f"This is sentence number {i} of a longer text that needs chunking." for i in range(8))
-    assert speak(dirs, "--speaker", "ryan", "--text", text, "--model", str(tiny_models / "custom_voice"),
-                 "--chunk", "--seed", "100", "--pause", "0.2") == 0
+    assert (
+        speak(
+            dirs,
+            "--speaker",
+            "ryan",
+            "--text",
+            text,
+            "--model",
+            str(tiny_models / "custom_voice"),
+            "--chunk",
+            "--seed",
+            "100",
+            "--pause",
+            "0.2",
+        )
+        == 0
+    )
     meta = json.loads(Path(last_json(capsys)["run_dir"], "takes.meta.json").read_text())
     chunks = meta["takes"][0]["chunks"]
     assert len(chunks) >= 2
@@ -94,19 +147,69 @@ def test_text_file_and_out_exact_and_json_result(tiny_models, dirs, tmp_path, ca
     text_file.write_text("From a file.\n", encoding="utf-8")
     exact = tmp_path / "exact"
     result_file = tmp_path / "r.json"
-    assert main(["speak", "--speaker", "ryan", "--text-file", str(text_file), "--model",
-                 str(tiny_models / "custom_voice"), "--out-exact", str(exact), "--json-result", str(result_file),
-                 *MAX_TOKENS, "--cache", str(dirs["cache"])]) == 0
+    assert (
+        main(
+            [
+                "speak",
+                "--speaker",
+                "ryan",
+                "--text-file",
+                str(text_file),
+                "--model",
+                str(tiny_models / "custom_voice"),
+                "--out-exact",
+                str(exact),
+                "--json-result",
+                str(result_file),
+                *MAX_TOKENS,
+                "--cache",
+                str(dirs["cache"]),
+            ]
+        )
+        == 0
+    )
     assert (exact / "take_01.wav").is_file() and (exact / "takes.meta.json").is_file()
     assert json.loads(result_file.read_text())["run_dir"] == str(exact)
 
 
 def test_register_builtin_with_tone_then_speak(tiny_models, dirs, capsys):
     model = str(tiny_models / "custom_voice")
-    assert run(["register-builtin", "--voice-name", "narrator", "--speaker", "Aiden", "--model", model,
-                "--instruct-default-style", "calm"], dirs) == 0
-    assert run(["register-builtin", "--voice-name", "narrator", "--speaker", "aiden", "--model", model,
-                "--tone", "excited", "--tone-instruct", "Very excited!"], dirs) == 0
+    assert (
+        run(
+            [
+                "register-builtin",
+                "--voice-name",
+                "narrator",
+                "--speaker",
+                "Aiden",
+                "--model",
+                model,
+                "--instruct-default-style",
+                "calm",
+            ],
+            dirs,
+        )
+        == 0
+    )
+    assert (
+        run(
+            [
+                "register-builtin",
+                "--voice-name",
+                "narrator",
+                "--speaker",
+                "aiden",
+                "--model",
+                model,
+                "--tone",
+                "excited",
+                "--tone-instruct",
+                "Very excited!",
+            ],
+            dirs,
+        )
+        == 0
+    )
     capsys.readouterr()
     assert speak(dirs, "--voice", "narrator", "--tone", "excited", "--text", "Tone test.") == 0
     meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
@@ -119,30 +222,76 @@ def test_register_builtin_with_tone_then_speak(tiny_models, dirs, capsys):
 
 
 def test_design_voice_registers_a_clone_voice_that_speaks(tiny_models, dirs, capsys):
-    assert run(["design-voice", "--voice-name", "storyteller", "--instruct", "A warm, elderly storyteller.",
-                "--ref-text", "Once upon a time, there was a quiet village.", "--design-model",
-                str(tiny_models / "voice_design"), "--clone-model", str(tiny_models / "base"), "--seed", "3",
-                "--max-new-tokens", "20", "--json"], dirs) == 0
+    assert (
+        run(
+            [
+                "design-voice",
+                "--voice-name",
+                "storyteller",
+                "--instruct",
+                "A warm, elderly storyteller.",
+                "--ref-text",
+                "Once upon a time, there was a quiet village.",
+                "--design-model",
+                str(tiny_models / "voice_design"),
+                "--clone-model",
+                str(tiny_models / "base"),
+                "--seed",
+                "3",
+                "--max-new-tokens",
+                "20",
+                "--json",
+            ],
+            dirs,
+        )
+        == 0
+    )
     designed = last_json(capsys)
     voice_dir = dirs["cache"] / "voices" / "storyteller"
     record = json.loads((voice_dir / "voice.json").read_text())
-    assert record["engine"] == "designed_clone" and record["source"]["instruct"] == "A warm, elderly storyteller."
+    assert (
+        record["engine"] == "designed_clone"
+        and record["source"]["instruct"] == "A warm, elderly storyteller."
+    )
     assert sf.info(str(voice_dir / "ref.wav")).samplerate == 24000
-    (prompt_id, prompt), = record["prompts"].items()
+    ((prompt_id, prompt),) = record["prompts"].items()
     assert prompt_id == designed["prompt_id"] and prompt["model"] == str(tiny_models / "base")
     assert (voice_dir / prompt["file"]).is_file() and not list(voice_dir.rglob("*.pkl"))
-    assert speak(dirs, "--voice", "storyteller", "--text", "The designed voice speaks.", "--variants", "2") == 0
+    assert (
+        speak(dirs, "--voice", "storyteller", "--text", "The designed voice speaks.", "--variants", "2") == 0
+    )
     meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
-    assert meta["voice"]["prompt_id"] == prompt_id and meta["model"]["type"] == "base" and len(meta["takes"]) == 2
+    assert (
+        meta["voice"]["prompt_id"] == prompt_id
+        and meta["model"]["type"] == "base"
+        and len(meta["takes"]) == 2
+    )
 
 
 def test_list_commands_json(tiny_models, dirs, capsys):
-    assert run(["register-builtin", "--voice-name", "ryan-calm", "--speaker", "ryan", "--model",
-                str(tiny_models / "custom_voice")], dirs) == 0
+    assert (
+        run(
+            [
+                "register-builtin",
+                "--voice-name",
+                "ryan-calm",
+                "--speaker",
+                "ryan",
+                "--model",
+                str(tiny_models / "custom_voice"),
+            ],
+            dirs,
+        )
+        == 0
+    )
     capsys.readouterr()
     assert run(["list-voices", "--json"], dirs) == 0
     listing = last_json(capsys)
-    assert listing["count"] == 1 and listing["voices"][0]["slug"] == "ryan-calm" and listing["voices"][0]["ready"]
+    assert (
+        listing["count"] == 1
+        and listing["voices"][0]["slug"] == "ryan-calm"
+        and listing["voices"][0]["ready"]
+    )
     assert run(["list-speakers", "--json", "--model", str(tiny_models / "custom_voice")], dirs) == 0
     speakers = last_json(capsys)
     assert speakers["count"] == 9 and {"name": "dylan", "dialect": "beijing_dialect"} in speakers["speakers"]
@@ -157,7 +306,9 @@ def test_list_commands_json(tiny_models, dirs, capsys):
 
 def test_rename_delete_export_import_round_trip(tiny_models, dirs, tmp_path, capsys):
     model = str(tiny_models / "custom_voice")
-    assert run(["register-builtin", "--voice-name", "alpha", "--speaker", "serena", "--model", model], dirs) == 0
+    assert (
+        run(["register-builtin", "--voice-name", "alpha", "--speaker", "serena", "--model", model], dirs) == 0
+    )
     assert run(["rename-voice", "alpha", "beta"], dirs) == 0
     zip_path = tmp_path / "beta.zip"
     assert run(["export-voice", "beta", "--dest", str(zip_path)], dirs) == 0
@@ -188,8 +339,18 @@ BAD_SPEAK = [
 
 @pytest.mark.parametrize("args,message", BAD_SPEAK)
 def test_bad_speak_input_is_one_clear_line(tiny_models, dirs, capsys, args, message):
-    code = main(["speak", *args, "--model", str(tiny_models / "custom_voice"), "--cache", str(dirs["cache"]),
-                 "--out", str(dirs["out"])])
+    code = main(
+        [
+            "speak",
+            *args,
+            "--model",
+            str(tiny_models / "custom_voice"),
+            "--cache",
+            str(dirs["cache"]),
+            "--out",
+            str(dirs["out"]),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert message in err[-1] and "Traceback" not in "\n".join(err)
@@ -197,8 +358,21 @@ def test_bad_speak_input_is_one_clear_line(tiny_models, dirs, capsys, args, mess
 
 
 def test_unknown_tone_and_wrong_model_type(tiny_models, dirs, capsys):
-    assert run(["register-builtin", "--voice-name", "v1", "--speaker", "ryan", "--model",
-                str(tiny_models / "custom_voice")], dirs) == 0
+    assert (
+        run(
+            [
+                "register-builtin",
+                "--voice-name",
+                "v1",
+                "--speaker",
+                "ryan",
+                "--model",
+                str(tiny_models / "custom_voice"),
+            ],
+            dirs,
+        )
+        == 0
+    )
     assert speak(dirs, "--voice", "v1", "--tone", "sad", "--text", "x") == 2
     assert "has no tone 'sad'" in capsys.readouterr().err
     assert speak(dirs, "--speaker", "ryan", "--text", "x", "--model", str(tiny_models / "base")) == 2
@@ -206,8 +380,21 @@ def test_unknown_tone_and_wrong_model_type(tiny_models, dirs, capsys):
 
 
 def test_corrupted_voice_json_is_reported_not_skipped(tiny_models, dirs, capsys):
-    assert run(["register-builtin", "--voice-name", "broken", "--speaker", "ryan", "--model",
-                str(tiny_models / "custom_voice")], dirs) == 0
+    assert (
+        run(
+            [
+                "register-builtin",
+                "--voice-name",
+                "broken",
+                "--speaker",
+                "ryan",
+                "--model",
+                str(tiny_models / "custom_voice"),
+            ],
+            dirs,
+        )
+        == 0
+    )
     (dirs["cache"] / "voices" / "broken" / "voice.json").write_text("{not json")
     assert speak(dirs, "--voice", "broken", "--text", "x") == 2
     assert "voice 'broken' is corrupted" in capsys.readouterr().err
@@ -225,7 +412,10 @@ def test_uncached_hub_model_fails_fast_with_a_way_out(dirs, capsys, monkeypatch)
     assert speak(dirs, "--speaker", "ryan", "--text", "x") == 2
     err = capsys.readouterr().err
     assert time.monotonic() - started < 10
-    assert "is not cached and the Hugging Face hub cannot be reached" in err and "huggingface-cli download" in err
+    assert (
+        "is not cached and the Hugging Face hub cannot be reached" in err
+        and "huggingface-cli download" in err
+    )
 
 
 def test_prompt_from_another_model_is_a_clear_error(tiny_models, dirs, tmp_path, capsys):
@@ -233,9 +423,29 @@ def test_prompt_from_another_model_is_a_clear_error(tiny_models, dirs, tmp_path,
 
     other_base = build_tiny_qwen(tmp_path / "other", kinds=("base",), codebook_size=512)["base"]
     other_base = other_base.rename(other_base.with_name("big-base"))
-    assert run(["design-voice", "--voice-name", "d1", "--instruct", "A calm voice.", "--ref-text", "A reference.",
-                "--design-model", str(tiny_models / "voice_design"), "--clone-model", str(tiny_models / "base"),
-                "--max-new-tokens", "12", "--seed", "1"], dirs) == 0
+    assert (
+        run(
+            [
+                "design-voice",
+                "--voice-name",
+                "d1",
+                "--instruct",
+                "A calm voice.",
+                "--ref-text",
+                "A reference.",
+                "--design-model",
+                str(tiny_models / "voice_design"),
+                "--clone-model",
+                str(tiny_models / "base"),
+                "--max-new-tokens",
+                "12",
+                "--seed",
+                "1",
+            ],
+            dirs,
+        )
+        == 0
+    )
     capsys.readouterr()
     assert speak(dirs, "--voice", "d1", "--text", "x", "--model", str(other_base)) == 2
     assert "has no prompt built with" in capsys.readouterr().err
@@ -253,27 +463,90 @@ def test_prompt_from_another_model_is_a_clear_error(tiny_models, dirs, tmp_path,
 def test_bfloat16_on_cpu_runs_on_packed_weights(tiny_models, dirs, capsys):
     from audiobox.tts.weights import bf16_packing_is_exact
 
-    assert speak(dirs, "--speaker", "ryan", "--text", "Packed.", "--model", str(tiny_models / "custom_voice"),
-                 "--dtype", "bfloat16", "--seed", "2") == 0
+    assert (
+        speak(
+            dirs,
+            "--speaker",
+            "ryan",
+            "--text",
+            "Packed.",
+            "--model",
+            str(tiny_models / "custom_voice"),
+            "--dtype",
+            "bfloat16",
+            "--seed",
+            "2",
+        )
+        == 0
+    )
     meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
     assert meta["model"]["dtype"] == "bfloat16" and meta["model"]["backend"] == "fast"
     assert meta["model"]["weights"] == ("onednn-packed" if bf16_packing_is_exact() else "as loaded")
 
 
 def test_int8_is_an_opt_in_cpu_precision(tiny_models, dirs, capsys):
-    assert speak(dirs, "--speaker", "ryan", "--text", "Quantized.", "--model", str(tiny_models / "custom_voice"),
-                 "--dtype", "int8", "--seed", "2") == 0
+    assert (
+        speak(
+            dirs,
+            "--speaker",
+            "ryan",
+            "--text",
+            "Quantized.",
+            "--model",
+            str(tiny_models / "custom_voice"),
+            "--dtype",
+            "int8",
+            "--seed",
+            "2",
+        )
+        == 0
+    )
     meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
     assert meta["model"]["dtype"] == "int8" and meta["model"]["backend"] == "fast"
     assert meta["model"]["weights"].startswith("dynamic-int8, ")  # codec: bf16 where the CPU has it
     # a cloned voice: the speaker encoder and codec stay in the load dtype beside the float32 talker
-    assert run(["design-voice", "--voice-name", "narrator", "--instruct", "A calm narrator.", "--ref-text",
-                "A short reference sentence.", "--design-model", str(tiny_models / "voice_design"),
-                "--clone-model", str(tiny_models / "base"), "--seed", "3", "--max-new-tokens", "12"], dirs) == 0
+    assert (
+        run(
+            [
+                "design-voice",
+                "--voice-name",
+                "narrator",
+                "--instruct",
+                "A calm narrator.",
+                "--ref-text",
+                "A short reference sentence.",
+                "--design-model",
+                str(tiny_models / "voice_design"),
+                "--clone-model",
+                str(tiny_models / "base"),
+                "--seed",
+                "3",
+                "--max-new-tokens",
+                "12",
+            ],
+            dirs,
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert speak(dirs, "--voice", "narrator", "--text", "Eight bit clone.", "--dtype", "int8", "--seed", "1") == 0
+    assert (
+        speak(dirs, "--voice", "narrator", "--text", "Eight bit clone.", "--dtype", "int8", "--seed", "1")
+        == 0
+    )
     meta = json.loads(Path(last_json(capsys)["meta"]).read_text())
     assert meta["model"]["type"] == "base" and meta["model"]["dtype"] == "int8" and meta["takes"]
-    assert speak(dirs, "--speaker", "ryan", "--text", "x", "--model", str(tiny_models / "custom_voice"),
-                 "--dtype", "float16") == 2
+    assert (
+        speak(
+            dirs,
+            "--speaker",
+            "ryan",
+            "--text",
+            "x",
+            "--model",
+            str(tiny_models / "custom_voice"),
+            "--dtype",
+            "float16",
+        )
+        == 2
+    )
     assert "--dtype float16 is for GPUs" in capsys.readouterr().err

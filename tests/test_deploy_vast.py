@@ -27,10 +27,24 @@ API_KEY = "sekret-api-key-4242"
 REGISTRY_TOKEN = "sekret-registry-token-9191"
 
 OFFERS = [
-    {"id": 11, "gpu_name": "RTX 4090", "num_gpus": 1, "gpu_ram": 24564, "compute_cap": 890,
-     "dlperf_per_dphtotal": 300.0, "dph_total": 0.50},  # $365/month: over a $300 cap
-    {"id": 12, "gpu_name": "RTX 3090", "num_gpus": 1, "gpu_ram": 24576, "compute_cap": 860,
-     "dlperf_per_dphtotal": 250.0, "dph_total": 0.25},  # $182.5/month
+    {
+        "id": 11,
+        "gpu_name": "RTX 4090",
+        "num_gpus": 1,
+        "gpu_ram": 24564,
+        "compute_cap": 890,
+        "dlperf_per_dphtotal": 300.0,
+        "dph_total": 0.50,
+    },  # $365/month: over a $300 cap
+    {
+        "id": 12,
+        "gpu_name": "RTX 3090",
+        "num_gpus": 1,
+        "gpu_ram": 24576,
+        "compute_cap": 860,
+        "dlperf_per_dphtotal": 250.0,
+        "dph_total": 0.25,
+    },  # $182.5/month
 ]
 
 
@@ -77,8 +91,14 @@ class Harness:
         return [str(self.script), args[0], "--job", job, *args[1:]]
 
     def run(self, *args: str, job: str = "job1", timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(*args, job=job), env=self.env, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.tmp)
+        return subprocess.run(
+            self.argv(*args, job=job),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp,
+        )
 
     def calls(self, tool: str | None = None) -> list[dict]:
         path = self.state / "calls.jsonl"
@@ -95,7 +115,11 @@ class Harness:
         return any(w[:2] == ["create", "instance"] for w in self.vast_words())
 
     def task_commands(self) -> list[str]:
-        return [c["argv"][-1] for c in self.calls("ssh") if "run-direct" in c["argv"][-1] or "cd /app" in c["argv"][-1]]
+        return [
+            c["argv"][-1]
+            for c in self.calls("ssh")
+            if "run-direct" in c["argv"][-1] or "cd /app" in c["argv"][-1]
+        ]
 
     def summary(self, job: str = "job1") -> dict:
         return json.loads((self.run_dir / job / "summary.json").read_text())
@@ -114,6 +138,7 @@ class Harness:
 def harness(tmp_path):
     def make(**scenario) -> Harness:
         return Harness(tmp_path, scenario)
+
     return make
 
 
@@ -150,8 +175,11 @@ def test_secrets_reach_vastai_only_through_the_environment(harness):
     assert proc.returncode == 0, proc.stderr
     create = next(c for c in h.calls("vastai") if c["argv"][:2] == ["create", "instance"])
     # The registry login arrived inside the vastai process ...
-    assert create["login"] == {"user": "someone", "registry": "ghcr.io",
-                               "token_sha256": hashlib.sha256(REGISTRY_TOKEN.encode()).hexdigest()}
+    assert create["login"] == {
+        "user": "someone",
+        "registry": "ghcr.io",
+        "token_sha256": hashlib.sha256(REGISTRY_TOKEN.encode()).hexdigest(),
+    }
     # ... while no command line the OS saw holds a secret.
     assert all(c["api_key_in_env"] for c in h.calls("vastai"))
     assert not any(c["registry_token_in_env"] for c in h.calls("vastai"))
@@ -162,8 +190,10 @@ def test_secrets_reach_vastai_only_through_the_environment(harness):
 def test_task_failure_still_destroys_and_reports(harness):
     h = harness(task_rc={"voice-clone": 3})
     tasks = h.tmp / "tasks.txt"
-    tasks.write_text("voice-clone synth --ref-audio /work/ref.wav --text 'fails here' --voice-name x\n"
-                     "voice-synth list-voices --json\n")
+    tasks.write_text(
+        "voice-clone synth --ref-audio /work/ref.wav --text 'fails here' --voice-name x\n"
+        "voice-synth list-voices --json\n"
+    )
     proc = h.run("run", "--tasks", str(tasks))
     assert proc.returncode == 1
     assert h.destroyed() == ["1000"]
@@ -218,14 +248,23 @@ def test_destroy_is_retried(harness):
     assert h.summary()["instance_destroyed"] is True
 
 
-@pytest.mark.parametrize("signum,to_group", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
-                         ids=["SIGINT", "SIGTERM", "terminal-ctrl-c"])
+@pytest.mark.parametrize(
+    "signum,to_group",
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGINT", "SIGTERM", "terminal-ctrl-c"],
+)
 def test_signal_during_task_destroys(harness, signum, to_group):
     """to_group: like Ctrl-C at a terminal, the whole process group (ssh included) gets SIGINT."""
     h = harness(task_sleep={"voice-synth": 60})
-    proc = subprocess.Popen(h.argv("run", "--", "voice-synth", "speak", "--voice", "a", "--text", "b"),
-                            env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=h.tmp,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        h.argv("run", "--", "voice-synth", "speak", "--voice", "a", "--text", "b"),
+        env=h.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=h.tmp,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while not h.task_commands():
         assert time.monotonic() < deadline, "the task never started"
@@ -270,8 +309,14 @@ def test_own_alive_instance_refuses_but_others_are_ignored(harness):
 
     (h.state / "state.json").unlink(missing_ok=True)
     (h.state / "calls.jsonl").unlink()
-    (h.state / "scenario.json").write_text(json.dumps(
-        {"offers": OFFERS, "instances": [{"id": 6, "label": "someone-elses-training", "actual_status": "running"}]}))
+    (h.state / "scenario.json").write_text(
+        json.dumps(
+            {
+                "offers": OFFERS,
+                "instances": [{"id": 6, "label": "someone-elses-training", "actual_status": "running"}],
+            }
+        )
+    )
     proc = h.run("run", "--", "voice-synth", "list-voices", job="job2")
     assert proc.returncode == 0, proc.stderr
     assert h.destroyed() == ["1000"]  # ours only; instance 6 untouched
@@ -297,18 +342,35 @@ def test_task_file_quoting_batching_and_push_cache(harness):
         "voice-synth speak --speaker Ryan --text 'Second line' --language English\n"
         "voice-clone synth --ref-audio '/work/my ref.wav' --text \"two words\" --voice-name x\n"
         "voice-synth speak --voice narrator --text 'alone' --seed 3\n"
-        "!nvidia-smi -L\n")
+        "!nvidia-smi -L\n"
+    )
     proc = h.run("run", "--push-cache", str(voices), "--tasks", str(tasks))
     assert proc.returncode == 0, proc.stderr
     cmds = h.task_commands()
     assert len(cmds) == 4
     # The two consecutive speak lines became one batch process.
-    assert shlex.split(cmds[0].split("./run-direct ", 1)[1]) == ["voice-synth", "batch", "/work/.vast-batches/batch-000.jsonl"]
-    items = [json.loads(x) for x in (h.run_dir / "job1" / "batches" / "batch-000.jsonl").read_text().splitlines()]
-    assert items == [{"voice": "narrator", "text": "It's a long way, isn't it?"},
-                     {"speaker": "Ryan", "text": "Second line", "language": "English"}]
+    assert shlex.split(cmds[0].split("./run-direct ", 1)[1]) == [
+        "voice-synth",
+        "batch",
+        "/work/.vast-batches/batch-000.jsonl",
+    ]
+    items = [
+        json.loads(x) for x in (h.run_dir / "job1" / "batches" / "batch-000.jsonl").read_text().splitlines()
+    ]
+    assert items == [
+        {"voice": "narrator", "text": "It's a long way, isn't it?"},
+        {"speaker": "Ryan", "text": "Second line", "language": "English"},
+    ]
     assert shlex.split(cmds[1].split("./run-direct ", 1)[1]) == [
-        "voice-clone", "synth", "--ref-audio", "/work/my ref.wav", "--text", "two words", "--voice-name", "x"]
+        "voice-clone",
+        "synth",
+        "--ref-audio",
+        "/work/my ref.wav",
+        "--text",
+        "two words",
+        "--voice-name",
+        "x",
+    ]
     # A flag the batch format has no field for keeps the line in its own process.
     assert shlex.split(cmds[2].split("./run-direct ", 1)[1])[-2:] == ["--seed", "3"]
     assert cmds[3].endswith("cd /app && nvidia-smi -L")
@@ -325,11 +387,17 @@ def test_unknown_app_is_refused_before_provisioning(harness):
 
 
 def test_vastai_destroy_and_status_commands(harness):
-    h = harness(instances=[{"id": 7, "label": "py-audio-box:j", "actual_status": "running", "dph_total": 0.2},
-                           {"id": 8, "label": "other", "actual_status": "running"}])
+    h = harness(
+        instances=[
+            {"id": 7, "label": "py-audio-box:j", "actual_status": "running", "dph_total": 0.2},
+            {"id": 8, "label": "other", "actual_status": "running"},
+        ]
+    )
     proc = subprocess.run([str(h.script), "status"], env=h.env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "py-audio-box:j" in proc.stdout and "other" not in proc.stdout
-    proc = subprocess.run([str(h.script), "destroy", "7"], env=h.env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(h.script), "destroy", "7"], env=h.env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0
     assert h.destroyed() == ["7"]
     assert ["destroy", "instance", "7", "-y"] in h.vast_words()

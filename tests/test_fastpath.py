@@ -20,9 +20,18 @@ torch = pytest.importorskip("torch")
 
 MAX_NEW_TOKENS = 8
 GREEDY = dict(do_sample=False, subtalker_dosample=False, max_new_tokens=MAX_NEW_TOKENS)
-SAMPLING = dict(do_sample=True, top_k=20, top_p=0.8, temperature=0.8, repetition_penalty=1.1,
-                subtalker_dosample=True, subtalker_top_k=10, subtalker_top_p=0.9,
-                subtalker_temperature=0.7, max_new_tokens=MAX_NEW_TOKENS)
+SAMPLING = dict(
+    do_sample=True,
+    top_k=20,
+    top_p=0.8,
+    temperature=0.8,
+    repetition_penalty=1.1,
+    subtalker_dosample=True,
+    subtalker_top_k=10,
+    subtalker_top_p=0.9,
+    subtalker_temperature=0.7,
+    max_new_tokens=MAX_NEW_TOKENS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +80,9 @@ def test_supports_and_contract(loaded):
     assert not FastGenerator.supports(object())
     fast = FastGenerator(model)
     frames = []
-    wavs, sr = fast.generate_custom_voice("Hello there.", speaker="vivian", language="english",
-                                          on_frame=frames.append, **GREEDY)
+    wavs, sr = fast.generate_custom_voice(
+        "Hello there.", speaker="vivian", language="english", on_frame=frames.append, **GREEDY
+    )
     assert sr == 24000 and len(wavs) == 1 and wavs[0].dtype == np.float32
     assert frames == list(range(1, len(frames) + 1)) and len(frames) * 1920 == len(wavs[0])
     assert "generate" not in model.model.talker.__dict__  # the seam is restored after the call
@@ -88,8 +98,12 @@ def test_greedy_identity_custom_voice(loaded, batch):
     speakers = ["vivian", "dylan"][:batch]
     args = dict(speaker=speakers if batch > 1 else speakers[0], language="auto", **GREEDY)
     text = texts if batch > 1 else texts[0]
-    _assert_same(*_both(lambda: model.generate_custom_voice(text, **args),
-                        lambda: fast.generate_custom_voice(text, **args)))
+    _assert_same(
+        *_both(
+            lambda: model.generate_custom_voice(text, **args),
+            lambda: fast.generate_custom_voice(text, **args),
+        )
+    )
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -102,8 +116,12 @@ def test_greedy_identity_voice_design(loaded, batch):
     instructs = ["warm, slow narrator", "excited child"][:batch]
     text = texts if batch > 1 else texts[0]
     instruct = instructs if batch > 1 else instructs[0]
-    _assert_same(*_both(lambda: model.generate_voice_design(text, instruct=instruct, language="english", **GREEDY),
-                        lambda: fast.generate_voice_design(text, instruct=instruct, language="english", **GREEDY)))
+    _assert_same(
+        *_both(
+            lambda: model.generate_voice_design(text, instruct=instruct, language="english", **GREEDY),
+            lambda: fast.generate_voice_design(text, instruct=instruct, language="english", **GREEDY),
+        )
+    )
 
 
 @pytest.mark.parametrize("icl", [False, True])
@@ -113,13 +131,24 @@ def test_greedy_identity_voice_clone(loaded, icl):
     model = loaded("base")
     fast = FastGenerator(model)
     ref = _speech()
-    prompt = model.create_voice_clone_prompt(ref, ref_text="a reference sentence" if icl else None,
-                                             x_vector_only_mode=not icl)
+    prompt = model.create_voice_clone_prompt(
+        ref, ref_text="a reference sentence" if icl else None, x_vector_only_mode=not icl
+    )
     texts = ["The first sentence to clone.", "And a second."]
-    _assert_same(*_both(lambda: model.generate_voice_clone(texts, language="english", voice_clone_prompt=prompt, **GREEDY),
-                        lambda: fast.generate_voice_clone(texts, language="english", voice_clone_prompt=prompt, **GREEDY)))
-    _assert_same(*_both(lambda: model.generate_voice_clone(texts[0], voice_clone_prompt=prompt, **GREEDY),
-                        lambda: fast.generate_voice_clone(texts[0], voice_clone_prompt=prompt, **GREEDY)))
+    _assert_same(
+        *_both(
+            lambda: model.generate_voice_clone(
+                texts, language="english", voice_clone_prompt=prompt, **GREEDY
+            ),
+            lambda: fast.generate_voice_clone(texts, language="english", voice_clone_prompt=prompt, **GREEDY),
+        )
+    )
+    _assert_same(
+        *_both(
+            lambda: model.generate_voice_clone(texts[0], voice_clone_prompt=prompt, **GREEDY),
+            lambda: fast.generate_voice_clone(texts[0], voice_clone_prompt=prompt, **GREEDY),
+        )
+    )
 
 
 def test_early_stop_in_batch_is_identical(loaded):
@@ -144,8 +173,12 @@ def test_early_stop_in_batch_is_identical(loaded):
     finally:
         del model.model.speech_tokenizer.decode
     stop = int(codes[0][3, 0])
-    _assert_same(*_both(lambda: model.generate_custom_voice(texts, eos_token_id=stop, **args),
-                        lambda: fast.generate_custom_voice(texts, eos_token_id=stop, **args)))
+    _assert_same(
+        *_both(
+            lambda: model.generate_custom_voice(texts, eos_token_id=stop, **args),
+            lambda: fast.generate_custom_voice(texts, eos_token_id=stop, **args),
+        )
+    )
 
 
 def test_sampling_identity_with_seed(loaded):
@@ -155,8 +188,11 @@ def test_sampling_identity_with_seed(loaded):
     fast = FastGenerator(model)
     texts = ["Sampling should follow the same draws.", "Two rows."]
     for seed in (1, 2):
-        upstream, ours = _both(lambda: model.generate_custom_voice(texts, speaker="vivian", **SAMPLING),
-                               lambda: fast.generate_custom_voice(texts, speaker="vivian", **SAMPLING), seed=seed)
+        upstream, ours = _both(
+            lambda: model.generate_custom_voice(texts, speaker="vivian", **SAMPLING),
+            lambda: fast.generate_custom_voice(texts, speaker="vivian", **SAMPLING),
+            seed=seed,
+        )
         _assert_same(upstream, ours)
     # and sampling really samples: two seeds give different audio
     torch.manual_seed(1)
@@ -172,8 +208,12 @@ def test_greedy_identity_bf16(loaded):
     model = loaded("custom_voice", torch.bfloat16)
     fast = FastGenerator(model)
     texts = ["Half precision weights.", "Second row here."]
-    _assert_same(*_both(lambda: model.generate_custom_voice(texts, speaker="vivian", **GREEDY),
-                        lambda: fast.generate_custom_voice(texts, speaker="vivian", **GREEDY)))
+    _assert_same(
+        *_both(
+            lambda: model.generate_custom_voice(texts, speaker="vivian", **GREEDY),
+            lambda: fast.generate_custom_voice(texts, speaker="vivian", **GREEDY),
+        )
+    )
 
 
 def test_packed_bf16_weights_keep_upstream_output(tiny_models, loaded):
@@ -192,10 +232,19 @@ def test_packed_bf16_weights_keep_upstream_output(tiny_models, loaded):
     assert not linears and count > 10
     fast = FastGenerator(packed)
     texts = ["Packed weights.", "A second, longer row of text."]
-    _assert_same(*_both(lambda: reference.generate_custom_voice(texts, speaker="vivian", **GREEDY),
-                        lambda: fast.generate_custom_voice(texts, speaker="vivian", **GREEDY)))
-    _assert_same(*_both(lambda: reference.generate_custom_voice(texts[0], speaker="vivian", **SAMPLING),
-                        lambda: fast.generate_custom_voice(texts[0], speaker="vivian", **SAMPLING), seed=3))
+    _assert_same(
+        *_both(
+            lambda: reference.generate_custom_voice(texts, speaker="vivian", **GREEDY),
+            lambda: fast.generate_custom_voice(texts, speaker="vivian", **GREEDY),
+        )
+    )
+    _assert_same(
+        *_both(
+            lambda: reference.generate_custom_voice(texts[0], speaker="vivian", **SAMPLING),
+            lambda: fast.generate_custom_voice(texts[0], speaker="vivian", **SAMPLING),
+            seed=3,
+        )
+    )
 
 
 def test_pack_bf16_leaves_float32_alone(loaded):
@@ -222,7 +271,8 @@ def test_int8_layers_match_torch_ao_dynamic_quantization():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             reference = torch.ao.quantization.quantize_dynamic(
-                torch.nn.Sequential(copy.deepcopy(linear).float()), {torch.nn.Linear}, dtype=torch.qint8)
+                torch.nn.Sequential(copy.deepcopy(linear).float()), {torch.nn.Linear}, dtype=torch.qint8
+            )
         ours = int8_linear(linear)(x)
         assert torch.equal(ours, reference(x))
         assert not torch.equal(ours, linear.float()(x))  # really quantized
@@ -238,8 +288,12 @@ def test_int8_identity(tiny_models):
     model = Qwen3TTSModel.from_pretrained(str(tiny_models / "custom_voice"))
     quantize_int8(model)
     fast = FastGenerator(model)
-    _assert_same(*_both(lambda: model.generate_custom_voice("Eight bit weights.", speaker="vivian", **GREEDY),
-                        lambda: fast.generate_custom_voice("Eight bit weights.", speaker="vivian", **GREEDY)))
+    _assert_same(
+        *_both(
+            lambda: model.generate_custom_voice("Eight bit weights.", speaker="vivian", **GREEDY),
+            lambda: fast.generate_custom_voice("Eight bit weights.", speaker="vivian", **GREEDY),
+        )
+    )
 
 
 def test_resolve_cpu_dtype_rule():
@@ -259,7 +313,9 @@ def test_resolve_cpu_dtype_rule():
 def test_static_cache_grows_and_keeps_contents():
     from audiobox.tts.fastpath import _StaticKV
 
-    cache = _StaticKV(layers=2, batch=1, kv_heads=1, capacity=2, head_dim=3, dtype=torch.float32, device="cpu")
+    cache = _StaticKV(
+        layers=2, batch=1, kv_heads=1, capacity=2, head_dim=3, dtype=torch.float32, device="cpu"
+    )
     written = []
     for step in range(5):
         key = torch.full((1, 1, 1, 3), float(step))

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from audiobox import refprep
 from audiobox.asr import load_asr
 from audiobox.audio import load_audio
@@ -45,6 +44,7 @@ def prepare(path, root, loader=None, **options):
 
 # -- planning (pure) -------------------------------------------------------------------------------------
 
+
 def test_windows_cut_only_at_phrase_pauses_and_fit_3_to_12_s():
     # phrases of 1.8 s separated by 0.35 s pauses, with short in-phrase gaps (0.12 s) that must never be cut
     spans, t = [], 0.5
@@ -55,17 +55,28 @@ def test_windows_cut_only_at_phrase_pauses_and_fit_3_to_12_s():
     assert len(units) == 20 and all(u.end - u.start == pytest.approx(1.8) for u in units)
     windows = refprep.plan_windows(units, total_s=t + 1)
     assert len(windows) >= 10
-    for u in units[:-5]:                                            # every start has a window near 8 s
+    for u in units[:-5]:  # every start has a window near 8 s
         assert min(abs((e - s) - 8.0) for s, e, _ in windows if s == pytest.approx(u.start - 0.12)) < 1.0
     inside = [(a + 0.05, b - 0.05) for a, b in [(u.start, u.end) for u in units]]
-    for start, end, speech in windows:
+    for start, end, _speech in windows:
         assert 3.0 <= end - start <= 12.0 + 2 * refprep.EDGE_PAD_S
         for a, b in inside:
-            assert not a < start < b and not a < end < b          # never inside a phrase
-    cands = [refprep.Candidate(index=0, start=s, end=e, speech_s=sp, quality={}, quality_score=1.0,
-                               duration_fit=1.0, prescore=1.0) for s, e, sp in windows]
+            assert not a < start < b and not a < end < b  # never inside a phrase
+    cands = [
+        refprep.Candidate(
+            index=0,
+            start=s,
+            end=e,
+            speech_s=sp,
+            quality={},
+            quality_score=1.0,
+            duration_fit=1.0,
+            prescore=1.0,
+        )
+        for s, e, sp in windows
+    ]
     kept = refprep.pick_diverse(cands, limit=10)
-    assert len(kept) >= 4                                          # several per long speech run
+    assert len(kept) >= 4  # several per long speech run
     for a, b in zip(kept, kept[1:]):
         assert refprep._overlap((a.start, a.end), (b.start, b.end)) <= 0.3
 
@@ -74,7 +85,7 @@ def test_a_long_run_without_pauses_is_split_at_its_quietest_point():
     sr = 24000
     rng = np.random.default_rng(0)
     x = rng.normal(0, 0.2, 20 * sr).astype(np.float32)
-    x[int(7.0 * sr):int(7.06 * sr)] *= 0.01                         # one quiet 60 ms valley at 7.0 s
+    x[int(7.0 * sr) : int(7.06 * sr)] *= 0.01  # one quiet 60 ms valley at 7.0 s
     units = refprep.split_long_units([refprep.Unit(0.0, 20.0, 20.0)], x, sr)
     assert units[0].end == pytest.approx(7.03, abs=0.03)
     assert all(u.end - u.start <= 12.0 for u in units) and units[-1].end == 20.0
@@ -93,6 +104,7 @@ def test_coverage_and_rate_checks():
 
 # -- the pipeline on real speech -----------------------------------------------------------------------
 
+
 def test_selection_on_a_recording_with_known_speech(audio, whisper, tmp_path):
     loader = CountingLoader(whisper)
     ref = prepare(audio.session, tmp_path, loader, asr_model=whisper, force_bad_ref=True)
@@ -101,7 +113,7 @@ def test_selection_on_a_recording_with_known_speech(audio, whisper, tmp_path):
     assert clean_start - 0.3 <= ref.start and ref.end <= clean_end + 0.3
     assert ref.chosen_by == "auto" and ref.transcript_source == "whisper" and ref.transcript
     assert len(ref.candidates) >= 3
-    for cand in ref.candidates:                                     # never cut inside a sentence
+    for cand in ref.candidates:  # never cut inside a sentence
         for a, b in audio.sentence_spans:
             assert not a + 0.05 < cand.start < b - 0.05 and not a + 0.05 < cand.end < b - 0.05
         assert 3.0 <= cand.duration <= 12.5 and cand.transcript is not None
@@ -133,7 +145,7 @@ def test_selection_on_a_recording_with_known_speech(audio, whisper, tmp_path):
     # loudness-normalised to -20 LUFS (or held at the peak ceiling)
     loud = integrated_loudness(seg.samples, 24000)
     assert loud == pytest.approx(-20.0, abs=0.5) or np.abs(seg.samples).max() >= 0.88
-    assert loader.calls == 1                                        # one whisper load for all candidates
+    assert loader.calls == 1  # one whisper load for all candidates
 
     # a second run reuses every stage and never loads whisper
     again_loader = CountingLoader(whisper)
@@ -143,21 +155,32 @@ def test_selection_on_a_recording_with_known_speech(audio, whisper, tmp_path):
     assert (again.start, again.end, again.transcript) == (ref.start, ref.end, ref.transcript)
 
     # --force redoes it
-    forced = prepare(audio.session, tmp_path, CountingLoader(whisper), asr_model=whisper, force_bad_ref=True,
-                     force=True)
+    forced = prepare(
+        audio.session, tmp_path, CountingLoader(whisper), asr_model=whisper, force_bad_ref=True, force=True
+    )
     assert forced.reused["decode"] is False and forced.reused["candidates"] is False
 
 
 def test_bounds_always_take_effect_and_change_the_cache_key(audio, whisper, tmp_path):
     loader = CountingLoader(whisper)
-    first = prepare(audio.session, tmp_path, loader, asr_model=whisper, force_bad_ref=True, ref_start=8.2, ref_end=15.5)
+    first = prepare(
+        audio.session, tmp_path, loader, asr_model=whisper, force_bad_ref=True, ref_start=8.2, ref_end=15.5
+    )
     assert (first.start, first.end, first.chosen_by) == (8.2, 15.5, "bounds")
     assert first.audio.duration == pytest.approx(7.3, abs=0.01)
-    moved = prepare(audio.session, tmp_path, loader, asr_model=whisper, force_bad_ref=True, ref_start=11.7, ref_end=18.4)
+    moved = prepare(
+        audio.session, tmp_path, loader, asr_model=whisper, force_bad_ref=True, ref_start=11.7, ref_end=18.4
+    )
     assert (moved.start, moved.end) == (11.7, 18.4)
-    assert moved.reused["decode"] is True and moved.reused["candidates"] is False and moved.reused["segment"] is False
+    assert (
+        moved.reused["decode"] is True
+        and moved.reused["candidates"] is False
+        and moved.reused["segment"] is False
+    )
     assert moved.segment_path != first.segment_path
-    same = prepare(audio.session, tmp_path, loader, asr_model=whisper, force_bad_ref=True, ref_start=8.2, ref_end=15.5)
+    same = prepare(
+        audio.session, tmp_path, loader, asr_model=whisper, force_bad_ref=True, ref_start=8.2, ref_end=15.5
+    )
     assert same.reused["candidates"] is True and same.segment_path == first.segment_path
     with pytest.raises(UserError, match="only .* s of speech between"):
         prepare(audio.session, tmp_path, loader, asr_model=whisper, ref_start=6.9, ref_end=8.5)
@@ -168,15 +191,23 @@ def test_bounds_always_take_effect_and_change_the_cache_key(audio, whisper, tmp_
 
 
 def test_reference_language_is_passed_to_whisper(audio, whisper, tmp_path):
-    ref = prepare(audio.clean, tmp_path, CountingLoader(whisper), asr_model=whisper, force_bad_ref=True,
-                  language="german")
+    ref = prepare(
+        audio.clean,
+        tmp_path,
+        CountingLoader(whisper),
+        asr_model=whisper,
+        force_bad_ref=True,
+        language="german",
+    )
     assert ref.detected_language == "de" and ref.language == "german"
     cached = [json.loads(p.read_text()) for p in (ref.cache_dir / "transcripts").glob("*.json")]
     assert cached and all(t["language"] == "de" for t in cached)
 
 
 def test_quality_gate_stops_a_low_confidence_transcript(audio, whisper, tmp_path):
-    with pytest.raises(UserError, match=r"rejected: transcript confidence 0\.0\d is below 0\.37.*--ref-text.*--force-bad-ref"):
+    with pytest.raises(
+        UserError, match=r"rejected: transcript confidence 0\.0\d is below 0\.37.*--ref-text.*--force-bad-ref"
+    ):
         prepare(audio.clean, tmp_path, CountingLoader(whisper), asr_model=whisper)
     kept = prepare(audio.clean, tmp_path, CountingLoader(whisper), asr_model=whisper, force_bad_ref=True)
     assert kept.forced and any("confidence" in w for w in kept.warnings)
@@ -225,12 +256,15 @@ def test_video_container_input(audio, tmp_path):
     assert ref.audio.sample_rate == 24000 and 3.0 <= ref.duration <= 12.5
 
 
-@pytest.mark.parametrize("name, message", [
-    ("short", r"only 0\.\d s of speech in the recording; a clone reference needs at least 3 s"),
-    ("silent", "is silent"),
-    ("not_audio", "cannot decode"),
-    ("empty", "audio file is empty"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("short", r"only 0\.\d s of speech in the recording; a clone reference needs at least 3 s"),
+        ("silent", "is silent"),
+        ("not_audio", "cannot decode"),
+        ("empty", "audio file is empty"),
+    ],
+)
 def test_bad_inputs_raise_one_clear_line(audio, tmp_path, name, message):
     with pytest.raises(UserError, match=message) as info:
         prepare(getattr(audio, name), tmp_path, x_vector_only=True)
@@ -249,11 +283,23 @@ def test_verify_ref_text_against_whisper(audio, whisper, tmp_path):
     # the tiny random whisper is never confident: the text is kept, with a warning that it was not verified
     ref = prepare(audio.clean, tmp_path, loader, asr_model=whisper, ref_text=CLEAN_TEXT, verify_ref_text=True)
     assert loader.calls == 1 and ref.transcript == CLEAN_TEXT
-    assert ref.candidates[0].verification["verdict"] == "unsure" and any("not verified" in w for w in ref.warnings)
+    assert ref.candidates[0].verification["verdict"] == "unsure" and any(
+        "not verified" in w for w in ref.warnings
+    )
     # trusting it anyway (threshold 0): its gibberish contradicts the text, so the run stops
     with pytest.raises(UserError, match="whisper hears different words"):
-        prepare(audio.clean, tmp_path, loader, asr_model=whisper, ref_text=CLEAN_TEXT, verify_ref_text=True,
-                min_confidence=0.0)
+        prepare(
+            audio.clean,
+            tmp_path,
+            loader,
+            asr_model=whisper,
+            ref_text=CLEAN_TEXT,
+            verify_ref_text=True,
+            min_confidence=0.0,
+        )
     heard = {"text": "A calm voice reads the evening news, to a quiet room!", "avg_logprob": -0.2}
-    assert refprep.verify_words("a calm voice reads the evening news to a quiet room", heard)["verdict"] == "match"
+    assert (
+        refprep.verify_words("a calm voice reads the evening news to a quiet room", heard)["verdict"]
+        == "match"
+    )
     assert refprep.verify_words("something else entirely", heard)["verdict"] == "mismatch"

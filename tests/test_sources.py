@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import pytest
-
 from audiobox.errors import UserError
 from audiobox.sources import local_source, parse_timestamp, resolve_source, validate_trim
 
 
-@pytest.mark.parametrize("text,expected", [("90", 90.0), ("90.5", 90.5), ("1:30", 90.0), ("1:30.5", 90.5),
-                                           ("1:02:30.5", 3750.5), ("0:00:05", 5.0), (None, None), (12, 12.0)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("90", 90.0),
+        ("90.5", 90.5),
+        ("1:30", 90.0),
+        ("1:30.5", 90.5),
+        ("1:02:30.5", 3750.5),
+        ("0:00:05", 5.0),
+        (None, None),
+        (12, 12.0),
+    ],
+)
 def test_parse_timestamp(text, expected):
     assert parse_timestamp(text) == expected
 
@@ -22,7 +32,7 @@ def test_parse_timestamp_rejects(text):
 
 def test_validate_trim():
     assert validate_trim(None, None, 60.0).start == 0.0
-    assert validate_trim(10, 60.3, 60.0).end == 60.0          # rounding slack
+    assert validate_trim(10, 60.3, 60.0).end == 60.0  # rounding slack
     for start, end in [(70, None), (10, 5), (10, 10), (0, 75), (-1, None)]:
         with pytest.raises(UserError):
             validate_trim(start, end, 60.0)
@@ -50,7 +60,9 @@ def loopback(loopback_media):
 
 def test_download_is_cached_by_video_id(loopback, tmp_path, speech_mix):
     seen = []
-    first = resolve_source(url=f"{loopback}/podcast.mp3", downloads=tmp_path, on_progress=lambda d, t: seen.append(d))
+    first = resolve_source(
+        url=f"{loopback}/podcast.mp3", downloads=tmp_path, on_progress=lambda d, t: seen.append(d)
+    )
     assert first.kind == "url" and not first.cached and first.path.is_file()
     assert first.meta["extractor"].lower() == "generic" and first.meta["url"].endswith("podcast.mp3")
     assert abs(first.duration - speech_mix.duration) < 0.2 and seen
@@ -58,12 +70,19 @@ def test_download_is_cached_by_video_id(loopback, tmp_path, speech_mix):
     again = resolve_source(url=f"{loopback}/podcast.mp3", downloads=tmp_path)
     assert again.cached and again.path == first.path
     other = resolve_source(url=f"{loopback}/podcast.wav", downloads=tmp_path)
-    assert other.path != first.path                       # same stem, different file: different entry
+    assert other.path != first.path  # same stem, different file: different entry
     assert not list(tmp_path.rglob(".partial-*"))
 
 
-@pytest.mark.parametrize("name,match", [("missing.mp3", "404"), ("notes.txt", "not audio or video"),
-                                        ("page.html", "no audio or video"), ("list.html", "playlist")])
+@pytest.mark.parametrize(
+    "name,match",
+    [
+        ("missing.mp3", "404"),
+        ("notes.txt", "not audio or video"),
+        ("page.html", "no audio or video"),
+        ("list.html", "playlist"),
+    ],
+)
 def test_download_errors(loopback, tmp_path, name, match):
     with pytest.raises(UserError, match=match):
         resolve_source(url=f"{loopback}/{name}", downloads=tmp_path)

@@ -7,13 +7,12 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-
 from audiobox.errors import UserError
 from audiobox.separate import SeparatorOptions
 from audiobox.split import Progress, SplitOptions, VoiceSplitter, candidate_clips, select_windows
 from audiobox.vad import Span
 
-TOL = 0.2   # VAD padding + onset error
+TOL = 0.2  # VAD padding + onset error
 
 
 class Recorder(Progress):
@@ -37,7 +36,9 @@ def _speech_track(mix):
 
 
 def _splitter(tmp_path, progress=None):
-    return VoiceSplitter(tmp_path / "cache" / "split", tmp_path / "cache" / "downloads", progress or Recorder())
+    return VoiceSplitter(
+        tmp_path / "cache" / "split", tmp_path / "cache" / "downloads", progress or Recorder()
+    )
 
 
 def _inside_speech(start, end, mix, max_pause=0.8):
@@ -56,9 +57,9 @@ def _inside_speech(start, end, mix, max_pause=0.8):
     voice, rate = _speech_track(mix)
     level = float(np.sqrt(np.mean(voice[np.abs(voice) > 0] ** 2)))
     for a, b in ((start - 0.04, start + 0.03), (end - 0.03, end + 0.04)):
-        seg = voice[max(0, int(a * rate)):int(b * rate)]
-        assert seg.size == 0 or float(np.sqrt(np.mean(seg ** 2))) < 0.12 * level, f"edge at {a:.2f} is mid-word"
-    for a, b in mix.silence_spans + [mix.music_spans[0], mix.music_spans[2]]:   # pure silence / music only
+        seg = voice[max(0, int(a * rate)) : int(b * rate)]
+        assert seg.size == 0 or float(np.sqrt(np.mean(seg**2))) < 0.12 * level, f"edge at {a:.2f} is mid-word"
+    for a, b in mix.silence_spans + [mix.music_spans[0], mix.music_spans[2]]:  # pure silence / music only
         assert min(end, b) - max(start, a) <= TOL, (start, end, a, b)
 
 
@@ -99,14 +100,14 @@ def test_caches_are_keyed_by_content(speech_mix, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     shutil.copy(speech_mix.path, a / "audio.wav")
-    shutil.copy(speech_mix.clean_speech, b / "audio.wav")          # same name, different content
+    shutil.copy(speech_mix.clean_speech, b / "audio.wav")  # same name, different content
     rec = Recorder()
     splitter = _splitter(tmp_path, rec)
     r1 = splitter.run(SplitOptions(audio=a / "audio.wav", clips=1, length=6, separate=False))
     r2 = splitter.run(SplitOptions(audio=b / "audio.wav", clips=1, length=6, separate=False))
     assert r1.cache_dir != r2.cache_dir and r1.raw_spans != r2.raw_spans
     assert rec.notes["vad"] != "cached"
-    shutil.copy(speech_mix.path, tmp_path / "renamed.wav")          # same content, other name
+    shutil.copy(speech_mix.path, tmp_path / "renamed.wav")  # same content, other name
     r3 = splitter.run(SplitOptions(audio=tmp_path / "renamed.wav", clips=1, length=6, separate=False))
     assert r3.cache_dir == r1.cache_dir and rec.notes["vad"] == "cached" and r3.raw_spans == r1.raw_spans
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.startswith(".") and p.is_file()]
@@ -115,8 +116,15 @@ def test_caches_are_keyed_by_content(speech_mix, tmp_path):
 def test_demucs_runs_only_on_speech_dense_windows(speech_mix, tiny_demucs, tmp_path):
     rec = Recorder()
     splitter = _splitter(tmp_path, rec)
-    opts = SplitOptions(audio=speech_mix.path, clips=1, length=6, windows=1, window_s=12,
-                        separator=SeparatorOptions(repo=tiny_demucs, threads=1), out_dir=tmp_path / "out")
+    opts = SplitOptions(
+        audio=speech_mix.path,
+        clips=1,
+        length=6,
+        windows=1,
+        window_s=12,
+        separator=SeparatorOptions(repo=tiny_demucs, threads=1),
+        out_dir=tmp_path / "out",
+    )
     first = splitter.run(opts)
     stats = first.stats
     assert stats["separator"]["model"] == "htdemucs" and stats["windows"] == 1
@@ -139,7 +147,7 @@ def test_bad_inputs(speech_mix, tmp_path):
         splitter.run(SplitOptions(audio=speech_mix.music_only, separate=False))
     with pytest.raises(UserError, match="past the end"):
         splitter.run(SplitOptions(audio=speech_mix.path, start=10, end=500, separate=False))
-    with pytest.raises(UserError, match="no speech"):      # a trim that holds only the music intro
+    with pytest.raises(UserError, match="no speech"):  # a trim that holds only the music intro
         splitter.run(SplitOptions(audio=speech_mix.path, start=0, end=2.5, separate=False))
     with pytest.raises(UserError, match="Demucs model"):
         splitter.run(SplitOptions(audio=speech_mix.path, separator=SeparatorOptions(repo=tmp_path)))
@@ -152,6 +160,6 @@ def test_window_and_candidate_selection():
     cands = candidate_clips(spans, lo=5, hi=10, target=8, max_pause_s=0.8)
     assert Span(0, 8) in cands and Span(40, 49) in cands
     assert all(5 <= c.duration <= 10 for c in cands)
-    assert not any(c.start < 20 < c.end for c in cands)        # never across a long pause
+    assert not any(c.start < 20 < c.end for c in cands)  # never across a long pause
     assert candidate_clips([Span(0, 2)], lo=5, hi=10, target=8, max_pause_s=0.8) == []
     assert candidate_clips([Span(0, 2)], 5, 10, 8, 0.8, allow_short=True) == [Span(0, 2)]

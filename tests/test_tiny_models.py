@@ -50,17 +50,34 @@ def _check_audio(wavs, sr, count=1):
 def test_layout_and_config(tiny_models):
     for kind, size in [("base", "0b6"), ("custom_voice", "0b6"), ("voice_design", "1b7")]:
         d = tiny_models / kind
-        for name in ["config.json", "generation_config.json", "model.safetensors", "vocab.json",
-                     "merges.txt", "tokenizer_config.json", "speech_tokenizer/config.json",
-                     "speech_tokenizer/model.safetensors", "speech_tokenizer/preprocessor_config.json"]:
+        for name in [
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "vocab.json",
+            "merges.txt",
+            "tokenizer_config.json",
+            "speech_tokenizer/config.json",
+            "speech_tokenizer/model.safetensors",
+            "speech_tokenizer/preprocessor_config.json",
+        ]:
             assert (d / name).is_file(), f"{kind}/{name}"
         config = json.loads((d / "config.json").read_text())
         assert config["tts_model_type"] == kind and config["tts_model_size"] == size
         talker = config["talker_config"]
         assert len([k for k in talker["codec_language_id"] if "dialect" not in k]) == 10
     speakers = json.loads((tiny_models / "custom_voice" / "config.json").read_text())["talker_config"]
-    assert set(speakers["spk_id"]) == {"vivian", "serena", "uncle_fu", "dylan", "eric", "ryan",
-                                       "aiden", "ono_anna", "sohee"}
+    assert set(speakers["spk_id"]) == {
+        "vivian",
+        "serena",
+        "uncle_fu",
+        "dylan",
+        "eric",
+        "ryan",
+        "aiden",
+        "ono_anna",
+        "sohee",
+    }
     assert speakers["spk_is_dialect"]["dylan"] == "beijing_dialect"
 
 
@@ -72,22 +89,29 @@ def test_custom_voice_generates_deterministically(loaded):
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        wavs, sr = model.generate_custom_voice("Hello world", speaker="Vivian", language="English",
-                                               max_new_tokens=MAX_NEW_TOKENS)
+        wavs, sr = model.generate_custom_voice(
+            "Hello world", speaker="Vivian", language="English", max_new_tokens=MAX_NEW_TOKENS
+        )
         _check_audio(wavs, sr)
         runs.append(wavs[0])
     assert np.array_equal(runs[0], runs[1])
-    wavs, sr = model.generate_custom_voice(["你好", "Hi"], speaker=["Dylan", "Ryan"], language="auto",
-                                           max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
-                                           subtalker_dosample=False)
+    wavs, sr = model.generate_custom_voice(
+        ["你好", "Hi"],
+        speaker=["Dylan", "Ryan"],
+        language="auto",
+        max_new_tokens=MAX_NEW_TOKENS,
+        do_sample=False,
+        subtalker_dosample=False,
+    )
     _check_audio(wavs, sr, count=2)
 
 
 def test_voice_design_generates(loaded):
     model = loaded("voice_design")
     assert model.get_supported_speakers() == []
-    wavs, sr = model.generate_voice_design("Hello", instruct="a calm, low voice", language="English",
-                                           max_new_tokens=MAX_NEW_TOKENS)
+    wavs, sr = model.generate_voice_design(
+        "Hello", instruct="a calm, low voice", language="English", max_new_tokens=MAX_NEW_TOKENS
+    )
     _check_audio(wavs, sr)
 
 
@@ -99,11 +123,13 @@ def test_base_voice_clone(loaded):
     assert icl[0].icl_mode and icl[0].ref_code.shape[1] == 16
     xvec = model.create_voice_clone_prompt((ref, 24000), x_vector_only_mode=True)
     assert xvec[0].ref_code is None
-    wavs, sr = model.generate_voice_clone("Hello", language="English", voice_clone_prompt=icl,
-                                          max_new_tokens=MAX_NEW_TOKENS)
+    wavs, sr = model.generate_voice_clone(
+        "Hello", language="English", voice_clone_prompt=icl, max_new_tokens=MAX_NEW_TOKENS
+    )
     _check_audio(wavs, sr)
-    wavs, sr = model.generate_voice_clone(["One", "Two"], voice_clone_prompt=xvec,
-                                          max_new_tokens=MAX_NEW_TOKENS)
+    wavs, sr = model.generate_voice_clone(
+        ["One", "Two"], voice_clone_prompt=xvec, max_new_tokens=MAX_NEW_TOKENS
+    )
     _check_audio(wavs, sr, count=2)
 
 
@@ -122,5 +148,4 @@ def test_rebuild_is_byte_identical(tiny_models, tmp_path):
     assert differences(cmp) == []  # same-size files with other mtimes are compared by content
     # and once more explicitly by content for the files that matter most
     for rel in ["model.safetensors", "speech_tokenizer/model.safetensors", "config.json"]:
-        assert filecmp.cmp(tiny_models / "custom_voice" / rel, tmp_path / "custom_voice" / rel,
-                           shallow=False)
+        assert filecmp.cmp(tiny_models / "custom_voice" / rel, tmp_path / "custom_voice" / rel, shallow=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from audiobox.errors import UserError
 from audiobox.tts.settings import HARD_MAX_NEW_TOKENS, resolve_settings, token_budget
 from audiobox.tts.text import chunk_text, clean_text
@@ -74,9 +73,14 @@ def test_progress_reports_frames_for_each_chunk(tiny_models):
 
     synth = Synthesizer(load_tts(str(tiny_models / "custom_voice"), kind="custom_voice"))
     events = []
-    takes = synth.speak("First sentence here. " * 12, VoiceSpec.builtin("ryan"),
-                        settings=GenerationSettings(max_new_tokens=6), chunk=True, seed=5,
-                        progress=lambda *e: events.append(e))
+    takes = synth.speak(
+        "First sentence here. " * 12,
+        VoiceSpec.builtin("ryan"),
+        settings=GenerationSettings(max_new_tokens=6),
+        chunk=True,
+        seed=5,
+        progress=lambda *e: events.append(e),
+    )
     labels = {label for label, _, _ in events}
     assert labels == {f"chunk {i + 1}/{len(takes[0].chunks)}" for i in range(len(takes[0].chunks))}
     assert all(total == 6 and 0 <= done <= 6 for _, done, total in events)

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from audiobox.audio import load_audio
 from audiobox.vad import Span, VadSettings, load_vad, merge_spans, preserve_torch_threads, spans_from_probs
 
@@ -41,19 +40,29 @@ def test_finds_every_sentence_and_nothing_in_music_or_silence(speech_mix, mix16)
 
 def test_torch_free_and_identical_to_the_package(mix16):
     import subprocess
-    code = ("import sys; sys.path.insert(0, 'lib'); import numpy as np; from audiobox.vad import load_vad; "
-            "load_vad().speech_spans(np.zeros(16000, np.float32), 16000); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+
+    code = (
+        "import sys; sys.path.insert(0, 'lib'); import numpy as np; from audiobox.vad import load_vad; "
+        "load_vad().speech_spans(np.zeros(16000, np.float32), 16000); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=__import__("pathlib").Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.strip() == "False"
 
     import torch
+
     threads = torch.get_num_threads()
     with preserve_torch_threads():
         from silero_vad import get_speech_timestamps_sequence, load_silero_vad
-    assert torch.get_num_threads() == threads          # silero's import set 1; we put it back
-    theirs = get_speech_timestamps_sequence(mix16, load_silero_vad(sequence=True), return_seconds=True,
-                                            time_resolution=3)
+    assert torch.get_num_threads() == threads  # silero's import set 1; we put it back
+    theirs = get_speech_timestamps_sequence(
+        mix16, load_silero_vad(sequence=True), return_seconds=True, time_resolution=3
+    )
     ours = load_vad().speech_spans(mix16, 16000)
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
@@ -71,7 +80,9 @@ def test_other_rates_are_resampled(speech_mix, mix16):
 def test_hysteresis_padding_and_edges():
     frame = 512 / 16000
     probs = np.array([0.0] * 10 + [0.9] * 30 + [0.2] * 2 + [0.9] * 30 + [0.0] * 20 + [0.9] * 3 + [0.0] * 10)
-    spans = spans_from_probs(probs, VadSettings(min_silence_s=0.1, min_speech_s=0.25, pad_s=0.03), len(probs) * frame)
+    spans = spans_from_probs(
+        probs, VadSettings(min_silence_s=0.1, min_speech_s=0.25, pad_s=0.03), len(probs) * frame
+    )
     # the 2-frame dip (64 ms) is shorter than min_silence: one span; the 3-frame blip is too short
     assert len(spans) == 1
     assert spans[0].start == pytest.approx(10 * frame - 0.03, abs=1e-3)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from audiobox.errors import UserError
 from audiobox.voices import VoiceRegistry, validate_slug
 
@@ -62,23 +61,44 @@ def make_zip(path: Path, entries: dict[str, bytes], symlink: str | None = None) 
 
 
 def good_record(slug="z"):
-    return json.dumps({"schema_version": 1, "slug": slug, "engine": "custom_voice",
-                       "custom_voice": {"speaker": "ryan", "model": "m"}, "prompts": {}, "tones": {}}).encode()
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "slug": slug,
+            "engine": "custom_voice",
+            "custom_voice": {"speaker": "ryan", "model": "m"},
+            "prompts": {},
+            "tones": {},
+        }
+    ).encode()
 
 
-@pytest.mark.parametrize("entries,symlink,message", [
-    ({"../evil/voice.json": b"{}"}, None, "unsafe path"),
-    ({"/abs/voice.json": b"{}"}, None, "unsafe path"),
-    ({"z/voice.json": good_record(), "z/run.sh": b"#!/bin/sh"}, None, "unexpected file"),
-    ({"z/voice.json": good_record(), "z/prompts/p.pkl": b"x"}, None, "unexpected file"),
-    ({"z/voice.json": good_record()}, "z/ref.wav", "symbolic link"),
-    ({"z/voice.json": good_record(), "y/voice.json": good_record("y")}, None, "exactly one voice folder"),
-    ({"Bad Name/voice.json": good_record()}, None, "invalid voice name"),
-    ({"z/voice.json": b"{oops"}, None, "not valid JSON"),
-    ({"z/voice.json": json.dumps({"schema_version": 1, "engine": "clone_prompt",
-                                  "prompts": {"p": {"file": "prompts/p.safetensors"}}}).encode()}, None,
-     "does not contain it"),
-])
+@pytest.mark.parametrize(
+    "entries,symlink,message",
+    [
+        ({"../evil/voice.json": b"{}"}, None, "unsafe path"),
+        ({"/abs/voice.json": b"{}"}, None, "unsafe path"),
+        ({"z/voice.json": good_record(), "z/run.sh": b"#!/bin/sh"}, None, "unexpected file"),
+        ({"z/voice.json": good_record(), "z/prompts/p.pkl": b"x"}, None, "unexpected file"),
+        ({"z/voice.json": good_record()}, "z/ref.wav", "symbolic link"),
+        ({"z/voice.json": good_record(), "y/voice.json": good_record("y")}, None, "exactly one voice folder"),
+        ({"Bad Name/voice.json": good_record()}, None, "invalid voice name"),
+        ({"z/voice.json": b"{oops"}, None, "not valid JSON"),
+        (
+            {
+                "z/voice.json": json.dumps(
+                    {
+                        "schema_version": 1,
+                        "engine": "clone_prompt",
+                        "prompts": {"p": {"file": "prompts/p.safetensors"}},
+                    }
+                ).encode()
+            },
+            None,
+            "does not contain it",
+        ),
+    ],
+)
 def test_import_rejects_unsafe_zips_and_changes_nothing(tmp_path, entries, symlink, message):
     registry = VoiceRegistry(tmp_path / "voices")
     custom_voice(registry, "keep")
@@ -124,8 +144,10 @@ for i in range({n}):
 def test_concurrent_writers_leave_a_valid_registry(tmp_path):
     registry = VoiceRegistry(tmp_path / "voices")
     custom_voice(registry, "shared")
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER.format(lib=LIB, root=str(registry.root), n=15, tag=k)])
-             for k in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER.format(lib=LIB, root=str(registry.root), n=15, tag=k)])
+        for k in range(3)
+    ]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     tones = registry.get("shared").data["tones"]
     assert len(tones) == 45  # no lost update: every writer's read-modify-write happened under the lock
@@ -134,7 +156,9 @@ def test_concurrent_writers_leave_a_valid_registry(tmp_path):
 def test_killed_writer_never_leaves_a_half_written_voice(tmp_path):
     registry = VoiceRegistry(tmp_path / "voices")
     custom_voice(registry, "shared")
-    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(lib=LIB, root=str(registry.root), n=100000, tag=0)])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(lib=LIB, root=str(registry.root), n=100000, tag=0)]
+    )
     time.sleep(2.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -151,7 +175,9 @@ def test_prompts_round_trip_as_safetensors_and_refuse_other_models(tiny_models, 
 
     synth = Synthesizer(load_tts(str(tiny_models / "base")))
     t = np.arange(24000 * 2) / 24000
-    ref = Audio((0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), 24000)
+    ref = Audio(
+        (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), 24000
+    )
     prompt = synth.build_clone_prompt(ref, "A short reference sentence.")
     registry = VoiceRegistry(tmp_path / "voices")
     registry.create("cloned", {"engine": "clone_prompt"})
@@ -160,7 +186,9 @@ def test_prompts_round_trip_as_safetensors_and_refuse_other_models(tiny_models, 
     assert registry.add_prompt("cloned", prompt) == f"{synth.info.tag}_icl_v2"
     loaded, chosen = registry.load_prompt("cloned", synth.info)
     assert chosen.endswith("_v2")
-    assert np.array_equal(loaded.ref_code, prompt.ref_code) and loaded.ref_text == "A short reference sentence."
+    assert (
+        np.array_equal(loaded.ref_code, prompt.ref_code) and loaded.ref_text == "A short reference sentence."
+    )
     files = sorted(p.name for p in (tmp_path / "voices" / "cloned" / "prompts").iterdir())
     assert all(name.endswith((".safetensors", ".json")) for name in files)
     with pytest.raises(UserError, match="cannot be used with"):
@@ -177,18 +205,27 @@ def test_voice_and_its_prompt_are_created_in_one_transaction(tmp_path):
     from audiobox.tts.prompts import ClonePrompt
 
     registry = VoiceRegistry(tmp_path / "voices")
-    prompt = ClonePrompt(speaker_embedding=np.ones(4, np.float32), ref_code=None, ref_text=None, x_vector_only=True,
-                         model={"ref": "m", "tag": "m", "model_type": "base", "fingerprint": {}})
+    prompt = ClonePrompt(
+        speaker_embedding=np.ones(4, np.float32),
+        ref_code=None,
+        ref_text=None,
+        x_vector_only=True,
+        model={"ref": "m", "tag": "m", "model_type": "base", "fingerprint": {}},
+    )
     voice = registry.create("together", {"engine": "clone_prompt"}, prompts=((prompt, "calm", {"note": 1}),))
-    (pid, rec), = voice.prompts.items()
+    ((pid, rec),) = voice.prompts.items()
     assert pid == "m_xvec_calm_v1" and rec["tone"] == "calm" and rec["note"] == 1 and voice.ready
 
     class Exploding(ClonePrompt):
         def save(self, stem):
             raise OSError("disk full")
 
-    broken = Exploding(**{k: getattr(prompt, k) for k in ("speaker_embedding", "ref_code", "ref_text",
-                                                          "x_vector_only", "model")})
+    broken = Exploding(
+        **{
+            k: getattr(prompt, k)
+            for k in ("speaker_embedding", "ref_code", "ref_text", "x_vector_only", "model")
+        }
+    )
     with pytest.raises(OSError):
         registry.create("half", {"engine": "clone_prompt"}, prompts=((broken, None, None),))
     assert not registry.exists("half")

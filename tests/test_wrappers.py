@@ -20,7 +20,9 @@ def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
 def test_run_direct_runs_an_app_in_the_current_environment():
     if not (REPO / "apps" / "voice-synth" / "voice-synth.py").is_file():
         pytest.skip("apps/voice-synth/voice-synth.py is not written yet")
-    proc = _run([str(REPO / "run-direct"), "voice-synth", "--help"], env={**os.environ, "PYTHON": sys.executable})
+    proc = _run(
+        [str(REPO / "run-direct"), "voice-synth", "--help"], env={**os.environ, "PYTHON": sys.executable}
+    )
     assert proc.returncode == 0, proc.stderr
     assert "usage" in proc.stdout.lower()
 
@@ -54,7 +56,9 @@ def publish_checkout(tmp_path):
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
-    sha = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(
+        [*git, "rev-parse", "--short=12", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     return root, sha
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """voice-clone entry point: reference recording -> checked reference -> clone prompt -> speech."""
+
 import sys
 from pathlib import Path
 

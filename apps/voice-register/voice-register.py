@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """voice-register entry point: link or file -> clips -> clone prompt -> test sentence, in one process."""
+
 import sys
 from pathlib import Path
 

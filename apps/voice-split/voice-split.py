@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """voice-split entry point: clean voice clips from a link or a recording (optionally a registered voice)."""
+
 import sys
 from pathlib import Path
 

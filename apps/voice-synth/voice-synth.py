@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """voice-synth entry point: speak with registered voices or built-in speakers; manage voices."""
+
 import sys
 from pathlib import Path
 

@@ -27,17 +27,17 @@ import numpy as np
 from audiobox.audio import Audio, resample
 from audiobox.errors import UserError
 
-ASR_VERSION = 1                 # bump when transcription settings change (cache keys include it)
+ASR_VERSION = 1  # bump when transcription settings change (cache keys include it)
 WHISPER_SAMPLE_RATE = 16000
 DEFAULT_ASR_MODEL = "small"
-TOKENS_PER_SECOND_CAP = 15.0    # generous: fast speech is ~8 tokens/s (Latin), ~14 (CJK)
+TOKENS_PER_SECOND_CAP = 15.0  # generous: fast speech is ~8 tokens/s (Latin), ~14 (CJK)
 
 
 @dataclass
 class Word:
     start: float
     end: float
-    word: str           # as faster-whisper names it; stripped of the leading space
+    word: str  # as faster-whisper names it; stripped of the leading space
     probability: float
 
 
@@ -57,7 +57,7 @@ class Transcript:
     (the geometric-mean token probability, 0..1)."""
 
     text: str
-    language: str | None            # ISO code as whisper reports it
+    language: str | None  # ISO code as whisper reports it
     language_prob: float
     avg_logprob: float
     duration: float
@@ -75,10 +75,13 @@ class Transcript:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Transcript":
+    def from_dict(cls, data: dict) -> Transcript:
         return cls(
-            text=data["text"], language=data.get("language"), language_prob=float(data.get("language_prob", 0.0)),
-            avg_logprob=float(data["avg_logprob"]), duration=float(data.get("duration", 0.0)),
+            text=data["text"],
+            language=data.get("language"),
+            language_prob=float(data.get("language_prob", 0.0)),
+            avg_logprob=float(data["avg_logprob"]),
+            duration=float(data.get("duration", 0.0)),
             words=[Word(**w) for w in data.get("words", [])],
             segments=[Segment(**s) for s in data.get("segments", [])],
             model=data.get("model", ""),
@@ -136,25 +139,33 @@ def locate_model(model: str, cache_dir: Path | None = None) -> Path:
         if not path.exists():
             raise UserError(f"whisper model dir {path} does not exist")
         if not (path / "model.bin").is_file():
-            raise UserError(f"whisper model dir {path} has no model.bin (expected a CTranslate2 faster-whisper model)")
+            raise UserError(
+                f"whisper model dir {path} has no model.bin (expected a CTranslate2 faster-whisper model)"
+            )
         return path
     from faster_whisper.utils import available_models, download_model
 
     if "/" not in model and model not in available_models():
-        raise UserError(f"unknown whisper model {model!r} (choose from {', '.join(available_models())}, "
-                        "a hub id like Systran/faster-whisper-small, or a local CTranslate2 dir)")
+        raise UserError(
+            f"unknown whisper model {model!r} (choose from {', '.join(available_models())}, "
+            "a hub id like Systran/faster-whisper-small, or a local CTranslate2 dir)"
+        )
     cache_str = str(cache_dir) if cache_dir else None
-    for where in ([cache_str, None] if cache_str else [None]):
+    for where in [cache_str, None] if cache_str else [None]:
         try:
             return Path(download_model(model, local_files_only=True, cache_dir=where))
         except Exception:
             continue
     if _offline():
-        raise UserError(f"whisper model {model!r} is not in the cache ({cache_dir}) and HF_HUB_OFFLINE is set; "
-                        "download it once with network access, or pass --whisper-model /path/to/ct2-model")
+        raise UserError(
+            f"whisper model {model!r} is not in the cache ({cache_dir}) and HF_HUB_OFFLINE is set; "
+            "download it once with network access, or pass --whisper-model /path/to/ct2-model"
+        )
     if not _hub_reachable():
-        raise UserError(f"whisper model {model!r} is not in the cache ({cache_dir}) and the Hugging Face hub is "
-                        "not reachable; download it once with network access, or pass --whisper-model /path/to/ct2-model")
+        raise UserError(
+            f"whisper model {model!r} is not in the cache ({cache_dir}) and the Hugging Face hub is "
+            "not reachable; download it once with network access, or pass --whisper-model /path/to/ct2-model"
+        )
     try:
         return Path(download_model(model, local_files_only=False, cache_dir=cache_str))
     except Exception as exc:
@@ -173,9 +184,13 @@ class Transcriber:
         self.device = device
         self.compute_type = compute_type
         try:
-            self._model = WhisperModel(str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads)
+            self._model = WhisperModel(
+                str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads
+            )
         except Exception as exc:
-            raise UserError(f"cannot load whisper model from {model_dir}: {type(exc).__name__}: {exc}") from None
+            raise UserError(
+                f"cannot load whisper model from {model_dir}: {type(exc).__name__}: {exc}"
+            ) from None
         self._lock = threading.Lock()
 
     @property
@@ -192,8 +207,14 @@ class Transcriber:
             ident = f"{self.name}:{sha256_file(config)[:16]}:{(self.model_dir / 'model.bin').stat().st_size}"
         return {"asr_model": ident, "asr_version": ASR_VERSION}
 
-    def transcribe(self, audio: Audio, language: str | None = None, word_timestamps: bool = False,
-                   beam_size: int = 5, temperature: float | tuple[float, ...] | None = None) -> Transcript:
+    def transcribe(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        word_timestamps: bool = False,
+        beam_size: int = 5,
+        temperature: float | tuple[float, ...] | None = None,
+    ) -> Transcript:
         """Transcribe a (short or long) mono clip. `language`: ISO code or Qwen name; None = detect."""
         from audiobox.languages import AUTO, LANGUAGES
 
@@ -207,12 +228,20 @@ class Transcriber:
             return Transcript("", code, 0.0, -10.0, 0.0, model=self.name)
         window = min(duration, 30.0)
         max_new = int(min(440, max(24, TOKENS_PER_SECOND_CAP * window + 16)))
-        kwargs = dict(language=code, beam_size=beam_size, word_timestamps=word_timestamps, vad_filter=False,
-                      condition_on_previous_text=False, max_new_tokens=max_new)
+        kwargs = dict(
+            language=code,
+            beam_size=beam_size,
+            word_timestamps=word_timestamps,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            max_new_tokens=max_new,
+        )
         if temperature is not None:
             kwargs["temperature"] = temperature
         if code is not None and not self.multilingual and code != "en":
-            raise UserError(f"whisper model {self.name!r} is English-only; it cannot transcribe language {language!r}")
+            raise UserError(
+                f"whisper model {self.name!r} is English-only; it cannot transcribe language {language!r}"
+            )
         with self._lock:
             try:
                 segments_iter, info = self._model.transcribe(samples, **kwargs)
@@ -227,24 +256,45 @@ class Transcriber:
             n = max(1, len(seg.tokens))
             logprob_sum += seg.avg_logprob * n
             token_count += n
-            segments.append(Segment(round(min(seg.start, duration), 3), round(min(seg.end, duration), 3),
-                                    seg.text.strip(), float(seg.avg_logprob), float(seg.no_speech_prob), n))
+            segments.append(
+                Segment(
+                    round(min(seg.start, duration), 3),
+                    round(min(seg.end, duration), 3),
+                    seg.text.strip(),
+                    float(seg.avg_logprob),
+                    float(seg.no_speech_prob),
+                    n,
+                )
+            )
             for w in seg.words or []:
                 start = round(min(max(float(w.start), 0.0), duration), 3)
                 end = round(min(max(float(w.end), start), duration), 3)
                 words.append(Word(start, end, w.word.strip(), float(w.probability)))
         text = " ".join(s.text for s in segments if s.text).strip()
         avg = logprob_sum / token_count if token_count else -10.0
-        return Transcript(text=text, language=info.language, language_prob=float(info.language_probability),
-                          avg_logprob=float(avg), duration=duration, words=words, segments=segments, model=self.name)
+        return Transcript(
+            text=text,
+            language=info.language,
+            language_prob=float(info.language_probability),
+            avg_logprob=float(avg),
+            duration=duration,
+            words=words,
+            segments=segments,
+            model=self.name,
+        )
 
 
 _LOADED: dict[tuple, Transcriber] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_asr(model: str | None = DEFAULT_ASR_MODEL, device: str = "auto", compute_type: str = "auto",
-             cache_dir: str | Path | None = None, threads: int | None = None) -> Transcriber:
+def load_asr(
+    model: str | None = DEFAULT_ASR_MODEL,
+    device: str = "auto",
+    compute_type: str = "auto",
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+) -> Transcriber:
     """The process-wide Transcriber for this model/device (loaded on first use).
 
     `model`: a faster-whisper size ('tiny', 'small', 'large-v3'...), a hub id, or a local
@@ -262,4 +312,4 @@ def load_asr(model: str | None = DEFAULT_ASR_MODEL, device: str = "auto", comput
         return _LOADED[key]
 
 
-load_transcriber = load_asr   # the name audiobox.takes uses
+load_transcriber = load_asr  # the name audiobox.takes uses

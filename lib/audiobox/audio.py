@@ -16,7 +16,12 @@ from audiobox.errors import UserError
 
 TTS_SAMPLE_RATE = 24000
 OUTPUT_FORMATS = ("wav", "flac", "mp3", "ogg")
-_SOUNDFILE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
+_SOUNDFILE_FORMATS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
 
 
 @dataclass
@@ -46,7 +51,9 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
         return np.asarray(samples, dtype=np.float32)
     import soxr
 
-    return soxr.resample(np.asarray(samples, dtype=np.float32), from_rate, to_rate, quality="HQ").astype(np.float32)
+    return soxr.resample(np.asarray(samples, dtype=np.float32), from_rate, to_rate, quality="HQ").astype(
+        np.float32
+    )
 
 
 def _decode_with_ffmpeg(path: Path, sample_rate: int | None, start: float | None, end: float | None) -> Audio:
@@ -56,7 +63,20 @@ def _decode_with_ffmpeg(path: Path, sample_rate: int | None, start: float | None
         cmd += ["-ss", f"{start:.3f}"]
     if end is not None:
         cmd += ["-to", f"{end:.3f}"] if not start else ["-t", f"{max(0.0, end - start):.3f}"]
-    cmd += ["-i", str(path), "-vn", "-ac", "1", "-ar", str(rate), "-af", "aresample=resampler=soxr", "-f", "f32le", "-"]
+    cmd += [
+        "-i",
+        str(path),
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        str(rate),
+        "-af",
+        "aresample=resampler=soxr",
+        "-f",
+        "f32le",
+        "-",
+    ]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -64,8 +84,9 @@ def _decode_with_ffmpeg(path: Path, sample_rate: int | None, start: float | None
     return Audio(np.frombuffer(proc.stdout, dtype=np.float32).copy(), rate)
 
 
-def load_audio(path: str | Path, sample_rate: int | None = None, start: float | None = None,
-               end: float | None = None) -> Audio:
+def load_audio(
+    path: str | Path, sample_rate: int | None = None, start: float | None = None, end: float | None = None
+) -> Audio:
     """Decode any file ffmpeg reads (video included) to mono float32, optionally resampled/trimmed."""
     path = Path(path)
     if not path.is_file():
@@ -109,8 +130,9 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int, fmt: st
     return path
 
 
-def join_with_pauses(pieces: list[np.ndarray], sample_rate: int, pause_s: float = 0.3,
-                     crossfade_s: float = 0.01) -> np.ndarray:
+def join_with_pauses(
+    pieces: list[np.ndarray], sample_rate: int, pause_s: float = 0.3, crossfade_s: float = 0.01
+) -> np.ndarray:
     """Concatenate pieces with a silence between them; short fades avoid clicks at the seams."""
     if not pieces:
         return np.zeros(0, dtype=np.float32)

@@ -22,17 +22,29 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
 
 MANIFEST_VERSION = 1
-ITEM_KEYS = ("voice", "speaker", "text", "tone", "language", "profile", "variants", "output", "instruct",
-             "seed", "model")
+ITEM_KEYS = (
+    "voice",
+    "speaker",
+    "text",
+    "tone",
+    "language",
+    "profile",
+    "variants",
+    "output",
+    "instruct",
+    "seed",
+    "model",
+)
 DIALOGUE_SUFFIXES = (".txt", ".dialogue", ".script")
 MAX_ERRORS_SHOWN = 20
 DEFAULT_BATCH_SIZE = 8
@@ -43,8 +55,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 @dataclass
 class BatchItem:
-    number: int                 # 1-based position in the script
-    line: int                   # line in the script file where the item starts
+    number: int  # 1-based position in the script
+    line: int  # line in the script file where the item starts
     text: str
     voice: str | None = None
     speaker: str | None = None
@@ -64,10 +76,10 @@ class BatchItem:
 @dataclass
 class Script:
     path: Path
-    kind: str                   # yaml | jsonl | dialogue
+    kind: str  # yaml | jsonl | dialogue
     items: list[BatchItem]
     sha256: str
-    problems: list[str] = field(default_factory=list)   # item-level errors, reported with the plan's
+    problems: list[str] = field(default_factory=list)  # item-level errors, reported with the plan's
 
     @property
     def name(self) -> str:
@@ -76,6 +88,7 @@ class Script:
 
 # ---------------------------------------------------------------------------------------------
 # Parsing (syntax and field types; no registry, no models)
+
 
 def parse_script(path: str | Path) -> Script:
     path = Path(path)
@@ -93,7 +106,9 @@ def parse_script(path: str | Path) -> Script:
     elif suffix in DIALOGUE_SUFFIXES:
         kind, raw = "dialogue", _parse_dialogue(path, text)
     else:
-        raise UserError(f"{path}: unknown script type {suffix or '(none)'}; use .yaml/.yml, .jsonl or .txt (dialogue)")
+        raise UserError(
+            f"{path}: unknown script type {suffix or '(none)'}; use .yaml/.yml, .jsonl or .txt (dialogue)"
+        )
     if not raw:
         raise UserError(f"{path}: the script has no items")
     errors: list[str] = []
@@ -111,8 +126,10 @@ def _raise_if(errors: list[str], path: Path) -> None:
         return
     shown = errors[:MAX_ERRORS_SHOWN]
     more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
-    raise UserError(f"{path.name}: {len(errors)} problem{'s' if len(errors) > 1 else ''} in the script, nothing was "
-                    f"generated:\n  " + "\n  ".join(shown) + more)
+    raise UserError(
+        f"{path.name}: {len(errors)} problem{'s' if len(errors) > 1 else ''} in the script, nothing was "
+        f"generated:\n  " + "\n  ".join(shown) + more
+    )
 
 
 def _parse_jsonl(path: Path, text: str) -> list[tuple[int, Any]]:
@@ -124,7 +141,9 @@ def _parse_jsonl(path: Path, text: str) -> list[tuple[int, Any]]:
         try:
             out.append((lineno, json.loads(stripped)))
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path.name}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise UserError(
+                f"{path.name}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
     return out
 
 
@@ -145,12 +164,16 @@ def _parse_yaml(path: Path, text: str) -> list[tuple[int, Any]]:
     items_node, items = root, data
     if isinstance(root, yaml.MappingNode):
         if not isinstance(data, dict) or "items" not in data:
-            raise UserError(f"{path.name}:{root.start_mark.line + 1}: a YAML script is a list of items, "
-                            f"or a mapping with 'items' (and optional 'defaults')")
+            raise UserError(
+                f"{path.name}:{root.start_mark.line + 1}: a YAML script is a list of items, "
+                f"or a mapping with 'items' (and optional 'defaults')"
+            )
         unknown = set(data) - {"items", "defaults"}
         if unknown:
-            raise UserError(f"{path.name}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))} "
-                            f"(allowed: items, defaults)")
+            raise UserError(
+                f"{path.name}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))} "
+                f"(allowed: items, defaults)"
+            )
         defaults = data.get("defaults") or {}
         if not isinstance(defaults, dict):
             raise UserError(f"{path.name}: 'defaults' must be a mapping")
@@ -219,26 +242,40 @@ def _make_item(number: int, line: int, data: Any) -> BatchItem:
         raise UserError("'seed' must be a non-negative whole number")
     output = data.get("output")
     if output is not None and not _NAME_RE.match(output):
-        raise UserError(f"'output' {output!r} must be a plain file name (letters, digits, '.', '_', '-'; no folders)")
-    return BatchItem(number=number, line=line, text=text.strip(), voice=data.get("voice"), speaker=data.get("speaker"),
-                     tone=data.get("tone"), language=data.get("language") or "auto", profile=data.get("profile"),
-                     variants=variants, output=output, instruct=data.get("instruct"), seed=seed,
-                     model=data.get("model"))
+        raise UserError(
+            f"'output' {output!r} must be a plain file name (letters, digits, '.', '_', '-'; no folders)"
+        )
+    return BatchItem(
+        number=number,
+        line=line,
+        text=text.strip(),
+        voice=data.get("voice"),
+        speaker=data.get("speaker"),
+        tone=data.get("tone"),
+        language=data.get("language") or "auto",
+        profile=data.get("profile"),
+        variants=variants,
+        output=output,
+        instruct=data.get("instruct"),
+        seed=seed,
+        model=data.get("model"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Planning: resolve every item against the registry and model configs (JSON only, no torch)
 
+
 @dataclass(frozen=True)
 class BatchOptions:
-    out_dir: Path | None = None         # default: <work>/batch/<script name>
+    out_dir: Path | None = None  # default: <work>/batch/<script name>
     format: str = "wav"
-    model: str | None = None            # for items whose voice needs this kind of model (an item's own wins)
-    profile: str | None = None          # default profile (an item's own profile wins)
+    model: str | None = None  # for items whose voice needs this kind of model (an item's own wins)
+    profile: str | None = None  # default profile (an item's own profile wins)
     knobs: dict = field(default_factory=dict)
     greedy: bool = False
-    seed: int | None = None             # base seed: item N gets seed + N unless it sets one
-    variants: int | None = None         # default variants (an item's own value wins)
+    seed: int | None = None  # base seed: item N gets seed + N unless it sets one
+    variants: int | None = None  # default variants (an item's own value wins)
     batch_size: int = DEFAULT_BATCH_SIZE
     select_best: bool = False
     qa: bool = False
@@ -252,11 +289,11 @@ class BatchOptions:
 class PlannedItem:
     item: BatchItem
     voice_id: str
-    kind: str                   # clone | speaker
-    model_kind: str             # base | custom_voice
+    kind: str  # clone | speaker
+    model_kind: str  # base | custom_voice
     model_ref: str
     language: str
-    settings: Any               # GenerationSettings
+    settings: Any  # GenerationSettings
     spec_args: dict
     prompt_id: str | None
     reference_wav: Path | None
@@ -282,8 +319,15 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
     override = read_model_info(options.model) if options.model else None
     for item in script.items:
         try:
-            request = SpeakRequest(text=item.text, voice=item.voice, speaker=item.speaker, instruct=item.instruct,
-                                   tone=item.tone, language=item.language, model=item.model)
+            request = SpeakRequest(
+                text=item.text,
+                voice=item.voice,
+                speaker=item.speaker,
+                instruct=item.instruct,
+                tone=item.tone,
+                language=item.language,
+                model=item.model,
+            )
             resolved = resolve_voice(request, registry)
             if override is not None and not item.model and override.model_type == resolved.model_kind:
                 resolved = replace(resolved, model_ref=options.model)
@@ -291,7 +335,9 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
                 infos[resolved.model_ref] = read_model_info(resolved.model_ref)
             info = infos[resolved.model_ref]
             if info.model_type != resolved.model_kind:
-                raise UserError(f"model {info.ref} is a {info.model_type} model; this voice needs a {resolved.model_kind} model")
+                raise UserError(
+                    f"model {info.ref} is a {info.model_type} model; this voice needs a {resolved.model_kind} model"
+                )
             language = normalize_language(item.language, info.languages)
             spec_args = dict(resolved.spec_args)
             prompt_id = reference = None
@@ -301,36 +347,67 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
                 voice = registry.get(item.voice)
                 prompt_id = voice.prompt_id_for(info.tag, item.tone)
                 if prompt_id is None:
-                    raise UserError(f"voice {item.voice!r} has no prompt for model {info.ref}"
-                                    + (f" and tone {item.tone!r}" if item.tone else ""))
+                    raise UserError(
+                        f"voice {item.voice!r} has no prompt for model {info.ref}"
+                        + (f" and tone {item.tone!r}" if item.tone else "")
+                    )
                 reference = voice.ref_wav if voice.ref_wav and voice.ref_wav.is_file() else None
-            settings, _ = resolve_settings(item.profile or options.profile, resolved.defaults, options.greedy,
-                                           **options.knobs)
+            settings, _ = resolve_settings(
+                item.profile or options.profile, resolved.defaults, options.greedy, **options.knobs
+            )
             text = clean_text(item.text)
             chunk = len(chunk_text(text, language=language)) > 1
             variants = item.variants if item.variants != 1 or options.variants is None else options.variants
-            seed = item.seed if item.seed is not None else (
-                options.seed + item.number if options.seed is not None else None)
-            name = item.output or (f"{item.number:03d}-{resolved.voice_id}" if script.kind != "dialogue"
-                                   else f"{item.number:03d}")
+            seed = (
+                item.seed
+                if item.seed is not None
+                else (options.seed + item.number if options.seed is not None else None)
+            )
+            name = item.output or (
+                f"{item.number:03d}-{resolved.voice_id}"
+                if script.kind != "dialogue"
+                else f"{item.number:03d}"
+            )
             if name in names:
                 raise UserError(f"output name {name!r} is already used by item {names[name]}")
             names[name] = item.number
             key_material = {
-                "text": text, "voice": resolved.voice_id, "kind": resolved.kind, "spec": spec_args,
-                "prompt": prompt_id, "voice_meta": resolved.meta, "language": language,
-                "settings": settings.to_dict(), "variants": variants, "seed": seed,
-                "model": {"ref": info.ref, "fingerprint": info.fingerprint}, "format": options.format,
+                "text": text,
+                "voice": resolved.voice_id,
+                "kind": resolved.kind,
+                "spec": spec_args,
+                "prompt": prompt_id,
+                "voice_meta": resolved.meta,
+                "language": language,
+                "settings": settings.to_dict(),
+                "variants": variants,
+                "seed": seed,
+                "model": {"ref": info.ref, "fingerprint": info.fingerprint},
+                "format": options.format,
                 "select_best": options.select_best,
             }
             key = sha256_json(key_material)
-            if seed is None:   # reproducible without a seed: derived from the content
+            if seed is None:  # reproducible without a seed: derived from the content
                 seed = int(key[:8], 16) % (2**31)
-            planned.append(PlannedItem(item=item, voice_id=resolved.voice_id, kind=resolved.kind,
-                                       model_kind=resolved.model_kind, model_ref=resolved.model_ref,
-                                       language=language, settings=settings, spec_args=spec_args,
-                                       prompt_id=prompt_id, reference_wav=reference, seed=seed,
-                                       variants=variants, name=name, key=key, chunk=chunk))
+            planned.append(
+                PlannedItem(
+                    item=item,
+                    voice_id=resolved.voice_id,
+                    kind=resolved.kind,
+                    model_kind=resolved.model_kind,
+                    model_ref=resolved.model_ref,
+                    language=language,
+                    settings=settings,
+                    spec_args=spec_args,
+                    prompt_id=prompt_id,
+                    reference_wav=reference,
+                    seed=seed,
+                    variants=variants,
+                    name=name,
+                    key=key,
+                    chunk=chunk,
+                )
+            )
         except UserError as exc:
             errors.append(f"{item.where(script.path)}: {exc}")
     errors.sort(key=lambda line: int(re.search(r"\(item (\d+)\)", line).group(1)) if "(item " in line else 0)
@@ -341,6 +418,7 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
 # ---------------------------------------------------------------------------------------------
 # The manifest
 
+
 class Manifest:
     """manifest.json: one entry per item, rewritten atomically after every change."""
 
@@ -348,10 +426,18 @@ class Manifest:
         self.path = path
         previous = self._load_previous(path)
         self.data = {
-            "version": MANIFEST_VERSION, "script": str(script.path), "script_sha256": script.sha256,
-            "kind": script.kind, "out_dir": str(out_dir),
-            "started_at": _now(), "updated_at": _now(), "finished_at": None, "runs": previous.get("runs", 0) + 1,
-            "items": [], "summary": {}, "dialogue": None,
+            "version": MANIFEST_VERSION,
+            "script": str(script.path),
+            "script_sha256": script.sha256,
+            "kind": script.kind,
+            "out_dir": str(out_dir),
+            "started_at": _now(),
+            "updated_at": _now(),
+            "finished_at": None,
+            "runs": previous.get("runs", 0) + 1,
+            "items": [],
+            "summary": {},
+            "dialogue": None,
         }
         done_by_key = {e["key"]: e for e in previous.get("items", []) if e.get("status") == "done"}
         for plan in planned:
@@ -359,9 +445,18 @@ class Manifest:
             if old and all((out_dir / f).is_file() for f in old.get("files", [])) and old.get("files"):
                 entry = dict(old, item=plan.item.number, line=plan.item.line, reused=True)
             else:
-                entry = {"item": plan.item.number, "line": plan.item.line, "output": plan.name, "key": plan.key,
-                         "voice": plan.voice_id, "text": plan.item.text, "model": plan.model_ref,
-                         "status": "pending", "files": [], "reused": False}
+                entry = {
+                    "item": plan.item.number,
+                    "line": plan.item.line,
+                    "output": plan.name,
+                    "key": plan.key,
+                    "voice": plan.voice_id,
+                    "text": plan.item.text,
+                    "model": plan.model_ref,
+                    "status": "pending",
+                    "files": [],
+                    "reused": False,
+                }
             self.data["items"].append(entry)
         self.save()
 
@@ -372,7 +467,7 @@ class Manifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}   # a damaged manifest only costs the skipping: items are generated again
+            return {}  # a damaged manifest only costs the skipping: items are generated again
         return data if isinstance(data, dict) and data.get("version") == MANIFEST_VERSION else {}
 
     def entry(self, number: int) -> dict:
@@ -398,6 +493,7 @@ def _now() -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Running
+
 
 @dataclass
 class BatchResult:
@@ -426,8 +522,15 @@ class _Stats:
         return self.synth_sec / self.audio_sec if self.audio_sec else None
 
 
-def run_batch(script: Script, dirs, pool, options: BatchOptions = BatchOptions(), judge=None,
-              progress: Callable[[dict], None] | None = None, registry=None) -> BatchResult:
+def run_batch(
+    script: Script,
+    dirs,
+    pool,
+    options: BatchOptions = BatchOptions(),
+    judge=None,
+    progress: Callable[[dict], None] | None = None,
+    registry=None,
+) -> BatchResult:
     """Plan (fails before any model loads), then generate by model, batching what can be batched."""
     from audiobox.voices import VoiceRegistry
 
@@ -446,17 +549,36 @@ def run_batch(script: Script, dirs, pool, options: BatchOptions = BatchOptions()
 
     def report(plan: PlannedItem | None = None):
         if progress:
-            progress({"done": state["done"], "total": state["total"], "audio_sec": stats.audio_sec,
-                      "rtf": stats.rtf, "item": plan.item.number if plan else None})
+            progress(
+                {
+                    "done": state["done"],
+                    "total": state["total"],
+                    "audio_sec": stats.audio_sec,
+                    "rtf": stats.rtf,
+                    "item": plan.item.number if plan else None,
+                }
+            )
 
     report()
     if (options.select_best or options.qa) and judge is None and todo:
         from audiobox.takes import JudgeOptions, TakeJudge
 
-        judge = TakeJudge(JudgeOptions(asr=options.judge_asr, whisper_model=options.judge_asr_model,
-                                       cache_dir=dirs.stage("asr")))
-    runner = _Runner(dirs, pool, options, registry, manifest, out_dir, stats, judge,
-                     parts_dir=out_dir / f"{script.name}.parts" if script.kind == "dialogue" else None)
+        judge = TakeJudge(
+            JudgeOptions(
+                asr=options.judge_asr, whisper_model=options.judge_asr_model, cache_dir=dirs.stage("asr")
+            )
+        )
+    runner = _Runner(
+        dirs,
+        pool,
+        options,
+        registry,
+        manifest,
+        out_dir,
+        stats,
+        judge,
+        parts_dir=out_dir / f"{script.name}.parts" if script.kind == "dialogue" else None,
+    )
     stop = False
     for model_ref, group in _group_by_model(todo):
         for batch in _batches(group, options.batch_size):
@@ -479,9 +601,17 @@ def run_batch(script: Script, dirs, pool, options: BatchOptions = BatchOptions()
     manifest.data["stopped_early"] = stop
     manifest.save()
     counts = manifest.data["summary"]
-    return BatchResult(out_dir=out_dir, manifest_path=manifest.path, done=counts.get("done", 0),
-                       failed=counts.get("failed", 0), reused=counts.get("reused", 0), audio_sec=stats.audio_sec,
-                       synth_sec=stats.synth_sec, dialogue_file=dialogue_file, failures=failures)
+    return BatchResult(
+        out_dir=out_dir,
+        manifest_path=manifest.path,
+        done=counts.get("done", 0),
+        failed=counts.get("failed", 0),
+        reused=counts.get("reused", 0),
+        audio_sec=stats.audio_sec,
+        synth_sec=stats.synth_sec,
+        dialogue_file=dialogue_file,
+        failures=failures,
+    )
 
 
 def _group_by_model(planned: list[PlannedItem]) -> list[tuple[str, list[PlannedItem]]]:
@@ -506,15 +636,31 @@ def _batches(group: list[PlannedItem], batch_size: int) -> list[list[PlannedItem
     out: list[list[PlannedItem]] = []
     for members in together.values():
         members.sort(key=lambda p: len(p.item.text))
-        out.extend(members[i:i + batch_size] for i in range(0, len(members), batch_size))
+        out.extend(members[i : i + batch_size] for i in range(0, len(members), batch_size))
     return sorted(out + alone, key=lambda b: min(p.item.number for p in b))
 
 
 class _Runner:
-    def __init__(self, dirs, pool, options: BatchOptions, registry, manifest: Manifest, out_dir: Path, stats: _Stats,
-                 judge, parts_dir: Path | None):
+    def __init__(
+        self,
+        dirs,
+        pool,
+        options: BatchOptions,
+        registry,
+        manifest: Manifest,
+        out_dir: Path,
+        stats: _Stats,
+        judge,
+        parts_dir: Path | None,
+    ):
         self.dirs, self.pool, self.options, self.registry = dirs, pool, options, registry
-        self.manifest, self.out_dir, self.stats, self.judge, self.parts_dir = manifest, out_dir, stats, judge, parts_dir
+        self.manifest, self.out_dir, self.stats, self.judge, self.parts_dir = (
+            manifest,
+            out_dir,
+            stats,
+            judge,
+            parts_dir,
+        )
         self._specs: dict[int, Any] = {}
 
     def _spec(self, plan: PlannedItem, synth):
@@ -553,31 +699,44 @@ class _Runner:
 
         first = ready[0][0]
         started = time.perf_counter()
-        wavs, rate = synth.generate([p.item.text for p, _ in ready], [s for _, s in ready], first.language,
-                                    first.settings, first.seed)
+        wavs, rate = synth.generate(
+            [p.item.text for p, _ in ready], [s for _, s in ready], first.language, first.settings, first.seed
+        )
         spent = time.perf_counter() - started
         total_audio = sum(len(w) for w in wavs) / rate or 1.0
         out = []
         for (plan, _), wav in zip(ready, wavs):
             share = spent * (len(wav) / rate) / total_audio
             take = Take(index=1, samples=wav, sample_rate=rate, seed=first.seed, synth_sec=share)
-            out.append(self._finish(plan, [take], synth, share,
-                                    batched_with=[p.item.number for p, _ in ready], seed=first.seed))
+            out.append(
+                self._finish(
+                    plan,
+                    [take],
+                    synth,
+                    share,
+                    batched_with=[p.item.number for p, _ in ready],
+                    seed=first.seed,
+                )
+            )
         return out
 
     def _generate_alone(self, synth, plan: PlannedItem, spec) -> tuple[PlannedItem, str | None]:
         started = time.perf_counter()
         try:
-            takes = synth.speak(plan.item.text, spec, plan.language, plan.settings, plan.variants, plan.seed,
-                                chunk=plan.chunk)
+            takes = synth.speak(
+                plan.item.text, spec, plan.language, plan.settings, plan.variants, plan.seed, chunk=plan.chunk
+            )
         except UserError as exc:
             return self._fail(plan, str(exc))
         except Exception as exc:  # one broken item must not take the run down
             return self._fail(plan, f"{type(exc).__name__}: {exc}")
-        return self._finish(plan, takes, synth, time.perf_counter() - started, batched_with=[plan.item.number],
-                            seed=plan.seed)
+        return self._finish(
+            plan, takes, synth, time.perf_counter() - started, batched_with=[plan.item.number], seed=plan.seed
+        )
 
-    def _finish(self, plan: PlannedItem, takes, synth, synth_sec: float, batched_with, seed) -> tuple[PlannedItem, str | None]:
+    def _finish(
+        self, plan: PlannedItem, takes, synth, synth_sec: float, batched_with, seed
+    ) -> tuple[PlannedItem, str | None]:
         from audiobox.audio import load_audio, write_audio
 
         try:
@@ -589,29 +748,53 @@ class _Runner:
                 board = self.judge.judge(takes, plan.item.text, plan.language, reference=reference)
             files = []
             if len(takes) == 1:
-                files.append(write_audio(target_dir / f"{plan.name}.{fmt}", takes[0].samples, takes[0].sample_rate, fmt))
+                files.append(
+                    write_audio(
+                        target_dir / f"{plan.name}.{fmt}", takes[0].samples, takes[0].sample_rate, fmt
+                    )
+                )
             else:
                 for take in takes:
-                    files.append(write_audio(target_dir / f"{plan.name}.take_{take.index:02d}.{fmt}", take.samples,
-                                             take.sample_rate, fmt))
+                    files.append(
+                        write_audio(
+                            target_dir / f"{plan.name}.take_{take.index:02d}.{fmt}",
+                            take.samples,
+                            take.sample_rate,
+                            fmt,
+                        )
+                    )
                 if self.options.select_best:
                     if board is None or board.best_index is None:
-                        return self._fail(plan, "no take passed the checks (see 'scoreboard' in the manifest)",
-                                          files=[str(f.relative_to(self.out_dir)) for f in files],
-                                          scoreboard=board.to_dict() if board else None)
+                        return self._fail(
+                            plan,
+                            "no take passed the checks (see 'scoreboard' in the manifest)",
+                            files=[str(f.relative_to(self.out_dir)) for f in files],
+                            scoreboard=board.to_dict() if board else None,
+                        )
                     best = next(t for t in takes if t.index == board.best_index)
-                    files.append(write_audio(target_dir / f"{plan.name}.{fmt}", best.samples, best.sample_rate, fmt))
+                    files.append(
+                        write_audio(target_dir / f"{plan.name}.{fmt}", best.samples, best.sample_rate, fmt)
+                    )
             audio_sec = sum(t.duration for t in takes)
             self.stats.audio_sec += audio_sec
             self.stats.synth_sec += synth_sec
             self.manifest.update(
-                plan.item.number, status="done", error=None,
-                files=[str(f.relative_to(self.out_dir)) for f in files], seed=seed, batched_with=batched_with,
-                duration_sec=round(audio_sec, 3), synth_sec=round(synth_sec, 3),
-                rtf=round(synth_sec / audio_sec, 3) if audio_sec else None, backend=synth.backend_name,
-                model=synth.info.ref, scoreboard=board.to_dict() if board else None,
+                plan.item.number,
+                status="done",
+                error=None,
+                files=[str(f.relative_to(self.out_dir)) for f in files],
+                seed=seed,
+                batched_with=batched_with,
+                duration_sec=round(audio_sec, 3),
+                synth_sec=round(synth_sec, 3),
+                rtf=round(synth_sec / audio_sec, 3) if audio_sec else None,
+                backend=synth.backend_name,
+                model=synth.info.ref,
+                scoreboard=board.to_dict() if board else None,
                 best_take=board.best_index if board else None,
-                qa_passed=(board.best_index is not None) if board else None, finished_at=_now())
+                qa_passed=(board.best_index is not None) if board else None,
+                finished_at=_now(),
+            )
             return plan, None
         except UserError as exc:
             return self._fail(plan, str(exc))
@@ -621,8 +804,9 @@ class _Runner:
         return plan, error
 
 
-def _join_dialogue(script: Script, planned: list[PlannedItem], manifest: Manifest, out_dir: Path,
-                   options: BatchOptions) -> Path:
+def _join_dialogue(
+    script: Script, planned: list[PlannedItem], manifest: Manifest, out_dir: Path, options: BatchOptions
+) -> Path:
     """All lines in script order, with the same pause after each line, into <out>/<script>.<fmt>."""
     from audiobox.audio import TTS_SAMPLE_RATE, join_with_pauses, load_audio, resample, write_audio
 
@@ -633,18 +817,28 @@ def _join_dialogue(script: Script, planned: list[PlannedItem], manifest: Manifes
         main_file = next((f for f in entry["files"] if ".take_" not in f), entry["files"][0])
         audio = load_audio(out_dir / main_file)
         pieces.append(resample(audio.samples, audio.sample_rate, rate))
-    path = write_audio(out_dir / f"{script.name}.{options.format}", join_with_pauses(pieces, rate, options.pause_s),
-                       rate, options.format)
-    manifest.data["dialogue"] = {"file": path.name, "lines": len(pieces),
-                                 "duration_sec": round(sum(len(p) for p in pieces) / rate
-                                                       + options.pause_s * max(0, len(pieces) - 1), 3)}
+    path = write_audio(
+        out_dir / f"{script.name}.{options.format}",
+        join_with_pauses(pieces, rate, options.pause_s),
+        rate,
+        options.format,
+    )
+    manifest.data["dialogue"] = {
+        "file": path.name,
+        "lines": len(pieces),
+        "duration_sec": round(
+            sum(len(p) for p in pieces) / rate + options.pause_s * max(0, len(pieces) - 1), 3
+        ),
+    }
     return path
 
 
 def summary_line(result: BatchResult) -> str:
     rtf = f", RTF {result.synth_sec / result.audio_sec:.2f}" if result.audio_sec else ""
-    return (f"{result.done} done ({result.reused} reused), {result.failed} failed; "
-            f"{result.audio_sec:.1f} s of audio{rtf}; manifest: {result.manifest_path}")
+    return (
+        f"{result.done} done ({result.reused} reused), {result.failed} failed; "
+        f"{result.audio_sec:.1f} s of audio{rtf}; manifest: {result.manifest_path}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,27 +854,54 @@ item fields: voice | speaker, text, tone, language, profile, variants, output, i
 re-running the same command skips items already done (manifest.json in the output dir)."""
 
 
-def add_batch_parser(sub, add_generation, add_runtime, add_dirs, add_output_format, positive_int, formatter) -> None:
-    parser = sub.add_parser("batch", help="render a YAML/JSONL script or a [voice]-tagged dialogue in one process",
-                            formatter_class=formatter, epilog=BATCH_EPILOG)
+def add_batch_parser(
+    sub, add_generation, add_runtime, add_dirs, add_output_format, positive_int, formatter
+) -> None:
+    parser = sub.add_parser(
+        "batch",
+        help="render a YAML/JSONL script or a [voice]-tagged dialogue in one process",
+        formatter_class=formatter,
+        epilog=BATCH_EPILOG,
+    )
     parser.add_argument("script", metavar="FILE", help="script: .yaml/.yml, .jsonl or .txt (dialogue)")
     parser.add_argument("--out-exact", metavar="DIR", help="output dir (default: <out>/batch/<script name>/)")
     parser.add_argument("--variants", type=positive_int, help="takes per item unless the item says otherwise")
-    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
-                        help="items generated together in one model call (1 = one call per item)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help="items generated together in one model call (1 = one call per item)",
+    )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing item")
-    parser.add_argument("--check", action="store_true", help="validate the script against voices and models, generate nothing")
-    parser.add_argument("--pause", type=float, default=DIALOGUE_PAUSE_S, metavar="SEC", help="silence between dialogue lines")
-    parser.add_argument("--select-best", action="store_true", help="items with several variants: keep the best as <output>.<format>")
-    parser.add_argument("--qa", action="store_true", help="check every take and record the scoreboard in the manifest")
-    parser.add_argument("--qa-asr", default="auto", choices=("auto", "whisper", "sphinx", "none"),
-                        help="ASR for the checks (see speak --help)")
+    parser.add_argument(
+        "--check", action="store_true", help="validate the script against voices and models, generate nothing"
+    )
+    parser.add_argument(
+        "--pause", type=float, default=DIALOGUE_PAUSE_S, metavar="SEC", help="silence between dialogue lines"
+    )
+    parser.add_argument(
+        "--select-best",
+        action="store_true",
+        help="items with several variants: keep the best as <output>.<format>",
+    )
+    parser.add_argument(
+        "--qa", action="store_true", help="check every take and record the scoreboard in the manifest"
+    )
+    parser.add_argument(
+        "--qa-asr",
+        default="auto",
+        choices=("auto", "whisper", "sphinx", "none"),
+        help="ASR for the checks (see speak --help)",
+    )
     parser.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
     parser.add_argument("--json", action="store_true", help="print the result summary as JSON on stdout")
     add_output_format(parser)
     add_generation(parser)
-    add_runtime(parser, "model for the items whose voice needs that kind of model (Base or CustomVoice); "
-                        "an item's own 'model' wins (default: each voice's own model)")
+    add_runtime(
+        parser,
+        "model for the items whose voice needs that kind of model (Base or CustomVoice); "
+        "an item's own 'model' wins (default: each voice's own model)",
+    )
     add_dirs(parser)
 
 
@@ -692,20 +913,35 @@ def cmd_batch(args) -> int:
 
     dirs = resolve_dirs(args.cache, args.out)
     script = parse_script(args.script)
-    options = BatchOptions(out_dir=Path(args.out_exact) if args.out_exact else None, format=args.format,
-                           model=args.model, profile=args.profile, knobs=explicit_knobs(args), greedy=args.greedy,
-                           seed=args.seed, variants=args.variants, batch_size=args.batch_size,
-                           select_best=args.select_best, qa=args.qa, judge_asr=args.qa_asr,
-                           judge_asr_model=args.asr_model,
-                           fail_fast=args.fail_fast, pause_s=args.pause)
+    options = BatchOptions(
+        out_dir=Path(args.out_exact) if args.out_exact else None,
+        format=args.format,
+        model=args.model,
+        profile=args.profile,
+        knobs=explicit_knobs(args),
+        greedy=args.greedy,
+        seed=args.seed,
+        variants=args.variants,
+        batch_size=args.batch_size,
+        select_best=args.select_best,
+        qa=args.qa,
+        judge_asr=args.qa_asr,
+        judge_asr_model=args.asr_model,
+        fail_fast=args.fail_fast,
+        pause_s=args.pause,
+    )
     console = stderr_console()
     registry = VoiceRegistry(dirs.voices)
     if args.check:
         planned = plan_script(script, registry, options)
         models = sorted({p.model_ref for p in planned})
-        console.print(f"{script.path.name}: {len(planned)} items OK ({script.kind}); models: {', '.join(models)}")
+        console.print(
+            f"{script.path.name}: {len(planned)} items OK ({script.kind}); models: {', '.join(models)}"
+        )
         return 0
-    pool = ModelPool(runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+    pool = ModelPool(
+        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
+    )
     with batch_progress(console) as progress:
         result = run_batch(script, dirs, pool, options, progress=progress, registry=registry)
     for line in result.failures:
@@ -714,11 +950,19 @@ def cmd_batch(args) -> int:
         console.print(f"dialogue: {result.dialogue_file}")
     console.print(summary_line(result))
     if args.json:
-        print_json({"out_dir": str(result.out_dir), "manifest": str(result.manifest_path), "done": result.done,
-                    "failed": result.failed, "reused": result.reused, "audio_sec": round(result.audio_sec, 3),
-                    "synth_sec": round(result.synth_sec, 3),
-                    "dialogue": str(result.dialogue_file) if result.dialogue_file else None,
-                    "failures": result.failures})
+        print_json(
+            {
+                "out_dir": str(result.out_dir),
+                "manifest": str(result.manifest_path),
+                "done": result.done,
+                "failed": result.failed,
+                "reused": result.reused,
+                "audio_sec": round(result.audio_sec, 3),
+                "synth_sec": round(result.synth_sec, 3),
+                "dialogue": str(result.dialogue_file) if result.dialogue_file else None,
+                "failures": result.failures,
+            }
+        )
     return 0 if result.ok else 1
 
 
@@ -731,11 +975,18 @@ class batch_progress:
     def __enter__(self):
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(SpinnerColumn(), TextColumn("batch"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total} items"),
-                                 TextColumn("{task.fields[audio]:.1f} s audio"), TextColumn("RTF {task.fields[rtf]}"),
-                                 TimeElapsedColumn(), console=self.console, transient=False,
-                                 disable=not self.console.is_terminal)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("batch"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} items"),
+            TextColumn("{task.fields[audio]:.1f} s audio"),
+            TextColumn("RTF {task.fields[rtf]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+            disable=not self.console.is_terminal,
+        )
         self.progress.__enter__()
         self.task = None
         return self
@@ -744,7 +995,9 @@ class batch_progress:
         rtf = f"{state['rtf']:.2f}" if state.get("rtf") else "-"
         if self.task is None:
             self.task = self.progress.add_task("batch", total=state["total"], audio=0.0, rtf="-")
-        self.progress.update(self.task, completed=state["done"], total=state["total"], audio=state["audio_sec"], rtf=rtf)
+        self.progress.update(
+            self.task, completed=state["done"], total=state["total"], audio=state["audio_sec"], rtf=rtf
+        )
 
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)

@@ -45,8 +45,16 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
     settings, _ = resolve_settings(request.profile, None, request.greedy, **request.knobs)
     designer = pool.synthesizer(request.design_model, "voice_design")
     language = normalize_language(request.language, designer.info.languages)
-    key = sha256_json({"instruct": instruct, "text": ref_text, "language": language, "model": designer.info.ref,
-                       "settings": settings.to_dict(), "seed": request.seed})[:16]
+    key = sha256_json(
+        {
+            "instruct": instruct,
+            "text": ref_text,
+            "language": language,
+            "model": designer.info.ref,
+            "settings": settings.to_dict(),
+            "seed": request.seed,
+        }
+    )[:16]
     cache_dir = dirs.stage("designs") / key
     ref_path = cache_dir / "reference.wav"
     if ref_path.is_file():
@@ -55,9 +63,17 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
         take = designer.speak(ref_text, VoiceSpec.design(instruct), language, settings, seed=request.seed)[0]
         reference = Audio(take.samples, take.sample_rate)
         write_audio(ref_path, reference.samples, reference.sample_rate)
-        atomic_write_json(cache_dir / "design.json", {"instruct": instruct, "instruct_source": instruct_source,
-                                                      "ref_text": ref_text, "language": language,
-                                                      "model": designer.info.ref, "seed": take.seed})
+        atomic_write_json(
+            cache_dir / "design.json",
+            {
+                "instruct": instruct,
+                "instruct_source": instruct_source,
+                "ref_text": ref_text,
+                "language": language,
+                "model": designer.info.ref,
+                "seed": take.seed,
+            },
+        )
     pool.release(designer.info.ref)
     cloner = pool.synthesizer(request.clone_model, "base")
     prompt = cloner.build_clone_prompt(reference, ref_text)
@@ -65,13 +81,37 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
     def write_files(staging):
         write_audio(staging / "ref.wav", reference.samples, reference.sample_rate)
 
-    registry.create(slug, {
-        "engine": "designed_clone", "display_name": request.display_name or slug, "description": request.description,
-        "source": {"type": "designed", "instruct": instruct, "instruct_source": instruct_source,
-                   "design_model": designer.info.ref, "ref_text": ref_text},
-        "ref": {"wav": "ref.wav", "duration_sec": round(reference.duration, 3), "sample_rate": reference.sample_rate,
-                "transcript": ref_text, "language": None if language == "auto" else language},
-    }, write_files=write_files, replace=request.replace, prompts=((prompt, None, None),))
+    registry.create(
+        slug,
+        {
+            "engine": "designed_clone",
+            "display_name": request.display_name or slug,
+            "description": request.description,
+            "source": {
+                "type": "designed",
+                "instruct": instruct,
+                "instruct_source": instruct_source,
+                "design_model": designer.info.ref,
+                "ref_text": ref_text,
+            },
+            "ref": {
+                "wav": "ref.wav",
+                "duration_sec": round(reference.duration, 3),
+                "sample_rate": reference.sample_rate,
+                "transcript": ref_text,
+                "language": None if language == "auto" else language,
+            },
+        },
+        write_files=write_files,
+        replace=request.replace,
+        prompts=((prompt, None, None),),
+    )
     (prompt_id,) = registry.get(slug).prompts
-    return {"voice": slug, "reference": str(ref_path), "duration_sec": reference.duration, "prompt_id": prompt_id,
-            "design_model": designer.info.ref, "clone_model": cloner.info.ref}
+    return {
+        "voice": slug,
+        "reference": str(ref_path),
+        "duration_sec": reference.duration,
+        "prompt_id": prompt_id,
+        "design_model": designer.info.ref,
+        "clone_model": cloner.info.ref,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

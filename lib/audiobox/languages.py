@@ -14,11 +14,11 @@ from audiobox.errors import UserError
 
 @dataclass(frozen=True)
 class Language:
-    name: str          # Qwen's lower-case name, as config.json spells it
-    code: str          # ISO 639-1, as Whisper reports it
+    name: str  # Qwen's lower-case name, as config.json spells it
+    code: str  # ISO 639-1, as Whisper reports it
     chars_per_second: float
-    cjk: bool = False       # scored by character error rate; sentences may end without a space
-    spaced: bool = True     # words separated by spaces (Korean is, Chinese and Japanese are not)
+    cjk: bool = False  # scored by character error rate; sentences may end without a space
+    spaced: bool = True  # words separated by spaces (Korean is, Chinese and Japanese are not)
 
 
 LANGUAGES: dict[str, Language] = {

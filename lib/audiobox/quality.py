@@ -35,8 +35,8 @@ Weights of measures that are unavailable are dropped and the rest renormalised.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ QUALITY_VERSION = 1
 FRAME_S = 0.030
 HOP_S = 0.010
 CLIP_LEVEL = 0.99
-SILENCE_FLOOR_S = 1e-10          # power floor (-100 dBFS) so digital silence stays finite
+SILENCE_FLOOR_S = 1e-10  # power floor (-100 dBFS) so digital silence stays finite
 
 SCORE_WEIGHTS = {"snr": 0.40, "clipping": 0.25, "silence": 0.20, "rate": 0.15}
 
@@ -90,7 +90,9 @@ def _db(power: float) -> float:
     return 10.0 * math.log10(max(power, SILENCE_FLOOR_S))
 
 
-def frame_powers(samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S, hop_s: float = HOP_S) -> np.ndarray:
+def frame_powers(
+    samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S, hop_s: float = HOP_S
+) -> np.ndarray:
     """Mean-square power of overlapping frames (one value per hop)."""
     x = np.asarray(samples, dtype=np.float64).reshape(-1)
     frame = max(1, int(round(frame_s * sample_rate)))
@@ -119,7 +121,10 @@ def clipping_ratio(samples: np.ndarray, level: float = CLIP_LEVEL) -> float:
 
 # --- loudness (BS.1770 K-weighting, frequency domain) -------------------------------------------------
 
-def _biquad_power_response(b: Sequence[float], a: Sequence[float], freqs: np.ndarray, sample_rate: int) -> np.ndarray:
+
+def _biquad_power_response(
+    b: Sequence[float], a: Sequence[float], freqs: np.ndarray, sample_rate: int
+) -> np.ndarray:
     z = np.exp(-1j * 2.0 * np.pi * freqs / sample_rate)
     num = b[0] + b[1] * z + b[2] * z * z
     den = a[0] + a[1] * z + a[2] * z * z
@@ -132,7 +137,7 @@ def k_weighting_power(freqs: np.ndarray, sample_rate: int) -> np.ndarray:
     f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
     k = math.tan(math.pi * f0 / sample_rate)
     vh = 10.0 ** (gain_db / 20.0)
-    vb = vh ** 0.4996667741545416
+    vb = vh**0.4996667741545416
     a0 = 1.0 + k / q + k * k
     shelf_b = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0]
     shelf_a = [1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
@@ -142,7 +147,9 @@ def k_weighting_power(freqs: np.ndarray, sample_rate: int) -> np.ndarray:
     a0 = 1.0 + k / q + k * k
     hp_b = [1.0, -2.0, 1.0]
     hp_a = [1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
-    return _biquad_power_response(shelf_b, shelf_a, freqs, sample_rate) * _biquad_power_response(hp_b, hp_a, freqs, sample_rate)
+    return _biquad_power_response(shelf_b, shelf_a, freqs, sample_rate) * _biquad_power_response(
+        hp_b, hp_a, freqs, sample_rate
+    )
 
 
 def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
@@ -158,14 +165,14 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
     weight = k_weighting_power(np.fft.rfftfreq(block, 1.0 / sample_rate), sample_rate)
     powers = np.empty(starts.size)
     for i in range(0, starts.size, 256):  # batches of blocks keep memory small on long files
-        idx = starts[i:i + 256, None] + np.arange(block)[None, :]
+        idx = starts[i : i + 256, None] + np.arange(block)[None, :]
         spec = np.fft.rfft(x[idx], axis=1)
         energy = (np.abs(spec) ** 2) * weight[None, :]
         # Parseval for a real signal from its half spectrum: sum|x|^2 = (|X0|^2 + 2 sum|Xk|^2 + |XN/2|^2) / N
         energy[:, 1:] *= 2.0
         if block % 2 == 0:
             energy[:, -1] /= 2.0
-        powers[i:i + 256] = energy.sum(axis=1) / (block * block)
+        powers[i : i + 256] = energy.sum(axis=1) / (block * block)
     loud = -0.691 + 10.0 * np.log10(np.maximum(powers, 1e-20))
     gated = powers[loud > -70.0]
     if gated.size == 0:
@@ -177,8 +184,9 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
     return float(-0.691 + 10.0 * math.log10(gated.mean()))
 
 
-def loudness_gain(samples: np.ndarray, sample_rate: int, target_lufs: float = -20.0,
-                  peak_ceiling: float = 0.89) -> float:
+def loudness_gain(
+    samples: np.ndarray, sample_rate: int, target_lufs: float = -20.0, peak_ceiling: float = 0.89
+) -> float:
     """Linear gain that brings the clip to `target_lufs` without pushing its peak above the ceiling.
 
     A single gain (no compressor or limiter) keeps the recording's dynamics and full bandwidth.
@@ -195,8 +203,10 @@ def loudness_gain(samples: np.ndarray, sample_rate: int, target_lufs: float = -2
 
 # --- the measures ----------------------------------------------------------------------------------
 
-def _span_masks(n_frames: int, spans: Iterable, hop_s: float, frame_s: float,
-                guard_s: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+
+def _span_masks(
+    n_frames: int, spans: Iterable, hop_s: float, frame_s: float, guard_s: float = 0.03
+) -> tuple[np.ndarray, np.ndarray]:
     """(speech, noise) frame masks: speech = frame centre inside a span; noise = the whole frame at
     least `guard_s` away from every span (frames straddling an edge count as neither)."""
     starts = np.arange(n_frames) * hop_s
@@ -215,8 +225,15 @@ def text_chars(text: str) -> int:
     return len(" ".join(text.split()))
 
 
-def measure(samples: np.ndarray, sample_rate: int, *, speech_spans: Iterable | None = None,
-            transcript: str | None = None, language: str | None = None, loudness: bool = True) -> QualityMeasures:
+def measure(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    speech_spans: Iterable | None = None,
+    transcript: str | None = None,
+    language: str | None = None,
+    loudness: bool = True,
+) -> QualityMeasures:
     """Measure a clip. `speech_spans` (seconds relative to the clip, objects with start/end or
     pairs) make the SNR and silence figures much more reliable; `transcript` adds speaking rate.
     `loudness=False` skips the (comparatively slow) BS.1770 figure when only the score is needed."""
@@ -229,8 +246,13 @@ def measure(samples: np.ndarray, sample_rate: int, *, speech_spans: Iterable | N
     spans = list(speech_spans) if speech_spans is not None else None
     if spans is not None:
         mask, noise_mask = _span_masks(powers.size, spans, HOP_S, FRAME_S)
-        speech_s = float(sum(min(duration, (s.end if hasattr(s, "end") else s[1])) - max(0.0, (s.start if hasattr(s, "start") else s[0]))
-                             for s in spans))
+        speech_s = float(
+            sum(
+                min(duration, (s.end if hasattr(s, "end") else s[1]))
+                - max(0.0, (s.start if hasattr(s, "start") else s[0]))
+                for s in spans
+            )
+        )
         speech_s = max(0.0, min(duration, speech_s))
     else:
         loud_ref = float(np.percentile(db, 95))
@@ -246,7 +268,9 @@ def measure(samples: np.ndarray, sample_rate: int, *, speech_spans: Iterable | N
         noise = float(np.percentile(powers, 10))
         upper = powers[powers >= np.median(powers)]
         signal = float(upper.mean()) if upper.size else float(powers.mean())
-    snr = _clamp(10.0 * math.log10(max(signal - noise, SILENCE_FLOOR_S) / max(noise, SILENCE_FLOOR_S)), -10.0, 60.0)
+    snr = _clamp(
+        10.0 * math.log10(max(signal - noise, SILENCE_FLOOR_S) / max(noise, SILENCE_FLOOR_S)), -10.0, 60.0
+    )
     cps = ratio = None
     if transcript is not None and transcript.strip():
         from audiobox.languages import guess_language, pace

@@ -36,10 +36,10 @@ The short silence that stops Qwen3-TTS from echoing the end of the reference is 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,23 +48,23 @@ from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
 from audiobox.quality import QUALITY_VERSION, frame_powers, loudness_gain, measure, quality_score, text_chars
 
-SCORING_VERSION = 1          # bump when candidate planning or scoring changes: cached selections recompute
+SCORING_VERSION = 1  # bump when candidate planning or scoring changes: cached selections recompute
 DECODE_VERSION = 1
 MIN_REF_S = 3.0
 MAX_REF_S = 12.0
 TARGET_REF_S = 8.0
-MAX_MANUAL_S = 30.0          # longest span accepted from --ref-start/--ref-end
-MAX_REF_TEXT_SPAN_S = 20.0   # longest speech stretch a --ref-text without bounds may describe
-CUT_GAP_S = 0.25             # pauses at least this long are phrase boundaries: the only places we cut
-MAX_INNER_GAP_S = 1.0        # a candidate may contain pauses up to this long
-EDGE_PAD_S = 0.12            # silence kept before the first and after the last word
+MAX_MANUAL_S = 30.0  # longest span accepted from --ref-start/--ref-end
+MAX_REF_TEXT_SPAN_S = 20.0  # longest speech stretch a --ref-text without bounds may describe
+CUT_GAP_S = 0.25  # pauses at least this long are phrase boundaries: the only places we cut
+MAX_INNER_GAP_S = 1.0  # a candidate may contain pauses up to this long
+EDGE_PAD_S = 0.12  # silence kept before the first and after the last word
 TARGET_LUFS = -20.0
-PEAK_CEILING = 0.89          # -1 dBFS
+PEAK_CEILING = 0.89  # -1 dBFS
 DEFAULT_MAX_CANDIDATES = 5
-MAX_MEASURED_WINDOWS = 400   # pre-scored windows at most (~5 ms each)
-DEFAULT_MIN_CONFIDENCE = 0.37   # geometric-mean token probability = exp(avg_logprob) >= exp(-1)
+MAX_MEASURED_WINDOWS = 400  # pre-scored windows at most (~5 ms each)
+DEFAULT_MIN_CONFIDENCE = 0.37  # geometric-mean token probability = exp(avg_logprob) >= exp(-1)
 MIN_COVERAGE = 0.8
-RATE_RANGE = (0.4, 2.5)      # transcript chars per speech second / the language's typical pace
+RATE_RANGE = (0.4, 2.5)  # transcript chars per speech second / the language's typical pace
 SILENT_PEAK = 1e-4
 
 Progress = Callable[[str], None]
@@ -77,16 +77,16 @@ class RefOptions:
     ref_start: float | None = None
     ref_end: float | None = None
     ref_text: str | None = None
-    language: str = "auto"                    # Qwen language name or "auto"
+    language: str = "auto"  # Qwen language name or "auto"
     x_vector_only: bool = False
     asr_model: str = "small"
     asr_device: str = "auto"
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    force: bool = False                       # redo every stage
-    force_bad_ref: bool = False               # keep going when the gate fails
-    verify_ref_text: bool = False             # also run whisper on a --ref-text segment and compare the words
-    chooser: Callable[[list["Candidate"], int], int] | None = None   # --interactive
+    force: bool = False  # redo every stage
+    force_bad_ref: bool = False  # keep going when the gate fails
+    verify_ref_text: bool = False  # also run whisper on a --ref-text segment and compare the words
+    chooser: Callable[[list[Candidate], int], int] | None = None  # --interactive
 
     @property
     def uses_asr(self) -> bool:
@@ -106,12 +106,12 @@ class Candidate:
     transcript: str | None = None
     avg_logprob: float | None = None
     confidence: float | None = None
-    language: str | None = None               # ISO code whisper reported
+    language: str | None = None  # ISO code whisper reported
     language_prob: float | None = None
     coverage: float | None = None
     uncovered: list[list[float]] = field(default_factory=list)
     rate_ratio: float | None = None
-    verification: dict | None = None          # --verify-ref-text: {"heard", "wer", "confidence", "verdict"}
+    verification: dict | None = None  # --verify-ref-text: {"heard", "wer", "confidence", "verdict"}
     score: float = 0.0
     parts: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -122,15 +122,27 @@ class Candidate:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for key in ("start", "end", "speech_s", "quality_score", "duration_fit", "prescore", "score",
-                    "avg_logprob", "confidence", "language_prob", "coverage", "rate_ratio"):
+        for key in (
+            "start",
+            "end",
+            "speech_s",
+            "quality_score",
+            "duration_fit",
+            "prescore",
+            "score",
+            "avg_logprob",
+            "confidence",
+            "language_prob",
+            "coverage",
+            "rate_ratio",
+        ):
             if isinstance(data.get(key), float):
                 data[key] = round(data[key], 4)
         data["parts"] = {k: round(v, 4) for k, v in self.parts.items()}
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Candidate":
+    def from_dict(cls, data: dict) -> Candidate:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -146,8 +158,8 @@ class PreparedRef:
     audio: Audio
     segment_path: Path
     transcript: str | None
-    transcript_source: str                    # whisper | provided | none
-    language: str                             # Qwen name or "auto"
+    transcript_source: str  # whisper | provided | none
+    language: str  # Qwen name or "auto"
     detected_language: str | None
     language_prob: float | None
     confidence: float | None
@@ -157,7 +169,7 @@ class PreparedRef:
     quality: dict
     candidates: list[Candidate]
     chosen_index: int
-    chosen_by: str                            # auto | user | bounds | ref-text | registered
+    chosen_by: str  # auto | user | bounds | ref-text | registered
     gain_db: float
     asr_model: str | None
     x_vector_only: bool
@@ -173,38 +185,68 @@ class PreparedRef:
     def ref_info(self) -> dict:
         """What goes into voice.json's "ref" (the registry adds nothing; ref.wav is this audio)."""
         return {
-            "wav": "ref.wav", "duration_sec": round(self.audio.duration, 3), "sample_rate": self.audio.sample_rate,
-            "transcript": self.transcript, "transcript_source": self.transcript_source,
+            "wav": "ref.wav",
+            "duration_sec": round(self.audio.duration, 3),
+            "sample_rate": self.audio.sample_rate,
+            "transcript": self.transcript,
+            "transcript_source": self.transcript_source,
             "language": None if self.language == "auto" else self.language,
             "detected_language": self.detected_language,
             "segment": {"start": round(self.start, 3), "end": round(self.end, 3)},
-            "source_file": self.source, "source_sha256": self.source_sha256,
-            "chosen_by": self.chosen_by, "x_vector_only": self.x_vector_only,
-            "scores": {"score": None if self.score is None else round(self.score, 4),
-                       "confidence": None if self.confidence is None else round(self.confidence, 4),
-                       "avg_logprob": None if self.avg_logprob is None else round(self.avg_logprob, 4),
-                       "parts": {k: round(v, 4) for k, v in self.parts.items()}, "quality": self.quality},
-            "forced": self.forced, "asr_model": self.asr_model, "gain_db": round(self.gain_db, 2),
+            "source_file": self.source,
+            "source_sha256": self.source_sha256,
+            "chosen_by": self.chosen_by,
+            "x_vector_only": self.x_vector_only,
+            "scores": {
+                "score": None if self.score is None else round(self.score, 4),
+                "confidence": None if self.confidence is None else round(self.confidence, 4),
+                "avg_logprob": None if self.avg_logprob is None else round(self.avg_logprob, 4),
+                "parts": {k: round(v, 4) for k, v in self.parts.items()},
+                "quality": self.quality,
+            },
+            "forced": self.forced,
+            "asr_model": self.asr_model,
+            "gain_db": round(self.gain_db, 2),
             "scoring_version": SCORING_VERSION,
         }
 
     def to_dict(self) -> dict:
         return {
-            "source": self.source, "source_sha256": self.source_sha256, "source_duration": round(self.source_duration, 3),
-            "segment": {"start": round(self.start, 3), "end": round(self.end, 3), "duration": round(self.duration, 3)},
-            "segment_path": str(self.segment_path), "transcript": self.transcript,
-            "transcript_source": self.transcript_source, "language": self.language,
-            "detected_language": self.detected_language, "language_prob": self.language_prob,
-            "confidence": self.confidence, "avg_logprob": self.avg_logprob, "score": self.score, "parts": self.parts,
-            "quality": self.quality, "chosen_index": self.chosen_index, "chosen_by": self.chosen_by,
-            "candidates": [c.to_dict() for c in self.candidates], "gain_db": round(self.gain_db, 2),
-            "asr_model": self.asr_model, "x_vector_only": self.x_vector_only, "cache_dir": str(self.cache_dir),
-            "reused": self.reused, "warnings": self.warnings, "forced": self.forced,
+            "source": self.source,
+            "source_sha256": self.source_sha256,
+            "source_duration": round(self.source_duration, 3),
+            "segment": {
+                "start": round(self.start, 3),
+                "end": round(self.end, 3),
+                "duration": round(self.duration, 3),
+            },
+            "segment_path": str(self.segment_path),
+            "transcript": self.transcript,
+            "transcript_source": self.transcript_source,
+            "language": self.language,
+            "detected_language": self.detected_language,
+            "language_prob": self.language_prob,
+            "confidence": self.confidence,
+            "avg_logprob": self.avg_logprob,
+            "score": self.score,
+            "parts": self.parts,
+            "quality": self.quality,
+            "chosen_index": self.chosen_index,
+            "chosen_by": self.chosen_by,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "gain_db": round(self.gain_db, 2),
+            "asr_model": self.asr_model,
+            "x_vector_only": self.x_vector_only,
+            "cache_dir": str(self.cache_dir),
+            "reused": self.reused,
+            "warnings": self.warnings,
+            "forced": self.forced,
             "scoring_version": SCORING_VERSION,
         }
 
 
 # --- candidate planning (pure functions, tested directly) ------------------------------------------
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -238,12 +280,18 @@ def _quietest_cut(samples: np.ndarray, sr: int, lo: float, hi: float, target: fl
     powers = frame_powers(samples[a:b], sr)
     db = 10 * np.log10(np.maximum(powers, 1e-10))
     times = lo + (np.arange(powers.size) * 0.010 + 0.015)
-    cost = db + 2.0 * np.abs(times - target)   # 2 dB per second away from the target
+    cost = db + 2.0 * np.abs(times - target)  # 2 dB per second away from the target
     return float(times[int(np.argmin(cost))])
 
 
-def split_long_units(units: list[Unit], samples: np.ndarray, sr: int, max_s: float = MAX_REF_S,
-                     target_s: float = TARGET_REF_S, min_s: float = MIN_REF_S) -> list[Unit]:
+def split_long_units(
+    units: list[Unit],
+    samples: np.ndarray,
+    sr: int,
+    max_s: float = MAX_REF_S,
+    target_s: float = TARGET_REF_S,
+    min_s: float = MIN_REF_S,
+) -> list[Unit]:
     """Units longer than max_s (no phrase pause anywhere) are cut at their quietest frame."""
     out: list[Unit] = []
     for unit in units:
@@ -260,8 +308,14 @@ def split_long_units(units: list[Unit], samples: np.ndarray, sr: int, max_s: flo
     return out
 
 
-def plan_windows(units: list[Unit], total_s: float, min_s: float = MIN_REF_S, max_s: float = MAX_REF_S,
-                 max_inner_gap_s: float = MAX_INNER_GAP_S, pad_s: float = EDGE_PAD_S) -> list[tuple[float, float, float]]:
+def plan_windows(
+    units: list[Unit],
+    total_s: float,
+    min_s: float = MIN_REF_S,
+    max_s: float = MAX_REF_S,
+    max_inner_gap_s: float = MAX_INNER_GAP_S,
+    pad_s: float = EDGE_PAD_S,
+) -> list[tuple[float, float, float]]:
     """(start, end, speech_s) for every run of whole units lasting min_s..max_s (pauses inside at
     most max_inner_gap_s), padded into the surrounding pauses but never past their midpoints."""
     windows = []
@@ -284,8 +338,9 @@ def plan_windows(units: list[Unit], total_s: float, min_s: float = MIN_REF_S, ma
     return windows
 
 
-def thin_windows(windows: list[tuple[float, float, float]], limit: int = MAX_MEASURED_WINDOWS,
-                 min_fit: float = 0.6) -> list[tuple[float, float, float]]:
+def thin_windows(
+    windows: list[tuple[float, float, float]], limit: int = MAX_MEASURED_WINDOWS, min_fit: float = 0.6
+) -> list[tuple[float, float, float]]:
     """Long recordings give thousands of windows: keep those near 8 s, then an even spread over the
     file (so the best stretch anywhere is still measured). Short recordings are untouched."""
     if len(windows) <= limit:
@@ -320,6 +375,7 @@ def pick_diverse(cands: list[Candidate], limit: int, max_overlap: float = 0.3) -
 
 # --- scoring ----------------------------------------------------------------------------------------
 
+
 def confidence_part(avg_logprob: float) -> float:
     """avg_logprob -1.2 -> 0, -0.2 -> 1 (whisper's clean speech sits around -0.1..-0.4)."""
     return float(min(1.0, max(0.0, (avg_logprob + 1.2) / 1.0)))
@@ -344,7 +400,9 @@ def score_candidate(cand: Candidate) -> None:
     cand.score = sum(SCORE_WEIGHTS[k] * v for k, v in parts.items()) / total
 
 
-def coverage_of(words, speech: list[tuple[float, float]], slack_s: float = 0.3) -> tuple[float, list[list[float]]]:
+def coverage_of(
+    words, speech: list[tuple[float, float]], slack_s: float = 0.3
+) -> tuple[float, list[list[float]]]:
     """Share of the speech (segment-relative spans) that lies within some word (+- slack)."""
     total = sum(e - s for s, e in speech)
     if total <= 0:
@@ -389,10 +447,16 @@ def verify_words(ref_text: str, heard: dict, min_confidence: float | None = None
     wer = float(jiwer.wer(expected, got or "-")) if expected else 1.0
     floor = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
     verdict = "unsure" if confidence < floor else ("mismatch" if wer > MAX_VERIFY_WER else "match")
-    return {"heard": heard.get("text", ""), "wer": round(wer, 3), "confidence": round(confidence, 4), "verdict": verdict}
+    return {
+        "heard": heard.get("text", ""),
+        "wer": round(wer, 3),
+        "confidence": round(confidence, 4),
+        "verdict": verdict,
+    }
 
 
 # --- the pipeline -------------------------------------------------------------------------------------
+
 
 def _relative_spans(spans: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
     out = []
@@ -414,8 +478,13 @@ class RefPreparer:
     """Runs the pipeline for one source file. `asr_loader()` returns a Transcriber (lazy: only
     called when a transcript is not cached)."""
 
-    def __init__(self, refs_root: Path, options: RefOptions, asr_loader: Callable[[], object] | None = None,
-                 progress: Progress | None = None):
+    def __init__(
+        self,
+        refs_root: Path,
+        options: RefOptions,
+        asr_loader: Callable[[], object] | None = None,
+        progress: Progress | None = None,
+    ):
         self.root = Path(refs_root)
         self.options = options
         self._asr_loader = asr_loader
@@ -445,8 +514,16 @@ class RefPreparer:
         if not np.all(np.isfinite(audio.samples)):
             raise UserError(f"{path} decodes to invalid samples (NaN/inf)")
         write_audio(decoded, audio.samples, audio.sample_rate)
-        atomic_write_json(info_path, {"source": str(path), "sha256": sha, "duration_sec": round(audio.duration, 3),
-                                      "sample_rate": audio.sample_rate, "decode_version": DECODE_VERSION})
+        atomic_write_json(
+            info_path,
+            {
+                "source": str(path),
+                "sha256": sha,
+                "duration_sec": round(audio.duration, 3),
+                "sample_rate": audio.sample_rate,
+                "decode_version": DECODE_VERSION,
+            },
+        )
         return sha, load_audio(decoded), base
 
     def speech_spans(self, audio: Audio, base: Path) -> list[tuple[float, float]]:
@@ -461,8 +538,13 @@ class RefPreparer:
             return [tuple(s) for s in json.loads(path.read_text())["spans"]]
         self.reused["speech"] = False
         self.progress("finding speech (Silero VAD)")
-        spans = [(s.start, s.end) for s in load_vad().speech_spans(audio.samples, audio.sample_rate, settings=settings)]
-        atomic_write_json(path, {"vad": settings.key(), "spans": [[round(s, 3), round(e, 3)] for s, e in spans]})
+        spans = [
+            (s.start, s.end)
+            for s in load_vad().speech_spans(audio.samples, audio.sample_rate, settings=settings)
+        ]
+        atomic_write_json(
+            path, {"vad": settings.key(), "spans": [[round(s, 3), round(e, 3)] for s, e in spans]}
+        )
         return spans
 
     def asr(self):
@@ -478,8 +560,15 @@ class RefPreparer:
         from audiobox.asr import ASR_VERSION, Transcript
 
         opts = self.options
-        key = sha256_json({"start": round(start, 3), "end": round(end, 3), "model": opts.asr_model,
-                           "language": opts.language, "asr_version": ASR_VERSION})[:20]
+        key = sha256_json(
+            {
+                "start": round(start, 3),
+                "end": round(end, 3),
+                "model": opts.asr_model,
+                "language": opts.language,
+                "asr_version": ASR_VERSION,
+            }
+        )[:20]
         path = base / "transcripts" / f"{key}.json"
         if path.is_file() and not opts.force:
             import json
@@ -487,8 +576,9 @@ class RefPreparer:
             self.reused["transcripts"] = self.reused.get("transcripts", 0) + 1
             return json.loads(path.read_text())
         segment = self._cut(audio, start, end)
-        result: Transcript = self.asr().transcribe(segment, language=opts.language, word_timestamps=True,
-                                                   beam_size=5, temperature=0.0)
+        result: Transcript = self.asr().transcribe(
+            segment, language=opts.language, word_timestamps=True, beam_size=5, temperature=0.0
+        )
         data = result.to_dict()
         atomic_write_json(path, data)
         return data
@@ -499,18 +589,40 @@ class RefPreparer:
         b = min(len(audio.samples), int(round(end * audio.sample_rate)))
         return Audio(audio.samples[a:b].copy(), audio.sample_rate)
 
-    def _candidate(self, audio: Audio, spans, start: float, end: float, speech_s: float | None = None,
-                   transcript: str | None = None, loudness: bool = True) -> Candidate:
+    def _candidate(
+        self,
+        audio: Audio,
+        spans,
+        start: float,
+        end: float,
+        speech_s: float | None = None,
+        transcript: str | None = None,
+        loudness: bool = True,
+    ) -> Candidate:
         rel = _relative_spans(spans, start, end)
         segment = self._cut(audio, start, end)
         lang = None if self.options.language == "auto" else self.options.language
-        m = measure(segment.samples, segment.sample_rate, speech_spans=rel, transcript=transcript, language=lang,
-                    loudness=loudness)
+        m = measure(
+            segment.samples,
+            segment.sample_rate,
+            speech_spans=rel,
+            transcript=transcript,
+            language=lang,
+            loudness=loudness,
+        )
         q = quality_score(m)
         speech = speech_s if speech_s is not None else m.speech_s
         fit = duration_fit(end - start)
-        return Candidate(index=0, start=start, end=end, speech_s=speech, quality={**m.to_dict(), "parts": q.parts},
-                         quality_score=q.score, duration_fit=fit, prescore=0.6 * q.score + 0.4 * fit)
+        return Candidate(
+            index=0,
+            start=start,
+            end=end,
+            speech_s=speech,
+            quality={**m.to_dict(), "parts": q.parts},
+            quality_score=q.score,
+            duration_fit=fit,
+            prescore=0.6 * q.score + 0.4 * fit,
+        )
 
     def _add_transcript(self, cand: Candidate, data: dict, spans) -> None:
         from audiobox.asr import Word
@@ -524,7 +636,9 @@ class RefPreparer:
         words = [Word(**w) for w in data.get("words", [])]
         cand.coverage, cand.uncovered = coverage_of(words, _relative_spans(spans, cand.start, cand.end))
         if cand.transcript.strip():
-            cand.rate_ratio = rate_ratio(cand.transcript, cand.speech_s, lang or _language_name(cand.language))
+            cand.rate_ratio = rate_ratio(
+                cand.transcript, cand.speech_s, lang or _language_name(cand.language)
+            )
         self._check(cand)
 
     def _check(self, cand: Candidate) -> None:
@@ -532,45 +646,71 @@ class RefPreparer:
         opts = self.options
         cand.problems = []
         if cand.speech_s < MIN_REF_S - 0.5:
-            cand.problems.append(f"only {cand.speech_s:.1f} s of speech in the segment (a clone reference needs at least {MIN_REF_S:.0f} s)")
+            cand.problems.append(
+                f"only {cand.speech_s:.1f} s of speech in the segment (a clone reference needs at least {MIN_REF_S:.0f} s)"
+            )
         if opts.x_vector_only:
             return
         if cand.transcript is not None and not cand.transcript.strip():
             cand.problems.append("the transcript is empty")
             return
         if cand.confidence is not None and cand.confidence < opts.min_confidence:
-            cand.problems.append(f"transcript confidence {cand.confidence:.2f} is below {opts.min_confidence:.2f} "
-                                 f"(avg log-prob {cand.avg_logprob:.2f})")
+            cand.problems.append(
+                f"transcript confidence {cand.confidence:.2f} is below {opts.min_confidence:.2f} "
+                f"(avg log-prob {cand.avg_logprob:.2f})"
+            )
         if cand.coverage is not None and cand.coverage < MIN_COVERAGE:
             gaps = ", ".join(f"{cand.start + s:.1f}-{cand.start + e:.1f} s" for s, e in cand.uncovered[:3])
-            cand.problems.append(f"the transcript covers only {cand.coverage:.0%} of the speech"
-                                 + (f" (no words at {gaps})" if gaps else ""))
-        if cand.verification:   # re-judged with this run's threshold (the words and scores are cached)
+            cand.problems.append(
+                f"the transcript covers only {cand.coverage:.0%} of the speech"
+                + (f" (no words at {gaps})" if gaps else "")
+            )
+        if cand.verification:  # re-judged with this run's threshold (the words and scores are cached)
             v = cand.verification
-            v["verdict"] = "unsure" if v["confidence"] < opts.min_confidence else \
-                ("mismatch" if v["wer"] > MAX_VERIFY_WER else "match")
+            v["verdict"] = (
+                "unsure"
+                if v["confidence"] < opts.min_confidence
+                else ("mismatch" if v["wer"] > MAX_VERIFY_WER else "match")
+            )
         if (cand.verification or {}).get("verdict") == "mismatch":
             v = cand.verification
-            cand.problems.append(f"whisper hears different words (WER {v['wer']:.2f} at confidence "
-                                 f"{v['confidence']:.2f}): {v['heard'][:80]!r}")
+            cand.problems.append(
+                f"whisper hears different words (WER {v['wer']:.2f} at confidence "
+                f"{v['confidence']:.2f}): {v['heard'][:80]!r}"
+            )
         if cand.rate_ratio is not None and not RATE_RANGE[0] <= cand.rate_ratio <= RATE_RANGE[1]:
             chars = text_chars(cand.transcript or "")
-            cand.problems.append(f"the transcript has {chars} characters for {cand.speech_s:.1f} s of speech "
-                                 f"({cand.rate_ratio:.2f}x the usual pace): it does not match the audio")
+            cand.problems.append(
+                f"the transcript has {chars} characters for {cand.speech_s:.1f} s of speech "
+                f"({cand.rate_ratio:.2f}x the usual pace): it does not match the audio"
+            )
 
     # -- selection -----------------------------------------------------------------------------------
     def select(self, audio: Audio, spans, base: Path, source_sha: str) -> tuple[list[Candidate], int, str]:
         opts = self.options
         total = audio.duration
         speech_total = sum(e - s for s, e in spans)
-        mode = "bounds" if (opts.ref_start is not None or opts.ref_end is not None) else \
-            ("ref-text" if opts.ref_text else "auto")
-        key = sha256_json({"source": source_sha, "mode": mode, "start": opts.ref_start, "end": opts.ref_end,
-                           "ref_text": opts.ref_text, "language": opts.language,
-                           "asr": opts.asr_model if opts.uses_asr else None, "x_vector_only": opts.x_vector_only,
-                           "verify": opts.asr_model if (opts.verify_ref_text and opts.ref_text) else None,
-                           "max_candidates": opts.max_candidates, "scoring": SCORING_VERSION,
-                           "quality": QUALITY_VERSION})[:20]
+        mode = (
+            "bounds"
+            if (opts.ref_start is not None or opts.ref_end is not None)
+            else ("ref-text" if opts.ref_text else "auto")
+        )
+        key = sha256_json(
+            {
+                "source": source_sha,
+                "mode": mode,
+                "start": opts.ref_start,
+                "end": opts.ref_end,
+                "ref_text": opts.ref_text,
+                "language": opts.language,
+                "asr": opts.asr_model if opts.uses_asr else None,
+                "x_vector_only": opts.x_vector_only,
+                "verify": opts.asr_model if (opts.verify_ref_text and opts.ref_text) else None,
+                "max_candidates": opts.max_candidates,
+                "scoring": SCORING_VERSION,
+                "quality": QUALITY_VERSION,
+            }
+        )[:20]
         path = base / f"candidates-{key}.json"
         if path.is_file() and not opts.force:
             import json
@@ -579,7 +719,7 @@ class RefPreparer:
             self.reused["candidates"] = True
             cands = [Candidate.from_dict(c) for c in data["candidates"]]
             for cand in cands:
-                self._check(cand)   # re-evaluate against this run's thresholds
+                self._check(cand)  # re-evaluate against this run's thresholds
             return cands, int(data["best"]), mode
         self.reused["candidates"] = False
 
@@ -592,15 +732,21 @@ class RefPreparer:
                 raise UserError(f"--ref-start {start:g} s is past the end of the recording ({total:.1f} s)")
             end = min(end, total)
             if end - start > MAX_MANUAL_S:
-                raise UserError(f"the chosen span is {end - start:.1f} s; a clone reference should be 3-{MAX_REF_S:.0f} s "
-                                f"(at most {MAX_MANUAL_S:.0f} s): narrow --ref-start/--ref-end")
+                raise UserError(
+                    f"the chosen span is {end - start:.1f} s; a clone reference should be 3-{MAX_REF_S:.0f} s "
+                    f"(at most {MAX_MANUAL_S:.0f} s): narrow --ref-start/--ref-end"
+                )
             spans_in = _relative_spans(spans, start, end)
             speech = sum(e - s for s, e in spans_in)
             if speech < MIN_REF_S:
-                raise UserError(f"only {speech:.1f} s of speech between {start:g} and {end:g} s; a clone reference "
-                                f"needs at least {MIN_REF_S:.0f} s")
+                raise UserError(
+                    f"only {speech:.1f} s of speech between {start:g} and {end:g} s; a clone reference "
+                    f"needs at least {MIN_REF_S:.0f} s"
+                )
             if end - start > MAX_REF_S:
-                self.warnings.append(f"the chosen span is {end - start:.1f} s; references of 3-{MAX_REF_S:.0f} s clone best")
+                self.warnings.append(
+                    f"the chosen span is {end - start:.1f} s; references of 3-{MAX_REF_S:.0f} s clone best"
+                )
             cands = [self._candidate(audio, spans, start, end, speech)]
         elif mode == "ref-text":
             if not spans:
@@ -608,38 +754,57 @@ class RefPreparer:
             start = max(0.0, spans[0][0] - EDGE_PAD_S)
             end = min(total, spans[-1][1] + EDGE_PAD_S)
             if end - start > MAX_REF_TEXT_SPAN_S:
-                raise UserError(f"--ref-text must describe the whole reference, but the recording has "
-                                f"{end - start:.1f} s of speech; pass --ref-start/--ref-end for the part the text covers")
+                raise UserError(
+                    f"--ref-text must describe the whole reference, but the recording has "
+                    f"{end - start:.1f} s of speech; pass --ref-start/--ref-end for the part the text covers"
+                )
             if speech_total < MIN_REF_S:
-                raise UserError(f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
-                                f"least {MIN_REF_S:.0f} s")
+                raise UserError(
+                    f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
+                    f"least {MIN_REF_S:.0f} s"
+                )
             cands = [self._candidate(audio, spans, start, end, speech_total)]
         else:
             if speech_total < MIN_REF_S:
-                raise UserError(f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
-                                f"least {MIN_REF_S:.0f} s" if speech_total > 0 else "no speech found in the recording")
+                raise UserError(
+                    f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
+                    f"least {MIN_REF_S:.0f} s"
+                    if speech_total > 0
+                    else "no speech found in the recording"
+                )
             units = split_long_units(speech_units(spans), audio.samples, audio.sample_rate)
             windows = plan_windows(units, total)
             if not windows:  # speech only in short bursts far apart: allow longer pauses inside
                 windows = plan_windows(units, total, max_inner_gap_s=4.0)
             if not windows:
-                raise UserError(f"no stretch of {MIN_REF_S:.0f}-{MAX_REF_S:.0f} s of connected speech in the recording "
-                                f"({speech_total:.1f} s of speech in short bursts); pass --ref-start/--ref-end")
+                raise UserError(
+                    f"no stretch of {MIN_REF_S:.0f}-{MAX_REF_S:.0f} s of connected speech in the recording "
+                    f"({speech_total:.1f} s of speech in short bursts); pass --ref-start/--ref-end"
+                )
             windows = thin_windows(windows)
             self.progress(f"measuring {len(windows)} candidate spans")
             pool = [self._candidate(audio, spans, s, e, sp, loudness=False) for s, e, sp in windows]
-            cands = [self._candidate(audio, spans, c.start, c.end, c.speech_s)       # full measures for the kept
-                     for c in pick_diverse(pool, max(1, opts.max_candidates))]
+            cands = [
+                self._candidate(audio, spans, c.start, c.end, c.speech_s)  # full measures for the kept
+                for c in pick_diverse(pool, max(1, opts.max_candidates))
+            ]
         for i, cand in enumerate(cands, 1):
             cand.index = i
         if opts.uses_asr:
             for cand in cands:
-                self.progress(f"transcribing candidate {cand.index}/{len(cands)} ({cand.start:.1f}-{cand.end:.1f} s)")
+                self.progress(
+                    f"transcribing candidate {cand.index}/{len(cands)} ({cand.start:.1f}-{cand.end:.1f} s)"
+                )
                 self._add_transcript(cand, self.transcribe(audio, base, cand.start, cand.end), spans)
                 lang = None if opts.language == "auto" else opts.language
                 seg = self._cut(audio, cand.start, cand.end)
-                m = measure(seg.samples, seg.sample_rate, speech_spans=_relative_spans(spans, cand.start, cand.end),
-                            transcript=cand.transcript, language=lang or _language_name(cand.language))
+                m = measure(
+                    seg.samples,
+                    seg.sample_rate,
+                    speech_spans=_relative_spans(spans, cand.start, cand.end),
+                    transcript=cand.transcript,
+                    language=lang or _language_name(cand.language),
+                )
                 q = quality_score(m)
                 cand.quality, cand.quality_score = {**m.to_dict(), "parts": q.parts}, q.score
         else:
@@ -649,16 +814,25 @@ class RefPreparer:
                     lang = None if opts.language == "auto" else opts.language
                     cand.rate_ratio = rate_ratio(opts.ref_text, cand.speech_s, lang)
                     if opts.verify_ref_text:
-                        self.progress(f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)")
+                        self.progress(
+                            f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)"
+                        )
                         heard = self.transcribe(audio, base, cand.start, cand.end)
                         cand.verification = verify_words(opts.ref_text, heard, opts.min_confidence)
                 self._check(cand)
         for cand in cands:
             score_candidate(cand)
         best = max(cands, key=lambda c: (not c.problems, c.score, -c.start)).index
-        atomic_write_json(path, {"scoring_version": SCORING_VERSION, "mode": mode,
-                                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 "best": best, "candidates": [c.to_dict() for c in cands]})
+        atomic_write_json(
+            path,
+            {
+                "scoring_version": SCORING_VERSION,
+                "mode": mode,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "best": best,
+                "candidates": [c.to_dict() for c in cands],
+            },
+        )
         return cands, best, mode
 
     # -- the whole thing -----------------------------------------------------------------------------
@@ -681,12 +855,16 @@ class RefPreparer:
             index = picked
         cand = next(c for c in cands if c.index == index)
         if (cand.verification or {}).get("verdict") == "unsure":
-            self.warnings.append(f"--ref-text not verified: whisper is unsure of what it hears "
-                                 f"(confidence {cand.verification['confidence']:.2f})")
+            self.warnings.append(
+                f"--ref-text not verified: whisper is unsure of what it hears "
+                f"(confidence {cand.verification['confidence']:.2f})"
+            )
         forced = self._gate(cand, path)
 
         # the segment itself: cut from the 24 kHz decode, one gain to TARGET_LUFS
-        seg_key = sha256_json({"start": cand.start, "end": cand.end, "lufs": TARGET_LUFS, "decode": DECODE_VERSION})[:16]
+        seg_key = sha256_json(
+            {"start": cand.start, "end": cand.end, "lufs": TARGET_LUFS, "decode": DECODE_VERSION}
+        )[:16]
         seg_path = base / f"ref-{seg_key}.wav"
         raw = self._cut(audio, cand.start, cand.end)
         gain = loudness_gain(raw.samples, raw.sample_rate, TARGET_LUFS, PEAK_CEILING)
@@ -710,16 +888,38 @@ class RefPreparer:
             if name:
                 language = name
             else:
-                self.warnings.append(f"whisper hears language {cand.language!r}, which Qwen3-TTS does not speak")
+                self.warnings.append(
+                    f"whisper hears language {cand.language!r}, which Qwen3-TTS does not speak"
+                )
         result = PreparedRef(
-            source=str(path.resolve()), source_sha256=sha, source_duration=audio.duration, start=cand.start,
-            end=cand.end, audio=segment, segment_path=seg_path, transcript=transcript, transcript_source=source,
-            language=language, detected_language=cand.language, language_prob=cand.language_prob,
-            confidence=cand.confidence, avg_logprob=cand.avg_logprob, score=cand.score, parts=cand.parts,
-            quality=cand.quality, candidates=cands, chosen_index=index, chosen_by=chosen_by,
-            gain_db=20 * math.log10(max(gain, 1e-9)), asr_model=opts.asr_model if opts.uses_asr else None,
-            x_vector_only=opts.x_vector_only, cache_dir=base, reused=dict(self.reused),
-            warnings=list(self.warnings), forced=forced)
+            source=str(path.resolve()),
+            source_sha256=sha,
+            source_duration=audio.duration,
+            start=cand.start,
+            end=cand.end,
+            audio=segment,
+            segment_path=seg_path,
+            transcript=transcript,
+            transcript_source=source,
+            language=language,
+            detected_language=cand.language,
+            language_prob=cand.language_prob,
+            confidence=cand.confidence,
+            avg_logprob=cand.avg_logprob,
+            score=cand.score,
+            parts=cand.parts,
+            quality=cand.quality,
+            candidates=cands,
+            chosen_index=index,
+            chosen_by=chosen_by,
+            gain_db=20 * math.log10(max(gain, 1e-9)),
+            asr_model=opts.asr_model if opts.uses_asr else None,
+            x_vector_only=opts.x_vector_only,
+            cache_dir=base,
+            reused=dict(self.reused),
+            warnings=list(self.warnings),
+            forced=forced,
+        )
         atomic_write_json(base / f"prepared-{seg_key}.json", result.to_dict())
         return result
 
@@ -733,16 +933,27 @@ class RefPreparer:
         if self.options.uses_asr:
             hints.append("give the exact words with --ref-text")
         if self.options.ref_text:
-            hints.append("check that --ref-text is exactly what is said in the span (set it with --ref-start/--ref-end)")
+            hints.append(
+                "check that --ref-text is exactly what is said in the span (set it with --ref-start/--ref-end)"
+            )
         else:
             hints.append("pick another span with --ref-start/--ref-end or --interactive")
         hints.append("or pass --force-bad-ref to use it anyway")
-        raise UserError(f"reference {cand.start:.1f}-{cand.end:.1f} s of {path.name} rejected: "
-                        + "; ".join(cand.problems) + " — " + ", ".join(hints))
+        raise UserError(
+            f"reference {cand.start:.1f}-{cand.end:.1f} s of {path.name} rejected: "
+            + "; ".join(cand.problems)
+            + " — "
+            + ", ".join(hints)
+        )
 
 
-def prepare_reference(path: Path, refs_root: Path, options: RefOptions,
-                      asr_loader: Callable[[], object] | None = None, progress: Progress | None = None) -> PreparedRef:
+def prepare_reference(
+    path: Path,
+    refs_root: Path,
+    options: RefOptions,
+    asr_loader: Callable[[], object] | None = None,
+    progress: Progress | None = None,
+) -> PreparedRef:
     """Decode, find speech, choose and check a segment; see the module docstring."""
     if options.ref_text is not None and not options.ref_text.strip():
         raise UserError("--ref-text is empty")

@@ -15,9 +15,10 @@ import hashlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,11 +31,11 @@ HF_NAMESPACE = "adefossez"
 @dataclass(frozen=True)
 class SeparatorOptions:
     model: str = DEFAULT_SEPARATOR_MODEL
-    repo: Path | None = None          # --demucs-repo
+    repo: Path | None = None  # --demucs-repo
     device: str = "cpu"
-    shifts: int = 0                   # random time shifts averaged by demucs (0 = one pass, fastest)
+    shifts: int = 0  # random time shifts averaged by demucs (0 = one pass, fastest)
     overlap: float = 0.25
-    threads: int | None = None        # torch intra-op threads; None = leave as is
+    threads: int | None = None  # torch intra-op threads; None = leave as is
 
 
 @dataclass
@@ -51,8 +52,9 @@ class LoadedSeparator:
     options: SeparatorOptions
     load_s: float
 
-    def vocals(self, samples: np.ndarray, sample_rate: int,
-               on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+    def vocals(
+        self, samples: np.ndarray, sample_rate: int, on_progress: Callable[[float], None] | None = None
+    ) -> np.ndarray:
         """Mono vocals at `sample_rate` for a mono float32 signal."""
         import torch
         from demucs.apply import apply_model
@@ -78,9 +80,16 @@ class LoadedSeparator:
                 on_progress(min(1.0, (int(info.get("model_idx_in_bag", 0)) + within) / n_models))
 
         with torch.inference_mode():
-            out = apply_model(self.model, wav[None], shifts=self.options.shifts, split=True,
-                              overlap=self.options.overlap, progress=False, device=self.device,
-                              callback=callback if on_progress else None)[0]
+            out = apply_model(
+                self.model,
+                wav[None],
+                shifts=self.options.shifts,
+                split=True,
+                overlap=self.options.overlap,
+                progress=False,
+                device=self.device,
+                callback=callback if on_progress else None,
+            )[0]
         voc = (out[self.vocals_index] * std + mean).mean(0).cpu().numpy().astype(np.float32)
         return resample(voc, self.samplerate, sample_rate)
 
@@ -114,7 +123,9 @@ def _load_from_repo(name: str, repo: Path) -> tuple[Any, list[Path]]:
     models, files = [], [yaml_file] if yaml_file.is_file() else []
     for sig in sigs:
         st = repo / f"{sig}.safetensors"
-        th = sorted(repo.glob(f"{sig}-*.th")) + ([repo / f"{sig}.th"] if (repo / f"{sig}.th").is_file() else [])
+        th = sorted(repo.glob(f"{sig}-*.th")) + (
+            [repo / f"{sig}.th"] if (repo / f"{sig}.th").is_file() else []
+        )
         if st.is_file():
             from demucs.hf import load_safetensors_model
 
@@ -127,9 +138,13 @@ def _load_from_repo(name: str, repo: Path) -> tuple[Any, list[Path]]:
             models.append(get_model(sig, repo=repo))
             files.append(th[0])
         else:
-            known = sorted({p.stem.split("-")[0] for p in repo.iterdir() if p.suffix in (".yaml", ".safetensors", ".th")})
-            raise UserError(f"Demucs model {name!r} (signature {sig}) not found in {repo}; "
-                            f"it holds: {', '.join(known) or 'nothing'}")
+            known = sorted(
+                {p.stem.split("-")[0] for p in repo.iterdir() if p.suffix in (".yaml", ".safetensors", ".th")}
+            )
+            raise UserError(
+                f"Demucs model {name!r} (signature {sig}) not found in {repo}; "
+                f"it holds: {', '.join(known) or 'nothing'}"
+            )
     from demucs.apply import BagOfModels
 
     if len(models) == 1 and not bag.get("weights") and not bag.get("segment"):
@@ -169,13 +184,17 @@ def _load_from_hub(name: str) -> tuple[Any, list[Path]]:
         local_only = True
     except Exception:
         if not _hub_reachable():
-            raise UserError(f"Demucs model {name!r} is not cached and huggingface.co is unreachable; "
-                            f"pass --demucs-repo DIR with local model files (see docs)") from None
+            raise UserError(
+                f"Demucs model {name!r} is not cached and huggingface.co is unreachable; "
+                f"pass --demucs-repo DIR with local model files (see docs)"
+            ) from None
         local_only = False
         try:
             yaml_path = fetch(f"{short}.yaml", False)
         except Exception as exc:
-            raise UserError(f"cannot download Demucs model {name!r} from {repo_id}: {type(exc).__name__}") from None
+            raise UserError(
+                f"cannot download Demucs model {name!r} from {repo_id}: {type(exc).__name__}"
+            ) from None
     bag = yaml.safe_load(yaml_path.read_text()) or {}
     from demucs.apply import BagOfModels
     from demucs.hf import load_safetensors_model
@@ -188,8 +207,10 @@ def _load_from_hub(name: str) -> tuple[Any, list[Path]]:
             if local_only and _hub_reachable():
                 path = fetch(f"{sig}.safetensors", False)
             else:
-                raise UserError(f"Demucs model {name!r}: weights {sig} missing from the cache and the hub is "
-                                f"unreachable; pass --demucs-repo DIR") from None
+                raise UserError(
+                    f"Demucs model {name!r}: weights {sig} missing from the cache and the hub is "
+                    f"unreachable; pass --demucs-repo DIR"
+                ) from None
         models.append(load_safetensors_model(path))
         files.append(path)
     return BagOfModels(models, bag.get("weights"), bag.get("segment")), files
@@ -217,9 +238,16 @@ def load_separator(options: SeparatorOptions = SeparatorOptions()) -> LoadedSepa
         raise UserError(f"Demucs model {options.model!r} has no vocals stem (stems: {', '.join(sources)})")
     if options.device != "cpu":
         model.to(options.device)
-    loaded = LoadedSeparator(model=model, name=options.model,
-                             fingerprint=_fingerprint_files(files, options.model), samplerate=int(model.samplerate),
-                             audio_channels=int(model.audio_channels), vocals_index=sources.index("vocals"),
-                             device=options.device, options=options, load_s=time.monotonic() - t0)
+    loaded = LoadedSeparator(
+        model=model,
+        name=options.model,
+        fingerprint=_fingerprint_files(files, options.model),
+        samplerate=int(model.samplerate),
+        audio_channels=int(model.audio_channels),
+        vocals_index=sources.index("vocals"),
+        device=options.device,
+        options=options,
+        load_s=time.monotonic() - t0,
+    )
     _LOADED[key] = loaded
     return loaded

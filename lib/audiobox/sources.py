@@ -14,17 +14,18 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_json
 
-TRIM_TOLERANCE_S = 0.5   # an --end up to half a second past the end is accepted (rounded durations)
+TRIM_TOLERANCE_S = 0.5  # an --end up to half a second past the end is accepted (rounded durations)
 
-ProgressCallback = Callable[[int, int | None], None]   # (bytes done, bytes total or None)
+ProgressCallback = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
 
 
 @dataclass
@@ -32,10 +33,10 @@ class SourceMedia:
     """A local media file ready for decoding, plus where it came from (kept in the voice record)."""
 
     path: Path
-    kind: str                      # "url" or "file"
-    duration: float                # of the whole file, seconds
+    kind: str  # "url" or "file"
+    duration: float  # of the whole file, seconds
     meta: dict[str, Any] = field(default_factory=dict)
-    cached: bool = False           # True when a download was reused
+    cached: bool = False  # True when a download was reused
 
     @property
     def source_id(self) -> str:
@@ -45,7 +46,7 @@ class SourceMedia:
 @dataclass(frozen=True)
 class TrimRange:
     start: float = 0.0
-    end: float | None = None       # None: to the end of the file
+    end: float | None = None  # None: to the end of the file
 
     def length(self, duration: float) -> float:
         return (self.end if self.end is not None else duration) - self.start
@@ -95,28 +96,46 @@ def validate_trim(start: float | None, end: float | None, duration: float) -> Tr
     if s < 0:
         raise UserError(f"--start {s:g} is negative")
     if s >= duration:
-        raise UserError(f"--start {format_timestamp(s)} is at or past the end of the file "
-                        f"(duration {format_timestamp(duration)})")
+        raise UserError(
+            f"--start {format_timestamp(s)} is at or past the end of the file "
+            f"(duration {format_timestamp(duration)})"
+        )
     if end is not None:
         if end <= s:
             raise UserError(f"--end {format_timestamp(end)} must be after --start {format_timestamp(s)}")
         if end > duration + TRIM_TOLERANCE_S:
-            raise UserError(f"--end {format_timestamp(end)} is past the end of the file "
-                            f"(duration {format_timestamp(duration)})")
+            raise UserError(
+                f"--end {format_timestamp(end)} is past the end of the file "
+                f"(duration {format_timestamp(duration)})"
+            )
         end = min(float(end), duration)
     return TrimRange(s, end)
 
 
 # ---------------------------------------------------------------- probing
 
+
 def probe_media(path: Path) -> float:
     """Duration in seconds of the first audio stream; UserError when the file holds no audio."""
     exe = shutil.which("ffprobe")
     if not exe:
         raise UserError("ffprobe is not installed (apt-get install ffmpeg)")
-    proc = subprocess.run([exe, "-v", "error", "-select_streams", "a:0", "-show_entries",
-                           "stream=codec_type,duration:format=duration", "-of", "json", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            exe,
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_type,duration:format=duration",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["ffprobe failed"])[-1]
         raise UserError(f"{path.name} is not an audio or video file ffmpeg can read ({detail})")
@@ -131,14 +150,32 @@ def probe_media(path: Path) -> float:
         except ValueError:
             pass
     # some containers (streamed webm) carry no duration: decode once to measure
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", "16000",
-                           "-f", "s16le", "-"], capture_output=True)
+    proc = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+    )
     if proc.returncode != 0 or not proc.stdout:
         raise UserError(f"{path.name} has no decodable audio")
     return len(proc.stdout) / 2 / 16000.0
 
 
 # ---------------------------------------------------------------- local files
+
 
 def is_url(text: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text or ""))
@@ -156,11 +193,16 @@ def local_source(path: str | Path) -> SourceMedia:
     if p.stat().st_size == 0:
         raise UserError(f"audio file is empty: {p}")
     duration = probe_media(p)
-    return SourceMedia(path=p.resolve(), kind="file", duration=duration,
-                       meta={"type": "file", "path": str(p.resolve()), "source_id": _safe_name(p.stem)})
+    return SourceMedia(
+        path=p.resolve(),
+        kind="file",
+        duration=duration,
+        meta={"type": "file", "path": str(p.resolve()), "source_id": _safe_name(p.stem)},
+    )
 
 
 # ---------------------------------------------------------------- downloads
+
 
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")[:120] or "media"
@@ -192,10 +234,12 @@ class _QuietLogger:
 
 def _ydl_options(cookies: Path | None) -> dict[str, Any]:
     opts: dict[str, Any] = {
-        "noplaylist": True,           # a watch?v=..&list=.. link means the one video
-        "quiet": True, "no_warnings": True, "noprogress": True,
+        "noplaylist": True,  # a watch?v=..&list=.. link means the one video
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
         "logger": _QuietLogger(),
-        "format": "bestaudio/best",   # keep the original audio stream: no lossy re-encode
+        "format": "bestaudio/best",  # keep the original audio stream: no lossy re-encode
         "socket_timeout": 20,
         "retries": 2,
         "cachedir": False,
@@ -221,15 +265,25 @@ def _cached_download(meta_path: Path) -> SourceMedia | None:
         return None
     if not media.is_file() or media.stat().st_size != meta.get("bytes"):
         return None
-    return SourceMedia(path=media, kind="url", duration=float(meta["duration"]), meta=meta["source"], cached=True)
+    return SourceMedia(
+        path=media, kind="url", duration=float(meta["duration"]), meta=meta["source"], cached=True
+    )
 
 
-def download_source(url: str, downloads: Path, *, cookies: Path | None = None,
-                    on_progress: ProgressCallback | None = None, refresh: bool = False) -> SourceMedia:
+def download_source(
+    url: str,
+    downloads: Path,
+    *,
+    cookies: Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    refresh: bool = False,
+) -> SourceMedia:
     """Download the audio of one video with yt-dlp (cached by extractor + video id)."""
     scheme = urlparse(url).scheme.lower()
     if scheme not in ("http", "https"):
-        raise UserError(f"unsupported link {url!r}: only http(s) links are downloaded (use --audio for files)")
+        raise UserError(
+            f"unsupported link {url!r}: only http(s) links are downloaded (use --audio for files)"
+        )
     downloads = Path(downloads)
     index_path = downloads / "index" / f"{sha256_json(url)[:32]}.json"
     if not refresh and index_path.is_file():
@@ -259,11 +313,13 @@ def download_source(url: str, downloads: Path, *, cookies: Path | None = None,
         raise UserError(f"{url} is a playlist; pass the link of a single video")
     if info.get("_type") == "url" and info.get("url") and info.get("url") != url:
         # a redirect to another extractor (e.g. an embed): resolve it, still refusing playlists
-        return download_source(info["url"], downloads, cookies=cookies, on_progress=on_progress, refresh=refresh)
+        return download_source(
+            info["url"], downloads, cookies=cookies, on_progress=on_progress, refresh=refresh
+        )
 
     extractor = str(info.get("extractor_key") or info.get("extractor") or "generic")
     video_id = str(info.get("id") or sha256_json(url)[:16])
-    if extractor.lower() == "generic":   # ids of plain files are just their names: not unique across sites
+    if extractor.lower() == "generic":  # ids of plain files are just their names: not unique across sites
         video_id = f"{video_id}-{sha256_json(url)[:10]}"
     folder, meta_path = _download_entry(downloads, extractor, video_id)
     if not refresh:
@@ -275,13 +331,20 @@ def download_source(url: str, downloads: Path, *, cookies: Path | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
     try:
+
         def hook(status: dict) -> None:
             if on_progress and status.get("status") in ("downloading", "finished"):
-                on_progress(int(status.get("downloaded_bytes") or 0),
-                            status.get("total_bytes") or status.get("total_bytes_estimate"))
+                on_progress(
+                    int(status.get("downloaded_bytes") or 0),
+                    status.get("total_bytes") or status.get("total_bytes_estimate"),
+                )
 
-        dl_opts = dict(opts, outtmpl={"default": str(staging / "media.%(ext)s")}, progress_hooks=[hook],
-                       paths={"home": str(staging), "temp": str(staging)})
+        dl_opts = dict(
+            opts,
+            outtmpl={"default": str(staging / "media.%(ext)s")},
+            progress_hooks=[hook],
+            paths={"home": str(staging), "temp": str(staging)},
+        )
         t0 = time.monotonic()
         try:
             with yt_dlp.YoutubeDL(dl_opts) as ydl:
@@ -295,16 +358,31 @@ def download_source(url: str, downloads: Path, *, cookies: Path | None = None,
         try:
             duration = probe_media(got)
         except UserError:
-            raise UserError(f"{url} is not audio or video (the server sent something ffmpeg cannot read)") from None
+            raise UserError(
+                f"{url} is not audio or video (the server sent something ffmpeg cannot read)"
+            ) from None
         ext = got.suffix.lstrip(".") or "bin"
         final = folder / f"{_safe_name(video_id)}.{ext}"
         got.replace(final)
         full = full or {}
-        source = {"type": "url", "url": url, "extractor": extractor, "video_id": video_id,
-                  "title": full.get("title") or info.get("title"), "uploader": full.get("uploader"),
-                  "webpage_url": full.get("webpage_url") or url, "source_id": _safe_name(f"{extractor.lower()}-{video_id}")}
-        meta = {"file": final.name, "bytes": final.stat().st_size, "duration": duration, "source": source,
-                "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "download_s": round(time.monotonic() - t0, 2)}
+        source = {
+            "type": "url",
+            "url": url,
+            "extractor": extractor,
+            "video_id": video_id,
+            "title": full.get("title") or info.get("title"),
+            "uploader": full.get("uploader"),
+            "webpage_url": full.get("webpage_url") or url,
+            "source_id": _safe_name(f"{extractor.lower()}-{video_id}"),
+        }
+        meta = {
+            "file": final.name,
+            "bytes": final.stat().st_size,
+            "duration": duration,
+            "source": source,
+            "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "download_s": round(time.monotonic() - t0, 2),
+        }
         atomic_write_json(meta_path, meta)
         atomic_write_json(index_path, {"url": url, "entry": str(meta_path.relative_to(downloads))})
         return SourceMedia(path=final, kind="url", duration=duration, meta=source, cached=False)
@@ -312,8 +390,14 @@ def download_source(url: str, downloads: Path, *, cookies: Path | None = None,
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def resolve_source(*, url: str | None = None, audio: str | Path | None = None, downloads: Path | None = None,
-                   cookies: Path | None = None, on_progress: ProgressCallback | None = None) -> SourceMedia:
+def resolve_source(
+    *,
+    url: str | None = None,
+    audio: str | Path | None = None,
+    downloads: Path | None = None,
+    cookies: Path | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SourceMedia:
     """One of --url / --audio. file:// links and existing paths given as --url go to ffmpeg directly."""
     if bool(url) == bool(audio):
         raise UserError("give exactly one source: --url LINK or --audio FILE")

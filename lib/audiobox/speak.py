@@ -22,8 +22,8 @@ from audiobox.voices import VoiceRegistry, validate_tone
 @dataclass
 class SpeakRequest:
     text: str
-    voice: str | None = None            # registry slug
-    speaker: str | None = None          # built-in CustomVoice speaker
+    voice: str | None = None  # registry slug
+    speaker: str | None = None  # built-in CustomVoice speaker
     instruct: str | None = None
     instruct_style: str | None = None
     tone: str | None = None
@@ -46,14 +46,14 @@ class SpeakResult:
     files: list[Path]
     meta_path: Path
     meta: dict
-    takes: list = field(default_factory=list)   # the Take objects, for ranking
+    takes: list = field(default_factory=list)  # the Take objects, for ranking
 
 
 @dataclass
 class ResolvedVoice:
     voice_id: str
-    kind: str                 # clone | speaker
-    model_kind: str           # base | custom_voice
+    kind: str  # clone | speaker
+    model_kind: str  # base | custom_voice
     model_ref: str
     meta: dict
     defaults: dict
@@ -63,51 +63,89 @@ class ResolvedVoice:
 def resolve_voice(request: SpeakRequest, registry: VoiceRegistry) -> ResolvedVoice:
     """Everything about the speaker that can be checked without loading a model."""
     if bool(request.voice) == bool(request.speaker):
-        raise UserError("choose exactly one of --voice (a registered voice) or --speaker (a built-in speaker)")
+        raise UserError(
+            "choose exactly one of --voice (a registered voice) or --speaker (a built-in speaker)"
+        )
     validate_tone(request.tone)
     instruct, instruct_source = resolve_instruct(request.instruct, request.instruct_style)
     if request.speaker:
         if request.tone:
             raise UserError("--tone needs --voice (tones belong to registered voices)")
         return ResolvedVoice(
-            voice_id=f"speaker-{request.speaker.lower()}", kind="speaker", model_kind="custom_voice",
+            voice_id=f"speaker-{request.speaker.lower()}",
+            kind="speaker",
+            model_kind="custom_voice",
             model_ref=request.model or DEFAULT_MODELS["custom_voice"],
-            meta={"engine": "custom_voice", "speaker": request.speaker, "instruct": instruct,
-                  "instruct_source": instruct_source, "tone": None},
-            defaults={}, spec_args={"speaker": request.speaker, "instruct": instruct})
+            meta={
+                "engine": "custom_voice",
+                "speaker": request.speaker,
+                "instruct": instruct,
+                "instruct_source": instruct_source,
+                "tone": None,
+            },
+            defaults={},
+            spec_args={"speaker": request.speaker, "instruct": instruct},
+        )
     voice = registry.get(request.voice)
     if voice.engine == "custom_voice":
         cv = voice.custom_voice or {}
         tones = voice.tones()
         if request.tone and request.tone not in tones:
-            raise UserError(f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(tones)) or 'none'})")
+            raise UserError(
+                f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(tones)) or 'none'})"
+            )
         if instruct is None and request.tone:
             instruct, instruct_source = tones[request.tone].get("instruct"), "tone"
         if instruct is None and cv.get("instruct_default"):
             instruct, instruct_source = cv["instruct_default"], "voice_default"
         return ResolvedVoice(
-            voice_id=voice.slug, kind="speaker", model_kind="custom_voice",
+            voice_id=voice.slug,
+            kind="speaker",
+            model_kind="custom_voice",
             model_ref=request.model or cv.get("model") or DEFAULT_MODELS["custom_voice"],
-            meta={"engine": voice.engine, "slug": voice.slug, "speaker": cv.get("speaker"), "instruct": instruct,
-                  "instruct_source": instruct_source, "tone": request.tone},
+            meta={
+                "engine": voice.engine,
+                "slug": voice.slug,
+                "speaker": cv.get("speaker"),
+                "instruct": instruct,
+                "instruct_source": instruct_source,
+                "tone": request.tone,
+            },
             defaults=voice.generation_defaults,
-            spec_args={"speaker": cv.get("speaker"), "instruct": instruct})
+            spec_args={"speaker": cv.get("speaker"), "instruct": instruct},
+        )
     if instruct is not None:
-        raise UserError(f"voice {voice.slug!r} is a cloned voice: it speaks like its reference and takes no "
-                        f"--instruct (use --tone, or a built-in speaker)")
+        raise UserError(
+            f"voice {voice.slug!r} is a cloned voice: it speaks like its reference and takes no "
+            f"--instruct (use --tone, or a built-in speaker)"
+        )
     if not voice.prompts:
-        raise UserError(f"voice {voice.slug!r} has no clone prompt yet: build one with `voice-clone synth --voice {voice.slug}`")
+        raise UserError(
+            f"voice {voice.slug!r} has no clone prompt yet: build one with `voice-clone synth --voice {voice.slug}`"
+        )
     model_ref = request.model
     if model_ref is None:  # the model of the newest prompt for this tone: the voice was built for it
         candidates = [rec for rec in voice.prompts.values() if rec.get("tone") == request.tone]
         if not candidates:
-            raise UserError(f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(voice.tones())) or 'none'})")
+            raise UserError(
+                f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(voice.tones())) or 'none'})"
+            )
         model_ref = max(candidates, key=lambda r: r.get("seq", 0)).get("model") or DEFAULT_MODELS["base"]
     return ResolvedVoice(
-        voice_id=voice.slug, kind="clone", model_kind="base", model_ref=model_ref,
-        meta={"engine": voice.engine, "slug": voice.slug, "tone": request.tone, "instruct": None,
-              "instruct_source": "none"},
-        defaults=voice.generation_defaults, spec_args={})
+        voice_id=voice.slug,
+        kind="clone",
+        model_kind="base",
+        model_ref=model_ref,
+        meta={
+            "engine": voice.engine,
+            "slug": voice.slug,
+            "tone": request.tone,
+            "instruct": None,
+            "instruct_source": "none",
+        },
+        defaults=voice.generation_defaults,
+        spec_args={},
+    )
 
 
 def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakResult:
@@ -119,7 +157,9 @@ def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakRe
     text = clean_text(request.text)
     registry = VoiceRegistry(dirs.voices)
     resolved = resolve_voice(request, registry)
-    settings, settings_source = resolve_settings(request.profile, resolved.defaults, request.greedy, **request.knobs)
+    settings, settings_source = resolve_settings(
+        request.profile, resolved.defaults, request.greedy, **request.knobs
+    )
     synth = pool.synthesizer(resolved.model_ref, resolved.model_kind)
     prompt_id = None
     if resolved.kind == "clone":
@@ -129,22 +169,58 @@ def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakRe
         spec = VoiceSpec.builtin(**resolved.spec_args)
     load_sec = synth.loaded.load_sec
     synth_started = time.perf_counter()
-    takes = synth.speak(text, spec, request.language, settings, request.variants, request.seed, request.chunk,
-                        request.pause_s, progress=progress)
+    takes = synth.speak(
+        text,
+        spec,
+        request.language,
+        settings,
+        request.variants,
+        request.seed,
+        request.chunk,
+        request.pause_s,
+        progress=progress,
+    )
     synth_sec = time.perf_counter() - synth_started
-    run_dir = exact_run_dir(request.out_exact) if request.out_exact else new_run_dir(dirs.work, resolved.voice_id)
+    run_dir = (
+        exact_run_dir(request.out_exact) if request.out_exact else new_run_dir(dirs.work, resolved.voice_id)
+    )
     files, meta_path, meta = write_run(
-        run_dir, app="voice-synth speak", synth=synth, takes=takes,
+        run_dir,
+        app="voice-synth speak",
+        synth=synth,
+        takes=takes,
         voice_meta={"id": resolved.voice_id, "prompt_id": prompt_id, **resolved.meta},
-        language=request.language, text=text, chunked=request.chunk, settings=settings,
-        settings_source=settings_source, variants=request.variants, fmt=request.format,
-        timings={"model_load_sec": load_sec, "synth_sec": synth_sec}, started=started)
+        language=request.language,
+        text=text,
+        chunked=request.chunk,
+        settings=settings,
+        settings_source=settings_source,
+        variants=request.variants,
+        fmt=request.format,
+        timings={"model_load_sec": load_sec, "synth_sec": synth_sec},
+        started=started,
+    )
     return SpeakResult(run_dir=run_dir, files=files, meta_path=meta_path, meta=meta, takes=takes)
 
 
-def write_run(run_dir: Path, *, app: str, synth, takes: list, voice_meta: dict, language: str, text: str,
-              chunked: bool, settings, settings_source: dict, variants: int, fmt: str, timings: dict,
-              started: float, extra: dict | None = None) -> tuple[list[Path], Path, dict]:
+def write_run(
+    run_dir: Path,
+    *,
+    app: str,
+    synth,
+    takes: list,
+    voice_meta: dict,
+    language: str,
+    text: str,
+    chunked: bool,
+    settings,
+    settings_source: dict,
+    variants: int,
+    fmt: str,
+    timings: dict,
+    started: float,
+    extra: dict | None = None,
+) -> tuple[list[Path], Path, dict]:
     """Write the takes and a complete takes.meta.json (model, seed, settings, timings, RTF per take)."""
     files = [write_take_audio(run_dir, t.index, t.samples, t.sample_rate, fmt) for t in takes]
     audio_sec = sum(t.duration for t in takes)
@@ -153,18 +229,40 @@ def write_run(run_dir: Path, *, app: str, synth, takes: list, voice_meta: dict, 
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "voice": voice_meta,
         **(extra or {}),
-        "model": {"ref": synth.info.ref, "type": synth.info.model_type, "device": synth.loaded.device,
-                  "dtype": synth.loaded.dtype, "attention": synth.loaded.attention, "backend": synth.backend_name,
-                  "weights": synth.loaded.weights},
-        "language": language, "text": text, "chunked": chunked,
+        "model": {
+            "ref": synth.info.ref,
+            "type": synth.info.model_type,
+            "device": synth.loaded.device,
+            "dtype": synth.loaded.dtype,
+            "attention": synth.loaded.attention,
+            "backend": synth.backend_name,
+            "weights": synth.loaded.weights,
+        },
+        "language": language,
+        "text": text,
+        "chunked": chunked,
         "generation": {**settings.to_dict(), "source": settings_source},
-        "seed": takes[0].seed, "variants": variants, "format": fmt,
-        "takes": [{"take": t.index, "file": f.name, "seed": t.seed, "duration_sec": round(t.duration, 3),
-                   "sample_rate": t.sample_rate, "synth_sec": round(t.synth_sec, 3), "rtf": round(t.rtf, 3),
-                   "chunks": t.chunks} for t, f in zip(takes, files)],
-        "timings": {**{k: round(v, 3) for k, v in timings.items()},
-                    "total_sec": round(time.perf_counter() - started, 3),
-                    "rtf": round(timings["synth_sec"] / audio_sec, 3) if audio_sec else None},
+        "seed": takes[0].seed,
+        "variants": variants,
+        "format": fmt,
+        "takes": [
+            {
+                "take": t.index,
+                "file": f.name,
+                "seed": t.seed,
+                "duration_sec": round(t.duration, 3),
+                "sample_rate": t.sample_rate,
+                "synth_sec": round(t.synth_sec, 3),
+                "rtf": round(t.rtf, 3),
+                "chunks": t.chunks,
+            }
+            for t, f in zip(takes, files)
+        ],
+        "timings": {
+            **{k: round(v, 3) for k, v in timings.items()},
+            "total_sec": round(time.perf_counter() - started, 3),
+            "rtf": round(timings["synth_sec"] / audio_sec, 3) if audio_sec else None,
+        },
         "environment": environment_info(),
     }
     return files, write_run_meta(run_dir, meta, text), meta

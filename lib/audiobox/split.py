@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,22 +48,22 @@ class SplitOptions:
 
     url: str | None = None
     audio: Path | None = None
-    start: float | None = None          # seconds (parse with sources.parse_timestamp)
+    start: float | None = None  # seconds (parse with sources.parse_timestamp)
     end: float | None = None
     cookies: Path | None = None
     clips: int = 5
-    length: float = 12.0                # target clip length, seconds
-    min_clip_s: float | None = None     # default: 0.5 x length (at least 2 s)
-    max_clip_s: float | None = None     # default: 1.5 x length
-    max_pause_s: float = 0.8            # longest pause allowed inside one clip
-    window_s: float | None = None       # Demucs window; default max(3 x length, 30)
-    windows: int | None = None          # how many windows to separate; default from clips x length
-    min_density: float = 0.4            # a window goes to Demucs only if at least this share is speech
+    length: float = 12.0  # target clip length, seconds
+    min_clip_s: float | None = None  # default: 0.5 x length (at least 2 s)
+    max_clip_s: float | None = None  # default: 1.5 x length
+    max_pause_s: float = 0.8  # longest pause allowed inside one clip
+    window_s: float | None = None  # Demucs window; default max(3 x length, 30)
+    windows: int | None = None  # how many windows to separate; default from clips x length
+    min_density: float = 0.4  # a window goes to Demucs only if at least this share is speech
     separate: bool = True
     separator: SeparatorOptions = field(default_factory=SeparatorOptions)
-    max_scan_s: float | None = None     # only scan the first N seconds of the (trimmed) source
-    out_dir: Path | None = None         # where clips are written (created)
-    refresh: bool = False               # ignore caches (they are rewritten)
+    max_scan_s: float | None = None  # only scan the first N seconds of the (trimmed) source
+    out_dir: Path | None = None  # where clips are written (created)
+    refresh: bool = False  # ignore caches (they are rewritten)
 
     def clip_bounds(self) -> tuple[float, float]:
         lo = self.min_clip_s if self.min_clip_s is not None else max(2.0, 0.5 * self.length)
@@ -87,7 +88,7 @@ class SplitOptions:
 
 @dataclass
 class Window:
-    start: float                        # seconds in the trimmed signal
+    start: float  # seconds in the trimmed signal
     end: float
     speech_s: float
 
@@ -114,9 +115,17 @@ class Clip:
         return self.end - self.start
 
     def to_json(self) -> dict:
-        return {"index": self.index, "file": self.path.name if self.path else None, "start": round(self.start, 3),
-                "end": round(self.end, 3), "duration": round(self.duration, 3), "score": round(self.score, 4),
-                "from_vocals": self.from_vocals, "window": self.window, "measures": self.measures}
+        return {
+            "index": self.index,
+            "file": self.path.name if self.path else None,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "duration": round(self.duration, 3),
+            "score": round(self.score, 4),
+            "from_vocals": self.from_vocals,
+            "window": self.window,
+            "measures": self.measures,
+        }
 
 
 @dataclass
@@ -141,6 +150,7 @@ class SplitResult:
 
 # ----------------------------------------------------------------------------- progress
 
+
 class Progress:
     """What the pipeline reports; the default does nothing. The CLI passes a rich-backed one."""
 
@@ -153,16 +163,28 @@ class Progress:
 class RichProgress(Progress):
     """rich progress bars on stderr, one per stage (download, vad, separate, export)."""
 
-    LABELS = {"download": "download", "vad": "speech map (VAD)", "separate": "vocals (Demucs)",
-              "export": "export clips"}
+    LABELS = {
+        "download": "download",
+        "vad": "speech map (VAD)",
+        "separate": "vocals (Demucs)",
+        "export": "export clips",
+    }
 
     def __init__(self, console=None):
         from rich.console import Console
-        from rich.progress import BarColumn, Progress as RP, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RP
 
         self.console = console or Console(stderr=True)
-        self._bar = RP(TextColumn("{task.description:<18}"), BarColumn(), TaskProgressColumn(),
-                       TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=self.console, transient=False)
+        self._bar = RP(
+            TextColumn("{task.description:<18}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=self.console,
+            transient=False,
+        )
         self._tasks: dict[str, Any] = {}
         self._bar.start()
 
@@ -196,6 +218,7 @@ class RichProgress(Progress):
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _spans_from_json(data: list) -> list[Span]:
     return [Span(float(a), float(b)) for a, b in data]
 
@@ -207,8 +230,9 @@ def _read_json(path: Path) -> Any | None:
         return None
 
 
-def select_windows(spans: list[Span], window_s: float, count: int, min_density: float,
-                   total_s: float, margin_s: float = 0.25) -> list[Window]:
+def select_windows(
+    spans: list[Span], window_s: float, count: int, min_density: float, total_s: float, margin_s: float = 0.25
+) -> list[Window]:
     """Greedy: the window with the most speech among the spans not yet covered, `count` times.
 
     A window is a group of consecutive uncovered spans at most `window_s` long, widened by
@@ -243,8 +267,9 @@ def select_windows(spans: list[Span], window_s: float, count: int, min_density: 
     return sorted(chosen, key=lambda w: w.start)
 
 
-def candidate_clips(spans: list[Span], lo: float, hi: float, target: float, max_pause_s: float,
-                    allow_short: bool = False) -> list[Span]:
+def candidate_clips(
+    spans: list[Span], lo: float, hi: float, target: float, max_pause_s: float, allow_short: bool = False
+) -> list[Span]:
     """Every [span i start, span j end] with no inner pause > max_pause_s and lo <= length <= hi.
 
     With allow_short (used only when nothing anywhere reached lo), each run of speech of at least
@@ -287,10 +312,16 @@ def measure_clip(samples: np.ndarray, rate: int, spans: list[Span]) -> tuple[flo
 
     measures = measure(samples, rate, speech_spans=spans)
     score = quality_score(measures)
-    return score.score, {**measures.to_dict(), "parts": score.to_dict()["parts"], "quality_version": QUALITY_VERSION}
+    return score.score, {
+        **measures.to_dict(),
+        "parts": score.to_dict()["parts"],
+        "quality_version": QUALITY_VERSION,
+    }
 
 
-def pick_clips(scored: list[tuple[float, Span, Any]], count: int, target: float) -> list[tuple[float, Span, Any]]:
+def pick_clips(
+    scored: list[tuple[float, Span, Any]], count: int, target: float
+) -> list[tuple[float, Span, Any]]:
     """Highest score first, then closest to the target length; never two overlapping clips."""
     ordered = sorted(scored, key=lambda t: (-round(t[0], 3), abs(t[1].duration - target), t[1].start))
     chosen: list[tuple[float, Span, Any]] = []
@@ -305,6 +336,7 @@ def pick_clips(scored: list[tuple[float, Span, Any]], count: int, target: float)
 
 
 # ----------------------------------------------------------------------------- pipeline
+
 
 class VoiceSplitter:
     """Holds the models (VAD always, Demucs when first needed) so a process can split several sources."""
@@ -335,14 +367,21 @@ class VoiceSplitter:
         def on_bytes(done: int, total: int | None) -> None:
             self.progress.update("download", done, total)
 
-        source = resolve_source(url=opts.url, audio=opts.audio, downloads=self.downloads, cookies=opts.cookies,
-                                on_progress=on_bytes)
+        source = resolve_source(
+            url=opts.url,
+            audio=opts.audio,
+            downloads=self.downloads,
+            cookies=opts.cookies,
+            on_progress=on_bytes,
+        )
         trim = validate_trim(opts.start, opts.end, source.duration)
         note = "cached" if source.cached else ("local file" if source.kind == "file" else "downloaded")
         self.progress.done("download", note)
         return source, trim
 
-    def run(self, opts: SplitOptions, source: SourceMedia | None = None, trim: TrimRange | None = None) -> SplitResult:
+    def run(
+        self, opts: SplitOptions, source: SourceMedia | None = None, trim: TrimRange | None = None
+    ) -> SplitResult:
         timings: dict[str, float] = {}
         warnings: list[str] = []
         t0 = time.monotonic()
@@ -379,13 +418,25 @@ class VoiceSplitter:
 
             raw_spans = self.vad.speech_spans(audio16, VAD_SAMPLE_RATE, settings=RAW_VAD, on_progress=on_vad)
             del audio16
-            atomic_write_json(vad_cache, {"version": SPLIT_CACHE_VERSION, "source_sha256": file_hash,
-                                          "trim": [trim.start, scan_end], "audio_s": total_s,
-                                          "settings": RAW_VAD.key(), "spans": [s.to_list() for s in raw_spans]})
+            atomic_write_json(
+                vad_cache,
+                {
+                    "version": SPLIT_CACHE_VERSION,
+                    "source_sha256": file_hash,
+                    "trim": [trim.start, scan_end],
+                    "audio_s": total_s,
+                    "settings": RAW_VAD.key(),
+                    "spans": [s.to_list() for s in raw_spans],
+                },
+            )
             self.progress.done("vad", f"{speech_seconds(raw_spans):.0f} s speech")
         timings["vad_s"] = time.monotonic() - t
         speech_total = speech_seconds(raw_spans)
-        where = f" between {format_timestamp(trim.start)} and {format_timestamp(scan_end)}" if trim.start or trim.end else ""
+        where = (
+            f" between {format_timestamp(trim.start)} and {format_timestamp(scan_end)}"
+            if trim.start or trim.end
+            else ""
+        )
         if speech_total < 1.0:
             raise UserError(f"no speech found in {source.path.name}{where} (VAD found {speech_total:.1f} s)")
 
@@ -396,8 +447,10 @@ class VoiceSplitter:
         windows = select_windows(raw_spans, window_s, n_windows, opts.min_density, total_s)
         if not windows:  # sparse speech everywhere: take the densest windows anyway
             windows = select_windows(raw_spans, window_s, n_windows, 0.0, total_s)
-            warnings.append("speech is sparse (no window is at least "
-                            f"{opts.min_density:.0%} speech); using the densest parts anyway")
+            warnings.append(
+                "speech is sparse (no window is at least "
+                f"{opts.min_density:.0%} speech); using the densest parts anyway"
+            )
 
         # stage 4: vocals + second VAD pass, per window
         t = time.monotonic()
@@ -411,22 +464,34 @@ class VoiceSplitter:
             sep = self.separator(opts.separator)
         done_s = 0.0
         for wi, win in enumerate(windows):
-            mix = load_audio(source.path, TTS_SAMPLE_RATE, start=trim.start + win.start,
-                             end=trim.start + win.end).samples
+            mix = load_audio(
+                source.path, TTS_SAMPLE_RATE, start=trim.start + win.start, end=trim.start + win.end
+            ).samples
             voc, from_vocals = mix, False
             if sep is not None:
-                voc = self._vocals(sep, cache_dir, file_hash, trim.start + win.start, trim.start + win.end, mix,
-                                   opts.refresh, lambda f, base=done_s, w=win: self.progress.update(
-                                       "separate", base + f * (w.end - w.start)))
+                voc = self._vocals(
+                    sep,
+                    cache_dir,
+                    file_hash,
+                    trim.start + win.start,
+                    trim.start + win.end,
+                    mix,
+                    opts.refresh,
+                    lambda f, base=done_s, w=win: self.progress.update(
+                        "separate", base + f * (w.end - w.start)
+                    ),
+                )
                 separated_s += win.end - win.start
                 from_vocals = True
             done_s += win.end - win.start
             spans = self.vad.speech_spans(voc, TTS_SAMPLE_RATE, settings=VOCAL_VAD)
             raw_in = speech_seconds([s for s in raw_spans if s.start >= win.start and s.end <= win.end])
             if from_vocals and speech_seconds(spans) < 0.3 * raw_in:
-                warnings.append(f"the vocals of {format_timestamp(trim.start + win.start)}-"
-                                f"{format_timestamp(trim.start + win.end)} lost the speech "
-                                f"({speech_seconds(spans):.1f} s vs {raw_in:.1f} s in the mix); using the mix there")
+                warnings.append(
+                    f"the vocals of {format_timestamp(trim.start + win.start)}-"
+                    f"{format_timestamp(trim.start + win.end)} lost the speech "
+                    f"({speech_seconds(spans):.1f} s vs {raw_in:.1f} s in the mix); using the mix there"
+                )
                 voc, from_vocals = mix, False
                 spans = self.vad.speech_spans(voc, TTS_SAMPLE_RATE, settings=VOCAL_VAD)
             window_audio[wi] = (voc, from_vocals)
@@ -436,8 +501,11 @@ class VoiceSplitter:
                 voc, spans = window_audio[wi][0], window_spans[wi]
                 for cand in candidate_clips(spans, lo, hi, opts.length, opts.max_pause_s, allow_short):
                     a, b = int(cand.start * TTS_SAMPLE_RATE), int(cand.end * TTS_SAMPLE_RATE)
-                    inner = [Span(s.start - cand.start, s.end - cand.start) for s in spans
-                             if s.start >= cand.start - 1e-6 and s.end <= cand.end + 1e-6]
+                    inner = [
+                        Span(s.start - cand.start, s.end - cand.start)
+                        for s in spans
+                        if s.start >= cand.start - 1e-6 and s.end <= cand.end + 1e-6
+                    ]
                     score, measures = measure_clip(voc[a:b], TTS_SAMPLE_RATE, inner)
                     scored.append((score, cand.shifted(win.start), (wi, measures)))
             if scored:
@@ -447,8 +515,10 @@ class VoiceSplitter:
         timings["separate_s"] = time.monotonic() - t
 
         if not scored:
-            raise UserError(f"no usable speech in {source.path.name}{where}: no stretch of at least {lo:.1f} s "
-                            f"without a pause over {opts.max_pause_s:.1f} s")
+            raise UserError(
+                f"no usable speech in {source.path.name}{where}: no stretch of at least {lo:.1f} s "
+                f"without a pause over {opts.max_pause_s:.1f} s"
+            )
 
         # stage 5/6: rank, export
         t = time.monotonic()
@@ -458,7 +528,7 @@ class VoiceSplitter:
         clips: list[Clip] = []
         ref_clip: Clip | None = None
         ref_samples = None
-        self.progress.stage("export", len(best_first[:opts.clips]) + 1)
+        self.progress.stage("export", len(best_first[: opts.clips]) + 1)
 
         def cut(item) -> np.ndarray:
             score, span, (wi, _m) = item
@@ -466,19 +536,29 @@ class VoiceSplitter:
             voc = window_audio[wi][0]
             a = int(round((span.start - win.start) * TTS_SAMPLE_RATE))
             b = int(round((span.end - win.start) * TTS_SAMPLE_RATE))
-            return _fade(voc[max(0, a):b], TTS_SAMPLE_RATE)
+            return _fade(voc[max(0, a) : b], TTS_SAMPLE_RATE)
 
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             self._remove_previous(out_dir)
-        for k, item in enumerate(best_first[:opts.clips], start=1):
+        for k, item in enumerate(best_first[: opts.clips], start=1):
             score, span, (wi, measures) = item
             path = None
             if out_dir is not None:
                 path = out_dir / f"clip_{k:02d}_{span.start + trim.start:07.1f}s.wav"
                 write_audio(path, cut(item), TTS_SAMPLE_RATE, "wav")
-            clips.append(Clip(k, path, span.start + trim.start, span.end + trim.start, score, measures,
-                              window_audio[wi][1], wi))
+            clips.append(
+                Clip(
+                    k,
+                    path,
+                    span.start + trim.start,
+                    span.end + trim.start,
+                    score,
+                    measures,
+                    window_audio[wi][1],
+                    wi,
+                )
+            )
             self.progress.update("export", k)
         if reference is not None:
             score, span, (wi, measures) = reference
@@ -486,20 +566,42 @@ class VoiceSplitter:
             path = out_dir / "reference.wav" if out_dir is not None else None
             if path is not None:
                 write_audio(path, ref_samples, TTS_SAMPLE_RATE, "wav")
-            ref_clip = Clip(0, path, span.start + trim.start, span.end + trim.start, score, measures,
-                            window_audio[wi][1], wi)
+            ref_clip = Clip(
+                0,
+                path,
+                span.start + trim.start,
+                span.end + trim.start,
+                score,
+                measures,
+                window_audio[wi][1],
+                wi,
+            )
         self.progress.done("export", f"{len(clips)} clips" + (" + reference" if ref_clip else ""))
         timings["export_s"] = time.monotonic() - t
         timings["total_s"] = time.monotonic() - t0
 
-        stats = {"audio_s": round(total_s, 3), "speech_s": round(speech_total, 3),
-                 "separated_s": round(separated_s, 3),
-                 "separated_share": round(separated_s / total_s, 4) if total_s else 0.0,
-                 "windows": len(windows), "candidates": len(scored),
-                 "separator": ({"model": sep.name, "fingerprint": sep.fingerprint} if sep else None)}
-        result = SplitResult(source=source, trim=trim, clips=clips, reference=ref_clip, out_dir=out_dir,
-                             cache_dir=cache_dir, raw_spans=raw_spans, windows=windows, timings=timings,
-                             stats=stats, warnings=warnings)
+        stats = {
+            "audio_s": round(total_s, 3),
+            "speech_s": round(speech_total, 3),
+            "separated_s": round(separated_s, 3),
+            "separated_share": round(separated_s / total_s, 4) if total_s else 0.0,
+            "windows": len(windows),
+            "candidates": len(scored),
+            "separator": ({"model": sep.name, "fingerprint": sep.fingerprint} if sep else None),
+        }
+        result = SplitResult(
+            source=source,
+            trim=trim,
+            clips=clips,
+            reference=ref_clip,
+            out_dir=out_dir,
+            cache_dir=cache_dir,
+            raw_spans=raw_spans,
+            windows=windows,
+            timings=timings,
+            stats=stats,
+            warnings=warnings,
+        )
         result._ref_samples = ref_samples
         for w in warnings:
             self.progress.warn(w)
@@ -509,6 +611,7 @@ class VoiceSplitter:
 
     def _pick_reference(self, scored, opts: SplitOptions):
         """The best candidate that is long enough to clone from (>= 3 s; 5-15 s preferred)."""
+
         def rank(item):
             score, span, _ = item
             d = span.duration
@@ -518,19 +621,32 @@ class VoiceSplitter:
         usable = [it for it in scored if it[1].duration >= 3.0] or scored
         return min(usable, key=rank) if usable else None
 
-    def _vocals(self, sep: LoadedSeparator, cache_dir: Path, file_hash: str, start: float, end: float,
-                mix: np.ndarray, refresh: bool, on_progress: Callable[[float], None]) -> np.ndarray:
-        path = cache_dir / "vocals" / f"{sep.fingerprint}_{int(round(start * 1000))}-{int(round(end * 1000))}.wav"
+    def _vocals(
+        self,
+        sep: LoadedSeparator,
+        cache_dir: Path,
+        file_hash: str,
+        start: float,
+        end: float,
+        mix: np.ndarray,
+        refresh: bool,
+        on_progress: Callable[[float], None],
+    ) -> np.ndarray:
+        path = (
+            cache_dir
+            / "vocals"
+            / f"{sep.fingerprint}_{int(round(start * 1000))}-{int(round(end * 1000))}.wav"
+        )
         if path.is_file() and not refresh:
             try:
                 audio = load_audio(path)
                 if audio.sample_rate == TTS_SAMPLE_RATE and abs(audio.samples.size - mix.size) <= 2:
                     on_progress(1.0)
-                    return audio.samples[:mix.size]
+                    return audio.samples[: mix.size]
             except UserError:
                 pass
         vocals = sep.vocals(mix, TTS_SAMPLE_RATE, on_progress=on_progress)
-        write_audio(path, vocals, TTS_SAMPLE_RATE, "wav")   # written to a temp name, then renamed
+        write_audio(path, vocals, TTS_SAMPLE_RATE, "wav")  # written to a temp name, then renamed
         on_progress(1.0)
         return vocals
 
@@ -546,14 +662,18 @@ class VoiceSplitter:
 
 def manifest(result: SplitResult) -> dict:
     return {
-        "source": result.source.meta, "source_file": str(result.source.path),
+        "source": result.source.meta,
+        "source_file": str(result.source.path),
         "source_duration": round(result.source.duration, 3),
         "trim": [result.trim.start, result.trim.end],
         "sample_rate": TTS_SAMPLE_RATE,
         "clips": [c.to_json() for c in result.clips],
         "reference": result.reference.to_json() | {"file": "reference.wav"} if result.reference else None,
-        "windows": [{"start": round(w.start, 3), "end": round(w.end, 3), "speech_s": round(w.speech_s, 3)}
-                    for w in result.windows],
-        "stats": result.stats, "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "windows": [
+            {"start": round(w.start, 3), "end": round(w.end, 3), "speech_s": round(w.speech_s, 3)}
+            for w in result.windows
+        ],
+        "stats": result.stats,
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "warnings": result.warnings,
     }

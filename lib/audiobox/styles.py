@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from audiobox.errors import UserError
@@ -10,12 +10,14 @@ from audiobox.errors import UserError
 STYLES_PATH = Path(__file__).with_name("styles.yaml")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_styles(path: Path = STYLES_PATH) -> dict[str, str]:
     import yaml
 
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {name: (entry["instruct"] if isinstance(entry, dict) else str(entry)) for name, entry in raw.items()}
+    return {
+        name: (entry["instruct"] if isinstance(entry, dict) else str(entry)) for name, entry in raw.items()
+    }
 
 
 def style_instruct(name: str) -> str:

@@ -30,8 +30,9 @@ import re
 import sys
 import types
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,10 +44,10 @@ SCOREBOARD_VERSION = 1
 # Weights of the soft score (sum 1). When a component cannot be measured (no reference audio, ASR
 # disabled) the remaining weights are rescaled to sum to 1, so scores stay comparable within a run.
 WEIGHTS: dict[str, float] = {
-    "intelligibility": 0.40,   # the words are right: what a listener notices first
-    "speaker": 0.25,           # it sounds like the chosen voice
-    "acoustics": 0.20,         # no clipping, no dead air, clean and at a sane level
-    "pacing": 0.15,            # neither rushed nor dragging for the language
+    "intelligibility": 0.40,  # the words are right: what a listener notices first
+    "speaker": 0.25,  # it sounds like the chosen voice
+    "acoustics": 0.20,  # no clipping, no dead air, clean and at a sane level
+    "pacing": 0.15,  # neither rushed nor dragging for the language
 }
 
 
@@ -54,19 +55,19 @@ WEIGHTS: dict[str, float] = {
 class Thresholds:
     """Where a measurement turns into a hard failure (never picked) or starts costing score."""
 
-    max_error_rate: float = 0.5          # WER/CER above this: the words are not there
-    max_missing_tail: float = 0.15       # share of the text's last words missing (at least 2 words / 3 chars)
-    max_repeat_excess: int = 3           # extra repeated n-grams in the transcript beyond those in the text
-    max_pace_ratio: float = 2.5          # speech this many times longer than the language pace needs
-    min_pace_ratio: float = 0.4          # ... or this much shorter
-    min_similarity: float = 0.60         # Resemblyzer cosine to the reference; other voices land ~0.4-0.55
-    max_similarity_drop: float = 0.15    # below the best take of the run by more than this: voice drift
-    max_clipping_ratio: float = 0.001    # share of samples at full scale
-    max_leading_silence: float = 2.0     # seconds
-    max_trailing_silence: float = 2.5    # seconds
-    abrupt_end_db: float = -20.0         # last 30 ms louder than this, relative to the speech level,
-    abrupt_end_over_noise_db: float = 10.0   # ... and this far above the noise floor: cut off mid-sound
-    min_snr_db: float = 5.0              # below this the take is mostly noise
+    max_error_rate: float = 0.5  # WER/CER above this: the words are not there
+    max_missing_tail: float = 0.15  # share of the text's last words missing (at least 2 words / 3 chars)
+    max_repeat_excess: int = 3  # extra repeated n-grams in the transcript beyond those in the text
+    max_pace_ratio: float = 2.5  # speech this many times longer than the language pace needs
+    min_pace_ratio: float = 0.4  # ... or this much shorter
+    min_similarity: float = 0.60  # Resemblyzer cosine to the reference; other voices land ~0.4-0.55
+    max_similarity_drop: float = 0.15  # below the best take of the run by more than this: voice drift
+    max_clipping_ratio: float = 0.001  # share of samples at full scale
+    max_leading_silence: float = 2.0  # seconds
+    max_trailing_silence: float = 2.5  # seconds
+    abrupt_end_db: float = -20.0  # last 30 ms louder than this, relative to the speech level,
+    abrupt_end_over_noise_db: float = 10.0  # ... and this far above the noise floor: cut off mid-sound
+    min_snr_db: float = 5.0  # below this the take is mostly noise
 
 
 @dataclass
@@ -88,8 +89,8 @@ class TakeScore:
     seed: int | None = None
     transcript: str | None = None
     error_rate: float | None = None
-    error_metric: str | None = None     # "wer" or "cer"
-    missing_tail: int | None = None     # text tokens missing after the last recognised one
+    error_metric: str | None = None  # "wer" or "cer"
+    missing_tail: int | None = None  # text tokens missing after the last recognised one
     repeat_excess: int | None = None
     similarity: float | None = None
     pace_ratio: float | None = None
@@ -100,7 +101,7 @@ class TakeScore:
     score: float = 0.0
     passed: bool = True
     rank: int = 0
-    words: list[dict] | None = None     # word timestamps from the ASR, when it gave them
+    words: list[dict] | None = None  # word timestamps from the ASR, when it gave them
 
     @property
     def failures(self) -> list[Check]:
@@ -130,8 +131,13 @@ class Scoreboard:
 
     def to_dict(self) -> dict:
         return {
-            "version": self.version, "text": self.text, "language": self.language, "metric": self.metric,
-            "weights": self.weights, "models": self.models, "best_index": self.best_index,
+            "version": self.version,
+            "text": self.text,
+            "language": self.language,
+            "metric": self.metric,
+            "weights": self.weights,
+            "models": self.models,
+            "best_index": self.best_index,
             "takes": [t.to_dict() for t in sorted(self.takes, key=lambda t: t.index)],
         }
 
@@ -140,20 +146,36 @@ class Scoreboard:
         from rich.table import Table
 
         table = Table(title=title or "takes", show_lines=False)
-        for column, justify in (("take", "right"), ("score", "right"), (self.metric.upper(), "right"),
-                                ("sim", "right"), ("pace", "right"), ("clip %", "right"),
-                                ("silence in/out s", "right"), ("SNR dB", "right")):
+        for column, justify in (
+            ("take", "right"),
+            ("score", "right"),
+            (self.metric.upper(), "right"),
+            ("sim", "right"),
+            ("pace", "right"),
+            ("clip %", "right"),
+            ("silence in/out s", "right"),
+            ("SNR dB", "right"),
+        ):
             table.add_column(column, justify=justify, no_wrap=True)
         table.add_column("verdict", justify="left", overflow="fold", min_width=12)
         for take in sorted(self.takes, key=lambda t: (t.rank or 10**6, t.index)):
             acoustics = take.acoustics
-            verdict = "[green]best[/]" if take.index == self.best_index else (
-                "ok" if take.passed else "[red]" + ", ".join(c.name for c in take.failures) + "[/]")
+            verdict = (
+                "[green]best[/]"
+                if take.index == self.best_index
+                else ("ok" if take.passed else "[red]" + ", ".join(c.name for c in take.failures) + "[/]")
+            )
             table.add_row(
-                str(take.index), f"{take.score:.3f}", _fmt(take.error_rate, "{:.2f}"), _fmt(take.similarity, "{:.2f}"),
-                _fmt(take.pace_ratio, "{:.2f}x"), _fmt(_pct(acoustics.get("clipping_ratio")), "{:.2f}"),
+                str(take.index),
+                f"{take.score:.3f}",
+                _fmt(take.error_rate, "{:.2f}"),
+                _fmt(take.similarity, "{:.2f}"),
+                _fmt(take.pace_ratio, "{:.2f}x"),
+                _fmt(_pct(acoustics.get("clipping_ratio")), "{:.2f}"),
                 f"{_fmt(acoustics.get('leading_silence_sec'), '{:.1f}')}/{_fmt(acoustics.get('trailing_silence_sec'), '{:.1f}')}",
-                _fmt(acoustics.get("snr_db"), "{:.0f}"), verdict)
+                _fmt(acoustics.get("snr_db"), "{:.0f}"),
+                verdict,
+            )
         return table
 
 
@@ -231,8 +253,15 @@ def compare_text(reference: str, hypothesis: str, language: str) -> TextMatch:
     last_equal = max((chunk.ref_end_idx for chunk in out.alignments[0] if chunk.type == "equal"), default=0)
     missing_tail = len(ref) - last_equal
     n = 4 if metric == "cer" else 3
-    return TextMatch(metric, float(out.wer), missing_tail, tail_limit,
-                     max(0, _repeats(hyp, n) - _repeats(ref, n)), len(ref), len(hyp))
+    return TextMatch(
+        metric,
+        float(out.wer),
+        missing_tail,
+        tail_limit,
+        max(0, _repeats(hyp, n) - _repeats(ref, n)),
+        len(ref),
+        len(hyp),
+    )
 
 
 def _repeats(tokens: Sequence[str], n: int) -> int:
@@ -240,7 +269,7 @@ def _repeats(tokens: Sequence[str], n: int) -> int:
     seen: set[tuple] = set()
     repeats = 0
     for i in range(len(tokens) - n + 1):
-        gram = tuple(tokens[i:i + n])
+        gram = tuple(tokens[i : i + n])
         repeats += gram in seen
         seen.add(gram)
     return repeats
@@ -248,6 +277,7 @@ def _repeats(tokens: Sequence[str], n: int) -> int:
 
 # --------------------------------------------------------------------------------------------
 # ASR back ends: anything with transcribe(samples, sample_rate, language) -> (text, words)
+
 
 @dataclass
 class WordTiming:
@@ -260,8 +290,9 @@ class WordTiming:
 class TakeTranscriber(Protocol):
     name: str
 
-    def transcribe_take(self, samples: np.ndarray, sample_rate: int, language: str) -> tuple[str, list[WordTiming]]:
-        ...
+    def transcribe_take(
+        self, samples: np.ndarray, sample_rate: int, language: str
+    ) -> tuple[str, list[WordTiming]]: ...
 
 
 class SphinxTranscriber:
@@ -294,10 +325,12 @@ class SphinxTranscriber:
         decoder.end_utt()
         words = []
         for seg in decoder.seg():
-            word = re.sub(r"\(\d+\)$", "", seg.word)    # alternate pronunciations: word(2)
+            word = re.sub(r"\(\d+\)$", "", seg.word)  # alternate pronunciations: word(2)
             if word.startswith(("<", "[")) or not word:
-                continue                                # <s>, </s>, <sil>, [NOISE]
-            words.append(WordTiming(word, seg.start_frame / self._frame_rate, (seg.end_frame + 1) / self._frame_rate))
+                continue  # <s>, </s>, <sil>, [NOISE]
+            words.append(
+                WordTiming(word, seg.start_frame / self._frame_rate, (seg.end_frame + 1) / self._frame_rate)
+            )
         return " ".join(w.word for w in words), words
 
 
@@ -313,15 +346,23 @@ class WhisperTranscriber:
     def transcribe_take(self, samples, sample_rate, language):
         from audiobox.audio import Audio
 
-        result = self._transcriber.transcribe(Audio(np.asarray(samples, dtype=np.float32), sample_rate),
-                                              language=None if language == "auto" else language,
-                                              word_timestamps=True)
+        result = self._transcriber.transcribe(
+            Audio(np.asarray(samples, dtype=np.float32), sample_rate),
+            language=None if language == "auto" else language,
+            word_timestamps=True,
+        )
         words = [WordTiming(w.word, float(w.start), float(w.end), float(w.probability)) for w in result.words]
         return result.text.strip(), words
 
 
-def load_transcriber(kind: str, *, language: str = "auto", whisper_model: str | None = None,
-                     device: str = "auto", cache_dir=None) -> TakeTranscriber | None:
+def load_transcriber(
+    kind: str,
+    *,
+    language: str = "auto",
+    whisper_model: str | None = None,
+    device: str = "auto",
+    cache_dir=None,
+) -> TakeTranscriber | None:
     """'whisper' | 'sphinx' | 'none' | 'auto'.
 
     auto = faster-whisper (the better judge by far); for English, PocketSphinx when the Whisper model
@@ -347,6 +388,7 @@ def load_transcriber(kind: str, *, language: str = "auto", whisper_model: str | 
 # --------------------------------------------------------------------------------------------
 # Speaker encoder
 
+
 def _import_resemblyzer():
     """Import Resemblyzer without its VAD dependency.
 
@@ -359,11 +401,14 @@ def _import_resemblyzer():
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="resemblyzer")
     try:
         import resemblyzer
+
         return resemblyzer
     except ModuleNotFoundError as exc:
         if exc.name not in ("webrtcvad", "pkg_resources"):
             raise UserError("speaker similarity needs Resemblyzer: pip install 'py-audio-box[qa]'") from exc
-    for name in [m for m in sys.modules if m == "resemblyzer" or m.startswith("resemblyzer.") or m == "webrtcvad"]:
+    for name in [
+        m for m in sys.modules if m == "resemblyzer" or m.startswith("resemblyzer.") or m == "webrtcvad"
+    ]:
         del sys.modules[name]
     stand_in = types.ModuleType("webrtcvad")
 
@@ -373,6 +418,7 @@ def _import_resemblyzer():
     stand_in.Vad = _unavailable
     sys.modules["webrtcvad"] = stand_in
     import resemblyzer
+
     return resemblyzer
 
 
@@ -390,10 +436,12 @@ class SpeakerEncoder:
         from audiobox.audio import resample
 
         wav = _trim_silence(resample(samples, sample_rate, self.sample_rate), self.sample_rate)
-        if len(wav) < self.sample_rate // 2:    # under 0.5 s of sound: nothing to compare
+        if len(wav) < self.sample_rate // 2:  # under 0.5 s of sound: nothing to compare
             return None
-        rms = float(np.sqrt(np.mean(wav ** 2)) + 1e-12)
-        wav = wav * min(10.0, 10 ** (-20 / 20) / rms)   # a fixed level, so loudness does not move the embedding
+        rms = float(np.sqrt(np.mean(wav**2)) + 1e-12)
+        wav = wav * min(
+            10.0, 10 ** (-20 / 20) / rms
+        )  # a fixed level, so loudness does not move the embedding
         emb = self._encoder.embed_utterance(np.clip(wav, -1, 1).astype(np.float32))
         return emb / (np.linalg.norm(emb) + 1e-9)
 
@@ -408,18 +456,19 @@ def _trim_silence(x: np.ndarray, sr: int, floor_db: float = -40.0) -> np.ndarray
     active = np.nonzero(20 * np.log10(rms / rms.max()) > floor_db)[0]
     if active.size == 0:
         return x[:0]
-    return x[active[0] * frame:(active[-1] + 1) * frame]
+    return x[active[0] * frame : (active[-1] + 1) * frame]
 
 
 # --------------------------------------------------------------------------------------------
 # The judge
 
+
 @dataclass(frozen=True)
 class JudgeOptions:
-    asr: str = "auto"                   # whisper | sphinx | none | auto
-    whisper_model: str | None = None    # None: audiobox.asr's default
-    speaker: bool = True                # speaker similarity (needs Resemblyzer)
-    device: str = "auto"                # for the ASR; the speaker encoder is small and runs on the CPU
+    asr: str = "auto"  # whisper | sphinx | none | auto
+    whisper_model: str | None = None  # None: audiobox.asr's default
+    speaker: bool = True  # speaker similarity (needs Resemblyzer)
+    device: str = "auto"  # for the ASR; the speaker encoder is small and runs on the CPU
     cache_dir: Any = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     weights: dict = field(default_factory=lambda: dict(WEIGHTS))
@@ -428,8 +477,13 @@ class JudgeOptions:
 class TakeJudge:
     """Scores and ranks takes; the ASR and speaker encoder are loaded on first use, once."""
 
-    def __init__(self, options: JudgeOptions | None = None, *, transcriber: TakeTranscriber | None = None,
-                 speaker_encoder: SpeakerEncoder | None = None) -> None:
+    def __init__(
+        self,
+        options: JudgeOptions | None = None,
+        *,
+        transcriber: TakeTranscriber | None = None,
+        speaker_encoder: SpeakerEncoder | None = None,
+    ) -> None:
         self.options = options or JudgeOptions()
         self._transcribers: dict[str, TakeTranscriber | None] = {}
         if transcriber is not None:
@@ -448,9 +502,13 @@ class TakeJudge:
         key = f"{kind}-english" if kind == "auto" and language == "english" else kind
         if key not in self._transcribers:
             self.load_counts["asr"] += 1
-            self._transcribers[key] = load_transcriber(kind, language=language,
-                                                       whisper_model=self.options.whisper_model,
-                                                       device=self.options.device, cache_dir=self.options.cache_dir)
+            self._transcribers[key] = load_transcriber(
+                kind,
+                language=language,
+                whisper_model=self.options.whisper_model,
+                device=self.options.device,
+                cache_dir=self.options.cache_dir,
+            )
         return self._transcribers[key]
 
     def speaker_encoder(self) -> SpeakerEncoder | None:
@@ -470,15 +528,21 @@ class TakeJudge:
 
     def _reference_embedding(self, reference) -> np.ndarray | None:
         samples = np.asarray(reference.samples, dtype=np.float32)
-        key = (reference.sample_rate, samples.size, float(samples[: 4096].sum()), float(samples[-4096:].sum()))
+        key = (reference.sample_rate, samples.size, float(samples[:4096].sum()), float(samples[-4096:].sum()))
         if key not in self._ref_cache:
             encoder = self.speaker_encoder()
             self._ref_cache[key] = encoder.embed(samples, reference.sample_rate) if encoder else None
         return self._ref_cache[key]
 
     # -- judging --------------------------------------------------------------------------------
-    def judge(self, takes: Sequence[Any], text: str, language: str | None = "auto", reference=None,
-              align_words: bool = False) -> Scoreboard:
+    def judge(
+        self,
+        takes: Sequence[Any],
+        text: str,
+        language: str | None = "auto",
+        reference=None,
+        align_words: bool = False,
+    ) -> Scoreboard:
         """Score takes (objects with .samples and .sample_rate; optional .index, .seed) of one text.
 
         reference: an Audio of the voice (clone ref.wav); without one, similarity is measured
@@ -497,8 +561,11 @@ class TakeJudge:
         for position, take in enumerate(takes):
             samples = np.asarray(take.samples, dtype=np.float32)
             sr = int(take.sample_rate)
-            score = TakeScore(index=int(getattr(take, "index", position + 1) or position + 1),
-                              seed=getattr(take, "seed", None), duration_sec=round(len(samples) / sr, 3))
+            score = TakeScore(
+                index=int(getattr(take, "index", position + 1) or position + 1),
+                seed=getattr(take, "seed", None),
+                duration_sec=round(len(samples) / sr, 3),
+            )
             self._measure_acoustics(score, samples, sr, text, lang, limits)
             if transcriber is not None:
                 hyp, words = transcriber.transcribe_take(samples, sr, lang)
@@ -511,12 +578,20 @@ class TakeJudge:
         ref_emb = self._reference_embedding(reference) if (encoder and reference is not None) else None
         self._measure_similarity(scores, embeddings, ref_emb, limits)
         metric = "cer" if lang in _CJK_LANGS else "wer"
-        board = Scoreboard(text=text, language=lang, metric=metric, weights=dict(self.options.weights),
-                           takes=scores, best_index=None,
-                           models={"asr": getattr(transcriber, "name", None),
-                                   "speaker": encoder.name if encoder else None,
-                                   "similarity_to": "reference" if ref_emb is not None else
-                                   ("other takes" if encoder else None), "notes": list(self.notes)})
+        board = Scoreboard(
+            text=text,
+            language=lang,
+            metric=metric,
+            weights=dict(self.options.weights),
+            takes=scores,
+            best_index=None,
+            models={
+                "asr": getattr(transcriber, "name", None),
+                "speaker": encoder.name if encoder else None,
+                "similarity_to": "reference" if ref_emb is not None else ("other takes" if encoder else None),
+                "notes": list(self.notes),
+            },
+        )
         rank_takes(board)
         return board
 
@@ -528,24 +603,76 @@ class TakeJudge:
         expected = max(0.3, _expected_seconds(text, lang))
         score.pace_ratio = round(speech / expected, 3) if speech > 0 else 0.0
         add = score.checks.append
-        add(Check("clipping", acoustics["clipping_ratio"] <= limits.max_clipping_ratio, True,
-                  acoustics["clipping_ratio"], limits.max_clipping_ratio, "samples at full scale"))
-        add(Check("leading_silence", acoustics["leading_silence_sec"] <= limits.max_leading_silence, True,
-                  acoustics["leading_silence_sec"], limits.max_leading_silence))
-        add(Check("trailing_silence", acoustics["trailing_silence_sec"] <= limits.max_trailing_silence, True,
-                  acoustics["trailing_silence_sec"], limits.max_trailing_silence))
+        add(
+            Check(
+                "clipping",
+                acoustics["clipping_ratio"] <= limits.max_clipping_ratio,
+                True,
+                acoustics["clipping_ratio"],
+                limits.max_clipping_ratio,
+                "samples at full scale",
+            )
+        )
+        add(
+            Check(
+                "leading_silence",
+                acoustics["leading_silence_sec"] <= limits.max_leading_silence,
+                True,
+                acoustics["leading_silence_sec"],
+                limits.max_leading_silence,
+            )
+        )
+        add(
+            Check(
+                "trailing_silence",
+                acoustics["trailing_silence_sec"] <= limits.max_trailing_silence,
+                True,
+                acoustics["trailing_silence_sec"],
+                limits.max_trailing_silence,
+            )
+        )
         snr = acoustics.get("snr_db")
         add(Check("noise", snr is None or snr >= limits.min_snr_db, True, snr, limits.min_snr_db, "SNR dB"))
-        add(Check("too_long", score.pace_ratio <= limits.max_pace_ratio, True, score.pace_ratio,
-                  limits.max_pace_ratio, "speech time / time the text needs"))
-        add(Check("too_short", score.pace_ratio >= limits.min_pace_ratio, True, score.pace_ratio,
-                  limits.min_pace_ratio, "speech time / time the text needs"))
+        add(
+            Check(
+                "too_long",
+                score.pace_ratio <= limits.max_pace_ratio,
+                True,
+                score.pace_ratio,
+                limits.max_pace_ratio,
+                "speech time / time the text needs",
+            )
+        )
+        add(
+            Check(
+                "too_short",
+                score.pace_ratio >= limits.min_pace_ratio,
+                True,
+                score.pace_ratio,
+                limits.min_pace_ratio,
+                "speech time / time the text needs",
+            )
+        )
         end_db, over_noise = acoustics.get("end_level_db"), acoustics.get("end_over_noise_db")
-        abrupt = end_db is not None and end_db > limits.abrupt_end_db and over_noise > limits.abrupt_end_over_noise_db
-        add(Check("abrupt_end", not abrupt, True, end_db,
-                  limits.abrupt_end_db, "level of the last 30 ms vs the speech, dB: cut off mid-sound"))
+        abrupt = (
+            end_db is not None
+            and end_db > limits.abrupt_end_db
+            and over_noise > limits.abrupt_end_over_noise_db
+        )
+        add(
+            Check(
+                "abrupt_end",
+                not abrupt,
+                True,
+                end_db,
+                limits.abrupt_end_db,
+                "level of the last 30 ms vs the speech, dB: cut off mid-sound",
+            )
+        )
         score.components["acoustics"] = _acoustic_score(acoustics)
-        score.components["pacing"] = _clamp(1.0 - abs(math.log(max(score.pace_ratio, 1e-3))) / math.log(limits.max_pace_ratio))
+        score.components["pacing"] = _clamp(
+            1.0 - abs(math.log(max(score.pace_ratio, 1e-3))) / math.log(limits.max_pace_ratio)
+        )
 
     def _measure_text(self, score: TakeScore, text, hyp, lang, limits: Thresholds) -> None:
         match = compare_text(text, hyp, lang)
@@ -554,13 +681,37 @@ class TakeJudge:
         score.missing_tail = match.missing_tail
         score.repeat_excess = match.repeat_excess
         add = score.checks.append
-        add(Check("unintelligible", match.error_rate <= limits.max_error_rate, True, match.error_rate,
-                  limits.max_error_rate, match.metric))
+        add(
+            Check(
+                "unintelligible",
+                match.error_rate <= limits.max_error_rate,
+                True,
+                match.error_rate,
+                limits.max_error_rate,
+                match.metric,
+            )
+        )
         tail_limit = max(match.tail_limit, math.ceil(limits.max_missing_tail * match.ref_tokens))
-        add(Check("truncated", match.missing_tail < tail_limit, True, match.missing_tail, tail_limit,
-                  "text tokens missing after the last recognised one"))
-        add(Check("runaway", match.repeat_excess < limits.max_repeat_excess, True, match.repeat_excess,
-                  limits.max_repeat_excess, "repeated n-grams not in the text"))
+        add(
+            Check(
+                "truncated",
+                match.missing_tail < tail_limit,
+                True,
+                match.missing_tail,
+                tail_limit,
+                "text tokens missing after the last recognised one",
+            )
+        )
+        add(
+            Check(
+                "runaway",
+                match.repeat_excess < limits.max_repeat_excess,
+                True,
+                match.repeat_excess,
+                limits.max_repeat_excess,
+                "repeated n-grams not in the text",
+            )
+        )
         score.components["intelligibility"] = _clamp(1.0 - match.error_rate)
 
     def _measure_similarity(self, scores, embeddings, ref_emb, limits: Thresholds) -> None:
@@ -572,7 +723,7 @@ class TakeJudge:
                 target = ref_emb
             else:
                 others = [e for j, e in enumerate(embeddings) if j != i and e is not None]
-                if len(others) < 2:     # two takes cannot tell which one drifted
+                if len(others) < 2:  # two takes cannot tell which one drifted
                     continue
                 target = np.mean(others, axis=0)
                 target = target / (np.linalg.norm(target) + 1e-9)
@@ -585,11 +736,26 @@ class TakeJudge:
             if score.similarity is None:
                 continue
             if ref_emb is not None:
-                score.checks.append(Check("other_voice", score.similarity >= limits.min_similarity, True,
-                                          score.similarity, limits.min_similarity, "cosine to the reference"))
-            score.checks.append(Check("voice_drift", best - score.similarity <= limits.max_similarity_drop, True,
-                                      round(best - score.similarity, 4), limits.max_similarity_drop,
-                                      "below the most similar take"))
+                score.checks.append(
+                    Check(
+                        "other_voice",
+                        score.similarity >= limits.min_similarity,
+                        True,
+                        score.similarity,
+                        limits.min_similarity,
+                        "cosine to the reference",
+                    )
+                )
+            score.checks.append(
+                Check(
+                    "voice_drift",
+                    best - score.similarity <= limits.max_similarity_drop,
+                    True,
+                    round(best - score.similarity, 4),
+                    limits.max_similarity_drop,
+                    "below the most similar take",
+                )
+            )
             score.components["speaker"] = _clamp((score.similarity - 0.5) / 0.4)
 
 
@@ -608,6 +774,7 @@ def rank_takes(board: Scoreboard) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Acoustics
+
 
 def measure_acoustics(samples: np.ndarray, sample_rate: int) -> dict:
     """Clipping, loudness and SNR from audiobox.quality; leading/trailing silence from Silero VAD spans.
@@ -633,8 +800,9 @@ def measure_acoustics(samples: np.ndarray, sample_rate: int) -> dict:
         "peak": float(measures.peak),
         "snr_db": float(measures.snr_db),
     }
-    out["end_level_db"], out["end_over_noise_db"] = _end_levels(x, sample_rate, out["trailing_silence_sec"],
-                                                                measures.noise_floor_dbfs)
+    out["end_level_db"], out["end_over_noise_db"] = _end_levels(
+        x, sample_rate, out["trailing_silence_sec"], measures.noise_floor_dbfs
+    )
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -653,15 +821,16 @@ def _end_levels(samples: np.ndarray, sr: int, trailing_silence: float, noise_flo
         return None, None
     rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-9
     speech_level = float(np.percentile(rms, 95))
-    tail = x[-max(1, int(0.03 * sr)):]
-    tail_db = 20 * math.log10(float(np.sqrt(np.mean(tail ** 2))) + 1e-9)
+    tail = x[-max(1, int(0.03 * sr)) :]
+    tail_db = 20 * math.log10(float(np.sqrt(np.mean(tail**2))) + 1e-9)
     return round(tail_db - 20 * math.log10(speech_level), 2), round(tail_db - noise_floor_dbfs, 2)
 
 
 def _acoustic_score(a: dict) -> float:
     clipping = _clamp(1.0 - a["clipping_ratio"] / 0.001)
     silence = _clamp(1.0 - max(0.0, a["leading_silence_sec"] - 0.3) / 1.5) * _clamp(
-        1.0 - max(0.0, a["trailing_silence_sec"] - 0.5) / 2.0)
+        1.0 - max(0.0, a["trailing_silence_sec"] - 0.5) / 2.0
+    )
     snr = a.get("snr_db")
     noise = 1.0 if snr is None else _clamp((snr - 10.0) / 25.0)
     loud = a.get("loudness_lufs")
@@ -686,20 +855,36 @@ ASR_CHOICES = ("auto", "whisper", "sphinx", "none")
 
 def add_take_arguments(parser) -> None:
     group = parser.add_argument_group("take checks")
-    group.add_argument("--select-best", action="store_true",
-                       help="check every take (words, voice, acoustics, pace) and write the best one as best.<format>; "
-                            "a take failing a hard check is never picked")
-    group.add_argument("--qa", action="store_true", help="check the takes and print/save the scoreboard, pick nothing")
-    group.add_argument("--align-words", action="store_true",
-                       help="write word timestamps of the chosen take (best, or take 1) to <take>.words.json")
-    group.add_argument("--qa-asr", default="auto", choices=ASR_CHOICES,
-                       help="ASR for the checks: auto = faster-whisper, or PocketSphinx for English when the "
-                            "Whisper model is not available offline")
+    group.add_argument(
+        "--select-best",
+        action="store_true",
+        help="check every take (words, voice, acoustics, pace) and write the best one as best.<format>; "
+        "a take failing a hard check is never picked",
+    )
+    group.add_argument(
+        "--qa", action="store_true", help="check the takes and print/save the scoreboard, pick nothing"
+    )
+    group.add_argument(
+        "--align-words",
+        action="store_true",
+        help="write word timestamps of the chosen take (best, or take 1) to <take>.words.json",
+    )
+    group.add_argument(
+        "--qa-asr",
+        default="auto",
+        choices=ASR_CHOICES,
+        help="ASR for the checks: auto = faster-whisper, or PocketSphinx for English when the "
+        "Whisper model is not available offline",
+    )
     group.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
 
 
 def wants_take_checks(args) -> bool:
-    return bool(getattr(args, "select_best", False) or getattr(args, "qa", False) or getattr(args, "align_words", False))
+    return bool(
+        getattr(args, "select_best", False)
+        or getattr(args, "qa", False)
+        or getattr(args, "align_words", False)
+    )
 
 
 def review_speak_result(args, result, dirs, console) -> int:
@@ -710,8 +895,13 @@ def review_speak_result(args, result, dirs, console) -> int:
     from audiobox.audio import load_audio, write_audio
     from audiobox.outputs import write_run_meta
 
-    judge = TakeJudge(JudgeOptions(asr=args.qa_asr if (args.select_best or args.qa or args.align_words) else "none",
-                                   whisper_model=args.asr_model, cache_dir=dirs.stage("asr")))
+    judge = TakeJudge(
+        JudgeOptions(
+            asr=args.qa_asr if (args.select_best or args.qa or args.align_words) else "none",
+            whisper_model=args.asr_model,
+            cache_dir=dirs.stage("asr"),
+        )
+    )
     reference = None
     slug = (result.meta.get("voice") or {}).get("slug")
     if slug and (result.meta.get("voice") or {}).get("engine") != "custom_voice":
@@ -719,8 +909,13 @@ def review_speak_result(args, result, dirs, console) -> int:
 
         ref_wav = VoiceRegistry(dirs.voices).get(slug).ref_wav
         reference = load_audio(ref_wav) if ref_wav and ref_wav.is_file() else None
-    board = judge.judge(result.takes, result.meta["text"], result.meta.get("language", "auto"),
-                        reference=reference, align_words=args.align_words)
+    board = judge.judge(
+        result.takes,
+        result.meta["text"],
+        result.meta.get("language", "auto"),
+        reference=reference,
+        align_words=args.align_words,
+    )
     meta = dict(result.meta)
     meta["selection"] = {"mode": "select_best" if args.select_best else "qa", **board.to_dict()}
     code = 0
@@ -730,22 +925,35 @@ def review_speak_result(args, result, dirs, console) -> int:
             code = 1
         else:
             take = next(t for t in result.takes if t.index == board.best_index)
-            best_path = write_audio(result.run_dir / f"best.{args.format}", take.samples, take.sample_rate, args.format)
+            best_path = write_audio(
+                result.run_dir / f"best.{args.format}", take.samples, take.sample_rate, args.format
+            )
             meta["selection"]["best_file"] = best_path.name
-    if args.align_words:   # the chosen take; take 1 when nothing was chosen
+    if args.align_words:  # the chosen take; take 1 when nothing was chosen
         picked = board.best if args.select_best else None
         target = picked or min(board.takes, key=lambda t: t.index)
         words_path = result.run_dir / (("best" if picked else f"take_{target.index:02d}") + ".words.json")
         from audiobox.fsutil import atomic_write_json
 
-        atomic_write_json(words_path, {"take": target.index, "asr": board.models.get("asr"),
-                                       "text": result.meta["text"], "transcript": target.transcript,
-                                       "words": target.words or []})
+        atomic_write_json(
+            words_path,
+            {
+                "take": target.index,
+                "asr": board.models.get("asr"),
+                "text": result.meta["text"],
+                "transcript": target.transcript,
+                "words": target.words or [],
+            },
+        )
         meta["selection"]["words_file"] = words_path.name
     write_run_meta(result.run_dir, meta)
     result.meta = meta
-    console.print(board.table(title=f"takes ({board.metric.upper()} by {board.models.get('asr') or 'no ASR'}, "
-                                    f"similarity to {board.models.get('similarity_to') or '-'})"))
+    console.print(
+        board.table(
+            title=f"takes ({board.metric.upper()} by {board.models.get('asr') or 'no ASR'}, "
+            f"similarity to {board.models.get('similarity_to') or '-'})"
+        )
+    )
     if args.select_best and board.best is not None:
         console.print(f"best: take {board.best_index} -> {result.run_dir / meta['selection']['best_file']}")
     return code

@@ -17,20 +17,20 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
 from audiobox.errors import UserError
 
 VAD_SAMPLE_RATE = 16000
-FRAME_SAMPLES = 512          # 32 ms at 16 kHz: the model's hop
-CONTEXT_SAMPLES = 64         # tail of the previous frame that the model sees in front of each frame
+FRAME_SAMPLES = 512  # 32 ms at 16 kHz: the model's hop
+CONTEXT_SAMPLES = 64  # tail of the previous frame that the model sees in front of each frame
 FRAME_SECONDS = FRAME_SAMPLES / VAD_SAMPLE_RATE
 SEQUENCE_MODEL_FILE = "silero_vad_16k_sequence.onnx"
-DEFAULT_BLOCK_FRAMES = 512   # frames per ONNX call (~16.4 s of audio)
+DEFAULT_BLOCK_FRAMES = 512  # frames per ONNX call (~16.4 s of audio)
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Span:
     def duration(self) -> float:
         return self.end - self.start
 
-    def shifted(self, offset: float) -> "Span":
+    def shifted(self, offset: float) -> Span:
         return Span(self.start + offset, self.end + offset)
 
     def to_list(self) -> list[float]:
@@ -60,15 +60,21 @@ class VadSettings:
     """
 
     threshold: float = 0.5
-    neg_threshold: float | None = None      # default: threshold - 0.15
+    neg_threshold: float | None = None  # default: threshold - 0.15
     min_speech_s: float = 0.25
     min_silence_s: float = 0.1
     pad_s: float = 0.03
-    pad_end_s: float | None = None          # default: pad_s (onsets are detected late, offsets already late)
+    pad_end_s: float | None = None  # default: pad_s (onsets are detected late, offsets already late)
 
     def key(self) -> dict:
-        return {"threshold": self.threshold, "neg_threshold": self.neg_threshold, "min_speech_s": self.min_speech_s,
-                "min_silence_s": self.min_silence_s, "pad_s": self.pad_s, "pad_end_s": self.pad_end_s}
+        return {
+            "threshold": self.threshold,
+            "neg_threshold": self.neg_threshold,
+            "min_speech_s": self.min_speech_s,
+            "min_silence_s": self.min_silence_s,
+            "pad_s": self.pad_s,
+            "pad_end_s": self.pad_end_s,
+        }
 
 
 def silero_model_path(filename: str = SEQUENCE_MODEL_FILE) -> Path:
@@ -95,7 +101,11 @@ def preserve_torch_threads() -> Iterator[None]:
             if before is None:  # torch was first imported inside the block: use its own default
                 import os
 
-                before = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+                before = (
+                    len(os.sched_getaffinity(0))
+                    if hasattr(os, "sched_getaffinity")
+                    else (os.cpu_count() or 1)
+                )
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
 
@@ -107,8 +117,8 @@ def _frame_blocks(audio: np.ndarray, block_frames: int) -> Iterator[np.ndarray]:
     for first in range(0, n_frames, block_frames):
         count = min(block_frames, n_frames - first)
         frames = np.zeros((count, FRAME_SAMPLES), dtype=np.float32)
-        chunk = audio[first * FRAME_SAMPLES:(first + count) * FRAME_SAMPLES]
-        frames.reshape(-1)[:chunk.size] = chunk
+        chunk = audio[first * FRAME_SAMPLES : (first + count) * FRAME_SAMPLES]
+        frames.reshape(-1)[: chunk.size] = chunk
         block = np.empty((count, CONTEXT_SAMPLES + FRAME_SAMPLES), dtype=np.float32)
         block[:, CONTEXT_SAMPLES:] = frames
         block[0, :CONTEXT_SAMPLES] = context
@@ -120,7 +130,9 @@ def _frame_blocks(audio: np.ndarray, block_frames: int) -> Iterator[np.ndarray]:
 
 def spans_from_probs(probs: np.ndarray, settings: VadSettings, audio_seconds: float) -> list[Span]:
     """Hysteresis over 32 ms frame probabilities -> padded speech spans (seconds)."""
-    neg = settings.neg_threshold if settings.neg_threshold is not None else max(settings.threshold - 0.15, 0.01)
+    neg = (
+        settings.neg_threshold if settings.neg_threshold is not None else max(settings.threshold - 0.15, 0.01)
+    )
     raw: list[list[float]] = []
     start: float | None = None
     quiet_since: float | None = None
@@ -154,7 +166,9 @@ def spans_from_probs(probs: np.ndarray, settings: VadSettings, audio_seconds: fl
 class SpeechDetector:
     """Silero VAD (sequence ONNX). Load once, call `speech_spans` on as many signals as needed."""
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1, block_frames: int = DEFAULT_BLOCK_FRAMES):
+    def __init__(
+        self, model_path: Path | None = None, threads: int = 1, block_frames: int = DEFAULT_BLOCK_FRAMES
+    ):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - it is a declared dependency
@@ -164,12 +178,17 @@ class SpeechDetector:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.model_path = Path(model_path) if model_path else silero_model_path()
-        self.session = ort.InferenceSession(str(self.model_path), sess_options=options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.block_frames = block_frames
 
-    def frame_probs(self, samples: np.ndarray, sample_rate: int = VAD_SAMPLE_RATE,
-                    on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+    def frame_probs(
+        self,
+        samples: np.ndarray,
+        sample_rate: int = VAD_SAMPLE_RATE,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> np.ndarray:
         """Speech probability per 32 ms frame (16 kHz input; other rates are resampled).
 
         `on_progress(seconds_done)` is called after each block (~16 s of audio).
@@ -185,13 +204,22 @@ class SpeechDetector:
                 on_progress(min(audio.size, sum(p.size for p in parts) * FRAME_SAMPLES) / VAD_SAMPLE_RATE)
         return np.concatenate(parts).reshape(-1) if parts else np.zeros(0, dtype=np.float32)
 
-    def speech_spans(self, samples: np.ndarray, sample_rate: int = VAD_SAMPLE_RATE, *,
-                     min_speech_s: float = 0.25, min_silence_s: float = 0.1, pad_s: float = 0.03,
-                     threshold: float = 0.5, settings: VadSettings | None = None,
-                     on_progress: Callable[[float], None] | None = None) -> list[Span]:
+    def speech_spans(
+        self,
+        samples: np.ndarray,
+        sample_rate: int = VAD_SAMPLE_RATE,
+        *,
+        min_speech_s: float = 0.25,
+        min_silence_s: float = 0.1,
+        pad_s: float = 0.03,
+        threshold: float = 0.5,
+        settings: VadSettings | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> list[Span]:
         """Speech spans in seconds. `settings` overrides the keyword knobs when given."""
-        settings = settings or VadSettings(threshold=threshold, min_speech_s=min_speech_s,
-                                           min_silence_s=min_silence_s, pad_s=pad_s)
+        settings = settings or VadSettings(
+            threshold=threshold, min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s
+        )
         audio = self._prepare(samples, sample_rate)
         probs = self.frame_probs(audio, VAD_SAMPLE_RATE, on_progress=on_progress)
         return spans_from_probs(probs, settings, audio.size / VAD_SAMPLE_RATE)

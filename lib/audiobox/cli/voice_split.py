@@ -33,22 +33,46 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 
 def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> None:
     grp = parser.add_argument_group("clips")
-    grp.add_argument("--clips", type=non_negative_int, default=clips_default, help="number of clips to export (0: only the reference)")
+    grp.add_argument(
+        "--clips",
+        type=non_negative_int,
+        default=clips_default,
+        help="number of clips to export (0: only the reference)",
+    )
     grp.add_argument("--length", type=positive_float, default=12.0, metavar="SEC", help="target clip length")
-    grp.add_argument("--max-pause", type=positive_float, default=0.8, metavar="SEC",
-                     help="longest pause allowed inside a clip")
-    grp.add_argument("--max-scan-seconds", type=positive_float, metavar="SEC",
-                     help="only look at the first SEC seconds (after --start)")
+    grp.add_argument(
+        "--max-pause",
+        type=positive_float,
+        default=0.8,
+        metavar="SEC",
+        help="longest pause allowed inside a clip",
+    )
+    grp.add_argument(
+        "--max-scan-seconds",
+        type=positive_float,
+        metavar="SEC",
+        help="only look at the first SEC seconds (after --start)",
+    )
     sep = parser.add_argument_group("vocals separation")
     sep.add_argument("--separator-model", default="htdemucs", metavar="NAME", help="Demucs model name")
     sep.add_argument("--demucs-repo", metavar="DIR", help="local Demucs model repo (<name>.yaml + weights)")
     sep.add_argument("--no-separate", action="store_true", help="skip Demucs (clean studio recordings)")
-    sep.add_argument("--window-len", type=positive_float, metavar="SEC",
-                     help="Demucs window length (default: max(3 x --length, 30))")
-    sep.add_argument("--windows", type=int, metavar="N", help="how many speech-dense windows to separate "
-                     "(default: enough for --clips)")
+    sep.add_argument(
+        "--window-len",
+        type=positive_float,
+        metavar="SEC",
+        help="Demucs window length (default: max(3 x --length, 30))",
+    )
+    sep.add_argument(
+        "--windows",
+        type=int,
+        metavar="N",
+        help="how many speech-dense windows to separate (default: enough for --clips)",
+    )
     sep.add_argument("--separator-device", default="cpu", metavar="DEV", help="cpu or cuda[:N]")
-    sep.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for Demucs (default: torch's choice)")
+    sep.add_argument(
+        "--threads", type=int, metavar="N", help="torch CPU threads for Demucs (default: torch's choice)"
+    )
     parser.add_argument("--refresh", action="store_true", help="ignore the split caches (they are rewritten)")
 
 
@@ -60,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--voice-name", metavar="SLUG", help="register the best reference clip as this voice")
     reg.add_argument("--display-name", help="display name of the registered voice")
     reg.add_argument("--force", action="store_true", help="replace an existing voice with the same name")
-    reg.add_argument("--interactive", "-i", action="store_true",
-                     help="choose which clip becomes the reference (needs --voice-name)")
+    reg.add_argument(
+        "--interactive",
+        "-i",
+        action="store_true",
+        help="choose which clip becomes the reference (needs --voice-name)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(parser, out_help="output root; clips go to OUT/<voice name or source id>/")
     return parser
@@ -76,15 +104,27 @@ def split_options(args: argparse.Namespace, out_dir: Path | None):
     if args.windows is not None and args.windows < 1:
         raise UserError("--windows must be at least 1")
     return SplitOptions(
-        url=args.url, audio=Path(args.audio) if args.audio else None,
-        start=parse_timestamp(args.start), end=parse_timestamp(args.end),
+        url=args.url,
+        audio=Path(args.audio) if args.audio else None,
+        start=parse_timestamp(args.start),
+        end=parse_timestamp(args.end),
         cookies=Path(args.cookies) if args.cookies else None,
-        clips=args.clips, length=args.length, max_pause_s=args.max_pause, window_s=args.window_len,
-        windows=args.windows, separate=not args.no_separate, max_scan_s=args.max_scan_seconds,
-        separator=SeparatorOptions(model=args.separator_model,
-                                   repo=Path(args.demucs_repo).expanduser() if args.demucs_repo else None,
-                                   device=args.separator_device, threads=args.threads),
-        out_dir=out_dir, refresh=args.refresh)
+        clips=args.clips,
+        length=args.length,
+        max_pause_s=args.max_pause,
+        window_s=args.window_len,
+        windows=args.windows,
+        separate=not args.no_separate,
+        max_scan_s=args.max_scan_seconds,
+        separator=SeparatorOptions(
+            model=args.separator_model,
+            repo=Path(args.demucs_repo).expanduser() if args.demucs_repo else None,
+            device=args.separator_device,
+            threads=args.threads,
+        ),
+        out_dir=out_dir,
+        refresh=args.refresh,
+    )
 
 
 def check_voice_name(registry, slug: str | None, force: bool) -> None:
@@ -106,21 +146,33 @@ def choose_reference(result, console) -> None:
     if not result.clips:
         return
     console.print("clips (best first):")
-    console.print(f"  0  keep the automatic reference ({format_timestamp(result.reference.start)}, "
-                  f"{result.reference.duration:.1f} s)")
+    console.print(
+        f"  0  keep the automatic reference ({format_timestamp(result.reference.start)}, "
+        f"{result.reference.duration:.1f} s)"
+    )
     for clip in result.clips:
-        console.print(f"  {clip.index}  {clip.path.name if clip.path else ''}  {clip.duration:.1f} s  "
-                      f"score {clip.score:.3f}")
+        console.print(
+            f"  {clip.index}  {clip.path.name if clip.path else ''}  {clip.duration:.1f} s  "
+            f"score {clip.score:.3f}"
+        )
     while True:
         console.print(f"reference clip [0-{len(result.clips)}, Enter = 0]: ", end="")
-        line = sys.stdin.readline()      # the prompt goes to stderr so --json output stays clean
+        line = sys.stdin.readline()  # the prompt goes to stderr so --json output stays clean
         answer = line.strip()
         if not line or answer in ("", "0"):
             return
         if answer.isdigit() and 1 <= int(answer) <= len(result.clips):
             clip = result.clips[int(answer) - 1]
-            result.reference = type(clip)(0, result.reference.path, clip.start, clip.end, clip.score, clip.measures,
-                                          clip.from_vocals, clip.window)
+            result.reference = type(clip)(
+                0,
+                result.reference.path,
+                clip.start,
+                clip.end,
+                clip.score,
+                clip.measures,
+                clip.from_vocals,
+                clip.window,
+            )
             result._ref_samples = load_audio(clip.path).samples
             if result.reference.path is not None:
                 from audiobox.audio import write_audio
@@ -137,12 +189,20 @@ def register_split_voice(registry, slug: str, result, *, display_name: str | Non
     samples = result.reference_audio()
     if samples is None:
         raise UserError("no reference clip to register")
-    ref = {"wav": "ref.wav", "duration_sec": round(len(samples) / TTS_SAMPLE_RATE, 3),
-           "sample_rate": TTS_SAMPLE_RATE, "transcript": None, "language": None,
-           "origin": "voice-split", "source_start": round(result.reference.start, 3),
-           "source_end": round(result.reference.end, 3), "measures": result.reference.measures}
+    ref = {
+        "wav": "ref.wav",
+        "duration_sec": round(len(samples) / TTS_SAMPLE_RATE, 3),
+        "sample_rate": TTS_SAMPLE_RATE,
+        "transcript": None,
+        "language": None,
+        "origin": "voice-split",
+        "source_start": round(result.reference.start, 3),
+        "source_end": round(result.reference.end, 3),
+        "measures": result.reference.measures,
+    }
     source = dict(result.source.meta, trim=[result.trim.start, result.trim.end], n_clips=len(result.clips))
     data = {"engine": "clone_prompt", "display_name": display_name or slug, "ref": ref, "source": source}
+
     def write_files(staging: Path) -> None:
         # ref.wav is what speaks; source.wav is what `voice-clone synth --voice SLUG --force` re-cuts and transcribes
         write_audio(staging / "ref.wav", samples, TTS_SAMPLE_RATE, "wav")
@@ -181,7 +241,7 @@ def dispatch(argv) -> int:
     progress = RichProgress(console)
     try:
         splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-        splitter.prepare(opts)           # a missing Demucs model fails here, before any download
+        splitter.prepare(opts)  # a missing Demucs model fails here, before any download
         source, trim = splitter.resolve(opts)
         opts.out_dir = dirs.work / (args.voice_name or source.source_id)
         result = splitter.run(opts, source, trim)
@@ -191,21 +251,28 @@ def dispatch(argv) -> int:
         choose_reference(result, console)
     voice = None
     if args.voice_name:
-        voice = register_split_voice(registry, args.voice_name, result, display_name=args.display_name,
-                                     replace=args.force)
+        voice = register_split_voice(
+            registry, args.voice_name, result, display_name=args.display_name, replace=args.force
+        )
     if args.json:
         sys.stdout.write(__import__("json").dumps(result_json(result, voice), indent=2) + "\n")
         return 0
-    console.print(f"{len(result.clips)} clips in {result.out_dir}"
-                  + (f" (+ reference.wav, {result.reference.duration:.1f} s)" if result.reference else ""))
-    console.print(f"Demucs ran on {result.stats['separated_s']:.0f} s of {result.stats['audio_s']:.0f} s; "
-                  f"total {result.timings['total_s']:.1f} s")
+    console.print(
+        f"{len(result.clips)} clips in {result.out_dir}"
+        + (f" (+ reference.wav, {result.reference.duration:.1f} s)" if result.reference else "")
+    )
+    console.print(
+        f"Demucs ran on {result.stats['separated_s']:.0f} s of {result.stats['audio_s']:.0f} s; "
+        f"total {result.timings['total_s']:.1f} s"
+    )
     if voice is not None:
         cache_flag = f" --cache {shlex.quote(args.cache)}" if args.cache else ""
-        console.print(f"registered voice {voice.slug!r} (reference only, no transcript or prompt yet). Next:\n"
-                      f"  voice-clone synth --voice {voice.slug} --text \"...\""
-                      f"{cache_flag}\n  (transcribes the reference and builds the clone prompt; "
-                      f"voice-register does split + clone in one step)")
+        console.print(
+            f"registered voice {voice.slug!r} (reference only, no transcript or prompt yet). Next:\n"
+            f'  voice-clone synth --voice {voice.slug} --text "..."'
+            f"{cache_flag}\n  (transcribes the reference and builds the clone prompt; "
+            f"voice-register does split + clone in one step)"
+        )
     return 0
 
 

@@ -6,9 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiobox.cli.common import (HelpFormatter, Parser, add_dirs, add_generation, add_output_format, add_runtime,
-                                 explicit_knobs, positive_int, print_json, read_text_arg, run_subcommand,
-                                 runtime_options, stderr_console)
+from audiobox.cli.common import (
+    HelpFormatter,
+    Parser,
+    add_dirs,
+    add_generation,
+    add_output_format,
+    add_runtime,
+    explicit_knobs,
+    positive_int,
+    print_json,
+    read_text_arg,
+    run_subcommand,
+    runtime_options,
+    stderr_console,
+)
 from audiobox.errors import UserError, run_main
 from audiobox.paths import resolve_dirs
 from audiobox.tts.models import DEFAULT_MODELS
@@ -25,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="voice-synth", description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
-    speak = sub.add_parser("speak", help="speak text with a voice or a built-in speaker", formatter_class=HelpFormatter)
+    speak = sub.add_parser(
+        "speak", help="speak text with a voice or a built-in speaker", formatter_class=HelpFormatter
+    )
     who = speak.add_mutually_exclusive_group(required=True)
     who.add_argument("--voice", metavar="SLUG", help="a registered voice (see list-voices)")
     who.add_argument("--speaker", metavar="NAME", help="a built-in CustomVoice speaker (see list-speakers)")
@@ -33,10 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--text", help="the text to speak")
     what.add_argument("--text-file", metavar="FILE", help="UTF-8 text file")
     speak.add_argument("--instruct", help="how to say it (built-in speakers, 1.7B CustomVoice)")
-    speak.add_argument("--instruct-style", metavar="NAME", help="a preset from styles.yaml instead of --instruct")
+    speak.add_argument(
+        "--instruct-style", metavar="NAME", help="a preset from styles.yaml instead of --instruct"
+    )
     speak.add_argument("--tone", help="a tone registered with the voice")
-    speak.add_argument("--language", default="auto", help="auto or one of the 10 Qwen3-TTS languages (name or ISO code)")
-    speak.add_argument("--variants", type=positive_int, default=1, metavar="N", help="number of takes, generated in batched calls")
+    speak.add_argument(
+        "--language", default="auto", help="auto or one of the 10 Qwen3-TTS languages (name or ISO code)"
+    )
+    speak.add_argument(
+        "--variants",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="number of takes, generated in batched calls",
+    )
     speak.add_argument("--chunk", action="store_true", help="split long text at sentence boundaries")
     speak.add_argument("--pause", type=float, default=0.3, metavar="SEC", help="silence between chunks")
     out = speak.add_mutually_exclusive_group()
@@ -44,31 +68,46 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out-exact", metavar="DIR", help="write the takes straight into DIR")
     speak.add_argument("--json-result", metavar="FILE", help="also write a compact result JSON here")
     speak.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    speak.add_argument("--save-profile-default", action="store_true",
-                       help="remember --profile and the knobs as this voice's defaults")
+    speak.add_argument(
+        "--save-profile-default",
+        action="store_true",
+        help="remember --profile and the knobs as this voice's defaults",
+    )
     add_output_format(speak)
     add_generation(speak)
-    add_runtime(speak, "model id or dir (default: the model the voice was built for; "
-                       f"{DEFAULT_MODELS['custom_voice']} for --speaker)")
+    add_runtime(
+        speak,
+        "model id or dir (default: the model the voice was built for; "
+        f"{DEFAULT_MODELS['custom_voice']} for --speaker)",
+    )
     add_dirs(speak, out=False)
     add_take_checks(speak)
 
-    lv = sub.add_parser("list-voices", help="list registered voices (no model is loaded)", formatter_class=HelpFormatter)
+    lv = sub.add_parser(
+        "list-voices", help="list registered voices (no model is loaded)", formatter_class=HelpFormatter
+    )
     lv.add_argument("--json", action="store_true")
     add_dirs(lv, out=False)
 
-    ls = sub.add_parser("list-speakers", help="list built-in speakers (read from config.json)", formatter_class=HelpFormatter)
+    ls = sub.add_parser(
+        "list-speakers", help="list built-in speakers (read from config.json)", formatter_class=HelpFormatter
+    )
     ls.add_argument("--model", default=DEFAULT_MODELS["custom_voice"], metavar="ID_OR_DIR")
     ls.add_argument("--json", action="store_true")
     add_dirs(ls, out=False)
 
     cap = sub.add_parser("capabilities", help="what this installation can do", formatter_class=HelpFormatter)
     cap.add_argument("--json", action="store_true")
-    cap.add_argument("--probe", action="store_true", help="also import torch to report device, dtype and attention")
+    cap.add_argument(
+        "--probe", action="store_true", help="also import torch to report device, dtype and attention"
+    )
     add_dirs(cap, out=False)
 
-    rb = sub.add_parser("register-builtin", help="register a built-in speaker (+ instruct presets) as a named voice",
-                        formatter_class=HelpFormatter)
+    rb = sub.add_parser(
+        "register-builtin",
+        help="register a built-in speaker (+ instruct presets) as a named voice",
+        formatter_class=HelpFormatter,
+    )
     rb.add_argument("--voice-name", required=True, metavar="SLUG")
     rb.add_argument("--speaker", required=True)
     rb.add_argument("--model", default=DEFAULT_MODELS["custom_voice"], metavar="ID_OR_DIR")
@@ -85,13 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--force", action="store_true", help="replace an existing voice of that name")
     add_dirs(rb, out=False)
 
-    dv = sub.add_parser("design-voice", help="describe a voice; VoiceDesign speaks a reference, Base clones it",
-                        formatter_class=HelpFormatter)
+    dv = sub.add_parser(
+        "design-voice",
+        help="describe a voice; VoiceDesign speaks a reference, Base clones it",
+        formatter_class=HelpFormatter,
+    )
     dv.add_argument("--voice-name", required=True, metavar="SLUG")
     desc = dv.add_mutually_exclusive_group(required=True)
     desc.add_argument("--instruct", help="the voice, in words")
     desc.add_argument("--instruct-style", metavar="NAME")
-    dv.add_argument("--ref-text", required=True, help="what the designed voice says in its reference (1-3 sentences)")
+    dv.add_argument(
+        "--ref-text", required=True, help="what the designed voice says in its reference (1-3 sentences)"
+    )
     dv.add_argument("--language", default="auto")
     dv.add_argument("--design-model", default=DEFAULT_MODELS["voice_design"], metavar="ID_OR_DIR")
     dv.add_argument("--clone-model", default=DEFAULT_MODELS["base"], metavar="ID_OR_DIR")
@@ -119,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--force", action="store_true", help="overwrite --dest if it exists")
     add_dirs(ex)
 
-    im = sub.add_parser("import-voice", help="add a voice from a zip made by export-voice", formatter_class=HelpFormatter)
+    im = sub.add_parser(
+        "import-voice", help="add a voice from a zip made by export-voice", formatter_class=HelpFormatter
+    )
     im.add_argument("zip", metavar="ZIP")
     im.add_argument("--as", dest="as_slug", metavar="SLUG", help="register under another name")
     im.add_argument("--force", action="store_true", help="replace an existing voice of that name")
@@ -140,10 +186,13 @@ def add_batch_command(sub) -> None:
     """`batch FILE` (audiobox.batch)."""
     from audiobox.batch import add_batch_parser
 
-    add_batch_parser(sub, add_generation, add_runtime, add_dirs, add_output_format, positive_int, HelpFormatter)
+    add_batch_parser(
+        sub, add_generation, add_runtime, add_dirs, add_output_format, positive_int, HelpFormatter
+    )
 
 
 # -- commands ------------------------------------------------------------------------------------
+
 
 def cmd_speak(args) -> int:
     from audiobox.speak import SpeakRequest, run_speak
@@ -152,14 +201,30 @@ def cmd_speak(args) -> int:
     dirs = resolve_dirs(args.cache, args.out)
     text = read_text_arg(args.text, args.text_file)
     request = SpeakRequest(
-        text=text, voice=args.voice, speaker=args.speaker, instruct=args.instruct, instruct_style=args.instruct_style,
-        tone=args.tone, language=args.language, profile=args.profile, knobs=explicit_knobs(args), greedy=args.greedy,
-        seed=args.seed, variants=args.variants, chunk=args.chunk, pause_s=args.pause, model=args.model,
-        format=args.format, out_exact=Path(args.out_exact) if args.out_exact else None)
+        text=text,
+        voice=args.voice,
+        speaker=args.speaker,
+        instruct=args.instruct,
+        instruct_style=args.instruct_style,
+        tone=args.tone,
+        language=args.language,
+        profile=args.profile,
+        knobs=explicit_knobs(args),
+        greedy=args.greedy,
+        seed=args.seed,
+        variants=args.variants,
+        chunk=args.chunk,
+        pause_s=args.pause,
+        model=args.model,
+        format=args.format,
+        out_exact=Path(args.out_exact) if args.out_exact else None,
+    )
     if args.save_profile_default and not args.voice:
         raise UserError("--save-profile-default needs --voice")
     console = stderr_console()
-    pool = ModelPool(runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+    pool = ModelPool(
+        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
+    )
     with synthesis_progress(console) as progress:
         result = run_speak(request, dirs, pool, progress=progress)
     if args.save_profile_default:
@@ -174,8 +239,10 @@ def cmd_speak(args) -> int:
         print_json(summary)
     else:
         for take in result.meta["takes"]:
-            console.print(f"take {take['take']}: {result.run_dir / take['file']}  "
-                          f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}")
+            console.print(
+                f"take {take['take']}: {result.run_dir / take['file']}  "
+                f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
+            )
         console.print(f"metadata: {result.meta_path}")
     return code
 
@@ -195,10 +262,16 @@ def cmd_batch(args) -> int:
 
 def speak_summary(result) -> dict:
     meta = result.meta
-    return {"run_dir": str(result.run_dir), "files": [str(f) for f in result.files], "meta": str(result.meta_path),
-            "voice": meta["voice"]["id"], "model": meta["model"]["ref"], "seed": meta["seed"],
-            "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]],
-            "timings": meta["timings"]}
+    return {
+        "run_dir": str(result.run_dir),
+        "files": [str(f) for f in result.files],
+        "meta": str(result.meta_path),
+        "voice": meta["voice"]["id"],
+        "model": meta["model"]["ref"],
+        "seed": meta["seed"],
+        "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]],
+        "timings": meta["timings"],
+    }
 
 
 def save_profile_default(dirs, args) -> None:
@@ -225,9 +298,16 @@ class synthesis_progress:
     def __enter__(self):
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(SpinnerColumn(), TextColumn("synthesizing {task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total} frames"), TimeElapsedColumn(),
-                                 console=self.console, transient=True, disable=not self.console.is_terminal)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("synthesizing {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} frames"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
         self.progress.__enter__()
         return self
 
@@ -246,14 +326,22 @@ def cmd_list_voices(args) -> int:
     dirs = resolve_dirs(args.cache)
     voices, problems = VoiceRegistry(dirs.voices).list()
     if args.json:
-        print_json({"registry": str(dirs.voices), "count": len(voices), "voices": [v.summary() for v in voices],
-                    "problems": problems})
+        print_json(
+            {
+                "registry": str(dirs.voices),
+                "count": len(voices),
+                "voices": [v.summary() for v in voices],
+                "problems": problems,
+            }
+        )
         return 0
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
     if not voices:
-        print(f"no voices in {dirs.voices} (create one with voice-register, voice-clone synth --voice-name, "
-              f"register-builtin or design-voice)")
+        print(
+            f"no voices in {dirs.voices} (create one with voice-register, voice-clone synth --voice-name, "
+            f"register-builtin or design-voice)"
+        )
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -261,8 +349,11 @@ def cmd_list_voices(args) -> int:
     table = Table("voice", "engine", "status", "language", "details", title=f"voices in {dirs.voices}")
     for voice in voices:
         s = voice.summary()
-        details = (f"speaker {s['speaker']}" if s["speaker"] else
-                   f"{s['ref_duration_sec'] or 0:.1f} s ref; prompts: {', '.join(s['prompt_models']) or '-'}")
+        details = (
+            f"speaker {s['speaker']}"
+            if s["speaker"]
+            else f"{s['ref_duration_sec'] or 0:.1f} s ref; prompts: {', '.join(s['prompt_models']) or '-'}"
+        )
         if s["tones"]:
             details += f"; tones: {', '.join(s['tones'])}"
         status = "ready" if s["ready"] else "no prompt (run voice-clone synth)"
@@ -279,8 +370,15 @@ def cmd_list_speakers(args) -> int:
     require_type(info, "custom_voice", "listing built-in speakers")
     speakers = [{"name": s, "dialect": info.dialect_speakers.get(s)} for s in info.speakers]
     if args.json:
-        print_json({"model": info.ref, "source": "config.json" if info.path else "published", "count": len(speakers),
-                    "speakers": speakers, "languages": info.languages})
+        print_json(
+            {
+                "model": info.ref,
+                "source": "config.json" if info.path else "published",
+                "count": len(speakers),
+                "speakers": speakers,
+                "languages": info.languages,
+            }
+        )
     else:
         for s in speakers:
             print(s["name"] + (f"  ({s['dialect']})" if s["dialect"] else ""))
@@ -297,7 +395,7 @@ def cmd_capabilities(args) -> int:
     else:
         for section, values in report.items():
             print(f"{section}:")
-            for key, value in (values.items() if isinstance(values, dict) else [("", values)]):
+            for key, value in values.items() if isinstance(values, dict) else [("", values)]:
                 print(f"  {key}: {value}")
     return 0
 
@@ -320,22 +418,39 @@ def cmd_register_builtin(args) -> int:
     if bool(args.tone) != bool(tone_instruct):
         raise UserError("--tone needs --tone-instruct or --tone-instruct-style (and vice versa)")
     registry = VoiceRegistry(dirs.voices)
-    cv = {"speaker": speaker, "model": args.model, "instruct_default": default_instruct, "language_default": language}
+    cv = {
+        "speaker": speaker,
+        "model": args.model,
+        "instruct_default": default_instruct,
+        "language_default": language,
+    }
     tones = {args.tone: {"instruct": tone_instruct}} if args.tone else {}
     if registry.exists(slug) and not args.force and registry.get(slug).engine == "custom_voice":
+
         def mutate(record, _dir):  # same speaker voice: add the tone / update defaults in place
             if record["custom_voice"]["speaker"] != speaker:
-                raise UserError(f"voice {slug!r} uses speaker {record['custom_voice']['speaker']!r}; use --force to replace it")
+                raise UserError(
+                    f"voice {slug!r} uses speaker {record['custom_voice']['speaker']!r}; use --force to replace it"
+                )
             record["custom_voice"].update({k: v for k, v in cv.items() if v is not None})
             record["tones"].update(tones)
+
         voice = registry.update(slug, mutate)
     else:
-        voice = registry.create(slug, {"engine": "custom_voice", "display_name": args.display_name or slug,
-                                       "description": args.description, "custom_voice": cv, "tones": tones,
-                                       "source": {"type": "builtin", "speaker": speaker, "model": args.model}},
-                                replace=args.force)
+        voice = registry.create(
+            slug,
+            {
+                "engine": "custom_voice",
+                "display_name": args.display_name or slug,
+                "description": args.description,
+                "custom_voice": cv,
+                "tones": tones,
+                "source": {"type": "builtin", "speaker": speaker, "model": args.model},
+            },
+            replace=args.force,
+        )
     print(f"registered {voice.slug}: speaker {speaker}" + (f", tone {args.tone}" if args.tone else ""))
-    print(f"next: voice-synth speak --voice {voice.slug} --text \"Hello\"")
+    print(f'next: voice-synth speak --voice {voice.slug} --text "Hello"')
     return 0
 
 
@@ -345,19 +460,34 @@ def cmd_design_voice(args) -> int:
 
     dirs = resolve_dirs(args.cache)
     console = stderr_console()
-    pool = ModelPool(runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
-    request = DesignRequest(slug=args.voice_name, instruct=args.instruct, instruct_style=args.instruct_style,
-                            ref_text=args.ref_text, language=args.language, design_model=args.design_model,
-                            clone_model=args.clone_model, profile=args.profile, knobs=explicit_knobs(args),
-                            greedy=args.greedy, seed=args.seed, display_name=args.display_name,
-                            description=args.description, replace=args.force)
+    pool = ModelPool(
+        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
+    )
+    request = DesignRequest(
+        slug=args.voice_name,
+        instruct=args.instruct,
+        instruct_style=args.instruct_style,
+        ref_text=args.ref_text,
+        language=args.language,
+        design_model=args.design_model,
+        clone_model=args.clone_model,
+        profile=args.profile,
+        knobs=explicit_knobs(args),
+        greedy=args.greedy,
+        seed=args.seed,
+        display_name=args.display_name,
+        description=args.description,
+        replace=args.force,
+    )
     result = design_voice(request, dirs, pool)
     if args.json:
         print_json(result)
     else:
-        console.print(f"registered {result['voice']} (designed reference: {result['reference']}, "
-                      f"{result['duration_sec']:.2f} s)")
-        console.print(f"next: voice-synth speak --voice {result['voice']} --text \"Hello\"")
+        console.print(
+            f"registered {result['voice']} (designed reference: {result['reference']}, "
+            f"{result['duration_sec']:.2f} s)"
+        )
+        console.print(f'next: voice-synth speak --voice {result["voice"]} --text "Hello"')
     return 0
 
 
@@ -398,15 +528,26 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     from audiobox.voices import VoiceRegistry
 
-    voice = VoiceRegistry(resolve_dirs(args.cache).voices).import_zip(Path(args.zip), args.as_slug, args.force)
+    voice = VoiceRegistry(resolve_dirs(args.cache).voices).import_zip(
+        Path(args.zip), args.as_slug, args.force
+    )
     print(f"imported {voice.slug} ({voice.engine})")
     return 0
 
 
-COMMANDS = {"speak": cmd_speak, "list-voices": cmd_list_voices, "list-speakers": cmd_list_speakers,
-            "capabilities": cmd_capabilities, "register-builtin": cmd_register_builtin,
-            "design-voice": cmd_design_voice, "rename-voice": cmd_rename, "delete-voice": cmd_delete,
-            "export-voice": cmd_export, "import-voice": cmd_import, "batch": cmd_batch}
+COMMANDS = {
+    "speak": cmd_speak,
+    "list-voices": cmd_list_voices,
+    "list-speakers": cmd_list_speakers,
+    "capabilities": cmd_capabilities,
+    "register-builtin": cmd_register_builtin,
+    "design-voice": cmd_design_voice,
+    "rename-voice": cmd_rename,
+    "delete-voice": cmd_delete,
+    "export-voice": cmd_export,
+    "import-voice": cmd_import,
+    "batch": cmd_batch,
+}
 
 
 def main(argv=None) -> int:

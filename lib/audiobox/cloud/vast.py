@@ -35,8 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 LABEL_PREFIX = "py-audio-box"
 DEFAULT_QUERY = "reliability > 0.98 gpu_ram >= 20 compute_cap >= 800 compute_cap < 1200"
@@ -172,13 +173,24 @@ class VastCli:
         try:
             # Own session: a Ctrl-C at the terminal reaches this tool (which then destroys) but not
             # the vastai call doing the destroy.
-            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.run(
+                argv,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except subprocess.TimeoutExpired as exc:
-            raise DeployError(f"vastai {args[0]} {args[1] if len(args) > 1 else ''} timed out after {timeout:.0f}s") from exc
+            raise DeployError(
+                f"vastai {args[0]} {args[1] if len(args) > 1 else ''} timed out after {timeout:.0f}s"
+            ) from exc
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
-            raise DeployError(f"vastai {' '.join(args[:2])} failed: {self.log.redact(detail[-1] if detail else '')}")
+            raise DeployError(
+                f"vastai {' '.join(args[:2])} failed: {self.log.redact(detail[-1] if detail else '')}"
+            )
         return proc.stdout
 
     def _interpreter(self) -> list[str]:
@@ -197,7 +209,9 @@ class VastCli:
         try:
             return json.loads(out)
         except json.JSONDecodeError as exc:
-            raise DeployError(f"vastai {' '.join(args[:2])} did not return JSON: {out.strip()[:200]}") from exc
+            raise DeployError(
+                f"vastai {' '.join(args[:2])} did not return JSON: {out.strip()[:200]}"
+            ) from exc
 
     def search_offers(self, query: str, order: str = DEFAULT_ORDER) -> list[dict]:
         rows = self._json(["search", "offers", query, "--order", order])
@@ -211,10 +225,25 @@ class VastCli:
         row = self._json(["show", "instance", str(instance_id)])
         return row.get("instances", row) if isinstance(row, dict) else {}
 
-    def create_instance(self, offer_id: int, *, image: str, disk_gb: int, label: str, onstart: str,
-                        login: str | None) -> int:
-        args = ["create", "instance", str(offer_id), "--image", image, "--disk", str(disk_gb),
-                "--label", label, "--ssh", "--direct", "--cancel-unavail", "--onstart-cmd", onstart]
+    def create_instance(
+        self, offer_id: int, *, image: str, disk_gb: int, label: str, onstart: str, login: str | None
+    ) -> int:
+        args = [
+            "create",
+            "instance",
+            str(offer_id),
+            "--image",
+            image,
+            "--disk",
+            str(disk_gb),
+            "--label",
+            label,
+            "--ssh",
+            "--direct",
+            "--cancel-unavail",
+            "--onstart-cmd",
+            onstart,
+        ]
         reply = self._json(args, login=login)
         instance_id = reply.get("new_contract") if isinstance(reply, dict) else None
         if not instance_id:
@@ -316,9 +345,14 @@ def build_tasks(entries: list[list[str] | str], app_names: set[str], *, batch: b
 
     def flush() -> None:
         if len(pending) >= 2:
-            tasks.append(Task(index=len(tasks), argv=["voice-synth", "batch"],
-                              source_lines=[shlex.join(a) for a, _ in pending],
-                              batch_items=[it for _, it in pending]))
+            tasks.append(
+                Task(
+                    index=len(tasks),
+                    argv=["voice-synth", "batch"],
+                    source_lines=[shlex.join(a) for a, _ in pending],
+                    batch_items=[it for _, it in pending],
+                )
+            )
         else:
             for a, _ in pending:
                 tasks.append(Task(index=len(tasks), argv=a, source_lines=[shlex.join(a)]))
@@ -363,11 +397,23 @@ class Remote:
     def ssh_base(self) -> list[str]:
         # accept-new: the first key seen for this run's instance is recorded in a per-run
         # known_hosts; a changed key afterwards is refused (never StrictHostKeyChecking=no).
-        argv = ["ssh", "-p", str(self.port),
-                "-o", f"UserKnownHostsFile={self.known_hosts}",
-                "-o", "StrictHostKeyChecking=accept-new",
-                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                "-o", "ServerAliveInterval=30", "-o", "ServerAliveCountMax=4"]
+        argv = [
+            "ssh",
+            "-p",
+            str(self.port),
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=30",
+            "-o",
+            "ServerAliveCountMax=4",
+        ]
         if self.key:
             argv += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
         return argv
@@ -433,8 +479,10 @@ def run_lock(path: Path) -> Iterator[None]:
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 fh.seek(0)
                 holder = fh.read().strip() or "another run"
-                raise DeployError(f"another vast run holds {path} ({holder}); refusing to provision a second instance",
-                                  EXIT_REFUSED) from exc
+                raise DeployError(
+                    f"another vast run holds {path} ({holder}); refusing to provision a second instance",
+                    EXIT_REFUSED,
+                ) from exc
             raise
         fh.seek(0)
         fh.truncate()
@@ -464,7 +512,7 @@ class SignalGuard:
             return
         raise Interrupted(signum)
 
-    def __enter__(self) -> "SignalGuard":
+    def __enter__(self) -> SignalGuard:
         self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
@@ -490,8 +538,13 @@ class Deployment:
         self.deadline = time.monotonic() + opts.max_duration_s if opts.max_duration_s else None
         self.results: list[dict] = []
         self.summary: dict[str, Any] = {
-            "job": opts.job, "label": self.label, "image": opts.image, "query": opts.query,
-            "started_at": _now(), "keep": opts.keep, "tasks": self.results,
+            "job": opts.job,
+            "label": self.label,
+            "image": opts.image,
+            "query": opts.query,
+            "started_at": _now(),
+            "keep": opts.keep,
+            "tasks": self.results,
         }
 
     # -- helpers ------------------------------------------------------------------------------
@@ -507,23 +560,32 @@ class Deployment:
     def _call(self, argv: list[str], *, timeout: float | None = None, what: str) -> int:
         self.log(f"$ {self.log.redact(shlex.join(argv))}")
         try:
-            return subprocess.run(argv, timeout=self._remaining(timeout), stdin=subprocess.DEVNULL,
-                                  env=child_env()).returncode
+            return subprocess.run(
+                argv, timeout=self._remaining(timeout), stdin=subprocess.DEVNULL, env=child_env()
+            ).returncode
         except subprocess.TimeoutExpired:
             self.log(f"{what} timed out")
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                raise DeployError(f"run exceeded its maximum duration ({self.opts.max_duration_s:.0f}s)") from None
+                raise DeployError(
+                    f"run exceeded its maximum duration ({self.opts.max_duration_s:.0f}s)"
+                ) from None
             return 124
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def preflight(self) -> None:
-        alive = [i for i in own_instances(self.vast.show_instances())
-                 if str(i.get("actual_status") or i.get("cur_state") or "") not in ("destroyed", "deleted")]
+        alive = [
+            i
+            for i in own_instances(self.vast.show_instances())
+            if str(i.get("actual_status") or i.get("cur_state") or "") not in ("destroyed", "deleted")
+        ]
         if alive:
             ids = ", ".join(f"{i.get('id')} ({i.get('label')}, {i.get('actual_status')})" for i in alive)
-            raise DeployError(f"an instance of this tool is already alive: {ids}. "
-                              "Wait for it, or `make vast-destroy ID=...`.", EXIT_REFUSED)
+            raise DeployError(
+                f"an instance of this tool is already alive: {ids}. "
+                "Wait for it, or `make vast-destroy ID=...`.",
+                EXIT_REFUSED,
+            )
 
     def choose_offer(self) -> dict:
         offers = self.vast.search_offers(self.opts.query)
@@ -535,26 +597,39 @@ class Deployment:
             raise DeployError(
                 f"price guard: the cheapest matching offer costs ${monthly_price(cheapest):.0f}/month "
                 f"(${monthly_price(cheapest) / HOURS_PER_MONTH:.3f}/h), over VAST_MAX_MONTHLY_PRICE="
-                f"{self.opts.max_monthly_price:.0f}", EXIT_REFUSED)
+                f"{self.opts.max_monthly_price:.0f}",
+                EXIT_REFUSED,
+            )
         offer = affordable[0]
         self.offer = offer
         per_hour = monthly_price(offer) / HOURS_PER_MONTH
         self.summary["offer"] = {
-            "id": offer.get("id"), "gpu": offer.get("gpu_name"), "num_gpus": offer.get("num_gpus"),
+            "id": offer.get("id"),
+            "gpu": offer.get("gpu_name"),
+            "num_gpus": offer.get("num_gpus"),
             "gpu_ram_gb": round(float(offer.get("gpu_ram") or 0) / 1024, 1),
-            "compute_cap": offer.get("compute_cap"), "dlperf_per_dphtotal": offer.get("dlperf_per_dphtotal"),
-            "price_per_hour": round(per_hour, 4), "price_per_month": round(per_hour * HOURS_PER_MONTH, 2),
+            "compute_cap": offer.get("compute_cap"),
+            "dlperf_per_dphtotal": offer.get("dlperf_per_dphtotal"),
+            "price_per_hour": round(per_hour, 4),
+            "price_per_month": round(per_hour * HOURS_PER_MONTH, 2),
         }
-        self.log(f"offer {offer.get('id')}: {offer.get('num_gpus', 1)}x {offer.get('gpu_name')} "
-                 f"${per_hour:.3f}/h (${per_hour * 24:.2f}/day, ${per_hour * HOURS_PER_MONTH:.0f}/month)")
+        self.log(
+            f"offer {offer.get('id')}: {offer.get('num_gpus', 1)}x {offer.get('gpu_name')} "
+            f"${per_hour:.3f}/h (${per_hour * 24:.2f}/day, ${per_hour * HOURS_PER_MONTH:.0f}/month)"
+        )
         return offer
 
     def create(self, offer: dict) -> None:
         onstart = f"mkdir -p {REMOTE_WORK_DIR} {REMOTE_CACHE_DIR}; touch /root/.no_auto_tmux"
         self.create_attempted = True
         self.instance_id = self.vast.create_instance(
-            int(offer["id"]), image=self.opts.image, disk_gb=self.opts.disk_gb, label=self.label,
-            onstart=onstart, login=self.opts.registry_login)
+            int(offer["id"]),
+            image=self.opts.image,
+            disk_gb=self.opts.disk_gb,
+            label=self.label,
+            onstart=onstart,
+            login=self.opts.registry_login,
+        )
         self.summary["instance_id"] = self.instance_id
         # Written at once, so even a killed run leaves the id behind for `make vast-destroy`.
         (self.run_dir / "instance_id").write_text(f"{self.instance_id}\n", encoding="utf-8")
@@ -568,15 +643,21 @@ class Deployment:
             info = self.vast.show_instance(self.instance_id)
             status = str(info.get("actual_status") or "")
             if status != last:
-                self.log(f"instance {self.instance_id}: {status or 'pending'} {info.get('status_msg') or ''}".rstrip())
+                self.log(
+                    f"instance {self.instance_id}: {status or 'pending'} {info.get('status_msg') or ''}".rstrip()
+                )
                 last = status
             if status == "running":
                 return
             if status in ("exited", "error", "offline", "destroyed", "deleted"):
-                raise DeployError(f"instance {self.instance_id} went to '{status}': {info.get('status_msg') or ''}")
+                raise DeployError(
+                    f"instance {self.instance_id} went to '{status}': {info.get('status_msg') or ''}"
+                )
             if time.monotonic() >= limit:
-                raise DeployError(f"instance {self.instance_id} not running after {self.opts.wait_running_s:.0f}s "
-                                  f"(last status '{status or 'pending'}')")
+                raise DeployError(
+                    f"instance {self.instance_id} not running after {self.opts.wait_running_s:.0f}s "
+                    f"(last status '{status or 'pending'}')"
+                )
             self._remaining()
             time.sleep(self.opts.poll_s)
 
@@ -597,7 +678,9 @@ class Deployment:
                     raise
                 self.log(str(exc))
             if time.monotonic() >= limit:
-                raise DeployError(f"instance {self.instance_id} not reachable over SSH after {self.opts.wait_ssh_s:.0f}s")
+                raise DeployError(
+                    f"instance {self.instance_id} not reachable over SSH after {self.opts.wait_ssh_s:.0f}s"
+                )
             time.sleep(self.opts.poll_s)
 
     def upload(self) -> None:
@@ -606,8 +689,16 @@ class Deployment:
         if self.opts.sync_code:
             # The checkout's code, over the image's: what runs is what you have, without a git
             # fetch of unpinned code at boot. Dependencies come from the image.
-            srcs = [str(self.opts.repo / p) for p in ("apps", "lib", "run-direct") if (self.opts.repo / p).exists()]
-            rc = self._call(remote.rsync(*srcs, f"{remote.target}:{REMOTE_APP_DIR}/", delete=True), timeout=600, what="code sync")
+            srcs = [
+                str(self.opts.repo / p)
+                for p in ("apps", "lib", "run-direct")
+                if (self.opts.repo / p).exists()
+            ]
+            rc = self._call(
+                remote.rsync(*srcs, f"{remote.target}:{REMOTE_APP_DIR}/", delete=True),
+                timeout=600,
+                what="code sync",
+            )
             if rc != 0:
                 raise DeployError(f"code sync failed (rsync exit {rc})")
         for path in self.opts.push_cache:
@@ -625,11 +716,16 @@ class Deployment:
             local_dir.mkdir(parents=True, exist_ok=True)
             for task in batches:
                 path = local_dir / f"batch-{task.index:03d}.jsonl"
-                path.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in task.batch_items or []),
-                                encoding="utf-8")
+                path.write_text(
+                    "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in task.batch_items or []),
+                    encoding="utf-8",
+                )
                 task.argv = ["voice-synth", "batch", f"{REMOTE_WORK_DIR}/.vast-batches/{path.name}"]
-            rc = self._call(remote.rsync(str(local_dir) + "/", f"{remote.target}:{REMOTE_WORK_DIR}/.vast-batches/"),
-                            timeout=300, what="batch upload")
+            rc = self._call(
+                remote.rsync(str(local_dir) + "/", f"{remote.target}:{REMOTE_WORK_DIR}/.vast-batches/"),
+                timeout=300,
+                what="batch upload",
+            )
             if rc != 0:
                 raise DeployError(f"uploading batch files failed (rsync exit {rc})")
 
@@ -645,12 +741,21 @@ class Deployment:
             shown = task.shell if task.shell is not None else shlex.join(task.argv)
             self.log(f"task {task.index + 1}/{len(self.opts.tasks)} ({task.mode}): {shown}")
             started = time.monotonic()
-            record = {"index": task.index, "mode": task.mode, "lines": task.source_lines,
-                      "command": shown, "exit_code": None, "status": "running"}
+            record = {
+                "index": task.index,
+                "mode": task.mode,
+                "lines": task.source_lines,
+                "command": shown,
+                "exit_code": None,
+                "status": "running",
+            }
             self.results.append(record)
             rc = self._call(remote.ssh(self.remote_command(task)), what=f"task {task.index + 1}")
-            record.update(exit_code=rc, status="ok" if rc == 0 else "failed",
-                          seconds=round(time.monotonic() - started, 2))
+            record.update(
+                exit_code=rc,
+                status="ok" if rc == 0 else "failed",
+                seconds=round(time.monotonic() - started, 2),
+            )
             if rc != 0:
                 failures += 1
                 self.log(f"task {task.index + 1} failed (exit {rc})")
@@ -664,7 +769,9 @@ class Deployment:
             return
         dest = self.run_dir / "work"
         dest.mkdir(parents=True, exist_ok=True)
-        rc = self._call(remote.rsync(f"{remote.target}:{REMOTE_WORK_DIR}/", str(dest) + "/"), timeout=3600, what="pull")
+        rc = self._call(
+            remote.rsync(f"{remote.target}:{REMOTE_WORK_DIR}/", str(dest) + "/"), timeout=3600, what="pull"
+        )
         self.summary["pulled_to"] = str(dest) if rc == 0 else None
         if rc != 0:
             self.log(f"pulling /work failed (rsync exit {rc})")
@@ -687,7 +794,9 @@ class Deployment:
             except DeployError as exc:
                 self.log(f"destroy attempt {attempt} failed: {exc}")
                 time.sleep(min(2 * attempt, 5) if self.opts.poll_s >= 1 else 0.05)
-        self.log(f"COULD NOT DESTROY instance {self.instance_id}: run `make vast-destroy ID={self.instance_id}` now")
+        self.log(
+            f"COULD NOT DESTROY instance {self.instance_id}: run `make vast-destroy ID={self.instance_id}` now"
+        )
         return False
 
     # -- orchestration --------------------------------------------------------------------
@@ -723,31 +832,49 @@ class Deployment:
 
     def open_shell(self) -> int:
         assert self.remote is not None
-        self.log("opening a shell; " + ("--keep: the instance stays up afterwards" if self.opts.keep
-                                        else "the instance is destroyed when it closes"))
-        rc = subprocess.run(self.remote.ssh(f"{REMOTE_ENV}; cd {REMOTE_APP_DIR} && exec bash -l", tty=True),
-                            env=child_env()).returncode
+        self.log(
+            "opening a shell; "
+            + (
+                "--keep: the instance stays up afterwards"
+                if self.opts.keep
+                else "the instance is destroyed when it closes"
+            )
+        )
+        rc = subprocess.run(
+            self.remote.ssh(f"{REMOTE_ENV}; cd {REMOTE_APP_DIR} && exec bash -l", tty=True), env=child_env()
+        ).returncode
         self.log(f"shell closed (exit {rc})")
         return 0
 
     def finish(self, exit_code: int, reason: str, guard: SignalGuard) -> int:
         """Always runs: pull what a failed run produced, destroy (unless --keep), write the summary."""
         interrupted = reason.startswith("interrupted") or bool(guard.caught)
-        if (self.remote is not None and self.opts.pull and "pulled_to" not in self.summary
-                and not interrupted and not self.opts.shell):
+        if (
+            self.remote is not None
+            and self.opts.pull
+            and "pulled_to" not in self.summary
+            and not interrupted
+            and not self.opts.shell
+        ):
             with contextlib.suppress(Exception):
                 self.deadline = None  # a timed-out run still brings back what it produced
                 self.pull()
         if self.opts.keep and self.instance_id is not None:
-            self.log(f"--keep: instance {self.instance_id} stays up and BILLS; "
-                     f"`make vast-destroy ID={self.instance_id}` when done")
+            self.log(
+                f"--keep: instance {self.instance_id} stays up and BILLS; "
+                f"`make vast-destroy ID={self.instance_id}` when done"
+            )
             destroyed: bool | None = False
         else:
             destroyed = self.destroy() if (self.instance_id is not None or self.create_attempted) else None
-        self.summary.update(finished_at=_now(), exit_code=exit_code, reason=reason,
-                            instance_destroyed=destroyed if self.instance_id is not None else None,
-                            task_count=len(self.opts.tasks),
-                            task_failures=sum(1 for r in self.results if r["status"] == "failed"))
+        self.summary.update(
+            finished_at=_now(),
+            exit_code=exit_code,
+            reason=reason,
+            instance_destroyed=destroyed if self.instance_id is not None else None,
+            task_count=len(self.opts.tasks),
+            task_failures=sum(1 for r in self.results if r["status"] == "failed"),
+        )
         if destroyed is False and not self.opts.keep and exit_code == EXIT_OK:
             exit_code = EXIT_PROVISION
         if guard.caught:
@@ -782,7 +909,9 @@ def _registry_login(image: str) -> str | None:
     if not user:
         raise DeployError("VAST_REGISTRY_TOKEN is set but VAST_REGISTRY_USER is not", EXIT_USAGE)
     first = image.split("/", 1)[0]
-    registry = os.environ.get("VAST_REGISTRY") or (first if ("." in first or ":" in first) and "/" in image else "docker.io")
+    registry = os.environ.get("VAST_REGISTRY") or (
+        first if ("." in first or ":" in first) and "/" in image else "docker.io"
+    )
     return f"-u {user} -p {token} {registry}"
 
 
@@ -792,41 +921,81 @@ def default_image() -> str:
         return image
     registry = os.environ.get("PAB_REGISTRY", "").strip().rstrip("/")
     if not registry:
-        raise DeployError("set VAST_IMAGE (e.g. ghcr.io/you/py-audio-box:cuda) or PAB_REGISTRY (e.g. ghcr.io/you)", EXIT_USAGE)
+        raise DeployError(
+            "set VAST_IMAGE (e.g. ghcr.io/you/py-audio-box:cuda) or PAB_REGISTRY (e.g. ghcr.io/you)",
+            EXIT_USAGE,
+        )
     return f"{registry}/py-audio-box:cuda"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scripts/vast.sh", description="vast.ai runs that never leave an instance billing.")
+    p = argparse.ArgumentParser(
+        prog="scripts/vast.sh", description="vast.ai runs that never leave an instance billing."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="list offers, best DLPerf per dollar first")
-    s.add_argument("--query", default=None, help=f"vast.ai offer query (default VAST_QUERY or {DEFAULT_QUERY!r})")
+    s.add_argument(
+        "--query", default=None, help=f"vast.ai offer query (default VAST_QUERY or {DEFAULT_QUERY!r})"
+    )
     s.add_argument("--limit", type=int, default=15)
 
     for name in ("run", "shell"):
-        r = sub.add_parser(name, help="provision, run tasks, pull /work, destroy" if name == "run"
-                           else "provision and open a shell; destroyed when it closes unless --keep")
+        r = sub.add_parser(
+            name,
+            help="provision, run tasks, pull /work, destroy"
+            if name == "run"
+            else "provision and open a shell; destroyed when it closes unless --keep",
+        )
         r.add_argument("--job", default=None, help="job name (default: py-audio-box-<UTC time>)")
-        r.add_argument("--image", default=None, help="image (default VAST_IMAGE, else $PAB_REGISTRY/py-audio-box:cuda)")
+        r.add_argument(
+            "--image", default=None, help="image (default VAST_IMAGE, else $PAB_REGISTRY/py-audio-box:cuda)"
+        )
         r.add_argument("--query", default=None)
         r.add_argument("--disk", type=int, default=None, help="disk GB (default VAST_DISK or 60)")
-        r.add_argument("--keep", action="store_true", help="do not destroy the instance at the end (it keeps billing)")
-        r.add_argument("--push-cache", action="append", default=[], metavar="PATH", nargs="?", const="cache/voices",
-                       help="rsync PATH to /cache/<name> first; without PATH the voice registry cache/voices")
+        r.add_argument(
+            "--keep", action="store_true", help="do not destroy the instance at the end (it keeps billing)"
+        )
+        r.add_argument(
+            "--push-cache",
+            action="append",
+            default=[],
+            metavar="PATH",
+            nargs="?",
+            const="cache/voices",
+            help="rsync PATH to /cache/<name> first; without PATH the voice registry cache/voices",
+        )
         r.add_argument("--no-pull", action="store_true", help="do not copy /work back")
-        r.add_argument("--no-sync-code", action="store_true", help="run the image's code instead of this checkout's")
+        r.add_argument(
+            "--no-sync-code", action="store_true", help="run the image's code instead of this checkout's"
+        )
         r.add_argument("--ssh-key", default=os.environ.get("VAST_SSH_KEY") or None)
         r.add_argument("--summary-json", type=Path, default=None)
         r.add_argument("--run-dir", type=Path, default=Path(os.environ.get("VAST_RUN_DIR", "work_remote")))
-        r.add_argument("--lock-file", type=Path, default=Path(os.environ.get("VAST_LOCK_FILE", "~/.cache/py-audio-box/vast-run.lock")))
-        r.add_argument("--wait-running", type=float, default=_env_float("VAST_WAIT_RUNNING", 1200), metavar="S")
+        r.add_argument(
+            "--lock-file",
+            type=Path,
+            default=Path(os.environ.get("VAST_LOCK_FILE", "~/.cache/py-audio-box/vast-run.lock")),
+        )
+        r.add_argument(
+            "--wait-running", type=float, default=_env_float("VAST_WAIT_RUNNING", 1200), metavar="S"
+        )
         r.add_argument("--wait-ssh", type=float, default=_env_float("VAST_WAIT_SSH", 360), metavar="S")
         r.add_argument("--poll", type=float, default=_env_float("VAST_POLL", 5), metavar="S")
-        r.add_argument("--max-duration", type=float, default=_env_float("VAST_MAX_DURATION", 0) or None, metavar="S",
-                       help="hard limit for the whole run in seconds (VAST_MAX_DURATION); then pull and destroy")
+        r.add_argument(
+            "--max-duration",
+            type=float,
+            default=_env_float("VAST_MAX_DURATION", 0) or None,
+            metavar="S",
+            help="hard limit for the whole run in seconds (VAST_MAX_DURATION); then pull and destroy",
+        )
         if name == "run":
-            r.add_argument("--tasks", type=Path, default=None, help="file: one app invocation per line (# comments, !shell)")
+            r.add_argument(
+                "--tasks",
+                type=Path,
+                default=None,
+                help="file: one app invocation per line (# comments, !shell)",
+            )
             r.add_argument("--fail-fast", action="store_true")
             r.add_argument("--no-batch", action="store_true", help="run every speak line in its own process")
             r.add_argument("task", nargs=argparse.REMAINDER, help="-- APP ARGS... : one task, quoting kept")
@@ -841,13 +1010,17 @@ def cmd_search(args: argparse.Namespace, vast: VastCli) -> int:
     query = args.query or os.environ.get("VAST_QUERY") or DEFAULT_QUERY
     cap = _env_float("VAST_MAX_MONTHLY_PRICE", DEFAULT_MAX_MONTHLY_PRICE)
     offers = vast.search_offers(query)
-    print(f"{'id':>10} {'gpu':<22} {'n':>2} {'vram':>6} {'sm':>5} {'dlperf/$':>9} {'$/h':>7} {'$/month':>8}  within cap")
+    print(
+        f"{'id':>10} {'gpu':<22} {'n':>2} {'vram':>6} {'sm':>5} {'dlperf/$':>9} {'$/h':>7} {'$/month':>8}  within cap"
+    )
     for o in offers[: args.limit]:
         per_month = monthly_price(o)
-        print(f"{o.get('id', ''):>10} {str(o.get('gpu_name', ''))[:22]:<22} {o.get('num_gpus', 1):>2} "
-              f"{float(o.get('gpu_ram') or 0) / 1024:>5.0f}G {o.get('compute_cap', ''):>5} "
-              f"{float(o.get('dlperf_per_dphtotal') or 0):>9.1f} {per_month / HOURS_PER_MONTH:>7.3f} {per_month:>8.0f}  "
-              f"{'yes' if per_month <= cap else 'NO'}")
+        print(
+            f"{o.get('id', ''):>10} {str(o.get('gpu_name', ''))[:22]:<22} {o.get('num_gpus', 1):>2} "
+            f"{float(o.get('gpu_ram') or 0) / 1024:>5.0f}G {o.get('compute_cap', ''):>5} "
+            f"{float(o.get('dlperf_per_dphtotal') or 0):>9.1f} {per_month / HOURS_PER_MONTH:>7.3f} {per_month:>8.0f}  "
+            f"{'yes' if per_month <= cap else 'NO'}"
+        )
     print(f"query: {query}   cap: VAST_MAX_MONTHLY_PRICE={cap:.0f}")
     return EXIT_OK
 
@@ -858,8 +1031,10 @@ def cmd_status(vast: VastCli) -> int:
         print("no instance of this tool is alive")
     for i in mine:
         per_hour = float(i.get("dph_total") or 0)
-        print(f"{i.get('id')}  {i.get('label')}  {i.get('actual_status')}  {i.get('gpu_name')}  "
-              f"${per_hour:.3f}/h  ssh {i.get('ssh_host')}:{i.get('ssh_port')}")
+        print(
+            f"{i.get('id')}  {i.get('label')}  {i.get('actual_status')}  {i.get('gpu_name')}  "
+            f"${per_hour:.3f}/h  ssh {i.get('ssh_host')}:{i.get('ssh_port')}"
+        )
     return EXIT_OK
 
 
@@ -895,16 +1070,28 @@ def cmd_run(args: argparse.Namespace, vast: VastCli, repo: Path, shell: bool) ->
     job = _job_name(args.job)
     run_dir = args.run_dir if args.run_dir.is_absolute() else repo / args.run_dir
     opts = RunOptions(
-        repo=repo, job=job, tasks=tasks, image=image,
+        repo=repo,
+        job=job,
+        tasks=tasks,
+        image=image,
         query=args.query or os.environ.get("VAST_QUERY") or DEFAULT_QUERY,
         disk_gb=args.disk or int(_env_float("VAST_DISK", 60)),
         max_monthly_price=_env_float("VAST_MAX_MONTHLY_PRICE", DEFAULT_MAX_MONTHLY_PRICE),
-        keep=args.keep, shell=shell, push_cache=[str(Path(p) if Path(p).is_absolute() else repo / p) for p in args.push_cache],
-        pull=not args.no_pull, sync_code=not args.no_sync_code, fail_fast=getattr(args, "fail_fast", False),
+        keep=args.keep,
+        shell=shell,
+        push_cache=[str(Path(p) if Path(p).is_absolute() else repo / p) for p in args.push_cache],
+        pull=not args.no_pull,
+        sync_code=not args.no_sync_code,
+        fail_fast=getattr(args, "fail_fast", False),
         ssh_key=os.path.expanduser(args.ssh_key) if args.ssh_key else None,
-        lock_path=args.lock_file, run_dir=run_dir, summary_json=args.summary_json,
-        wait_running_s=args.wait_running, wait_ssh_s=args.wait_ssh, poll_s=args.poll,
-        max_duration_s=args.max_duration, registry_login=_registry_login(image),
+        lock_path=args.lock_file,
+        run_dir=run_dir,
+        summary_json=args.summary_json,
+        wait_running_s=args.wait_running,
+        wait_ssh_s=args.wait_ssh,
+        poll_s=args.poll,
+        max_duration_s=args.max_duration,
+        registry_login=_registry_login(image),
     )
     (run_dir / job).mkdir(parents=True, exist_ok=True)
     log = Log(run_dir / job / "deploy.log")

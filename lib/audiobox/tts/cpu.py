@@ -13,8 +13,8 @@ and became very noisy (±40 %), while bf16 and int8 kernels used both cores clea
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 __all__ = ["cpu_flags", "has_native_bf16", "resolve_cpu_dtype", "recommended_threads"]
 
@@ -35,13 +35,13 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
-def has_native_bf16(flags: Optional[Iterable[str]] = None) -> bool:
+def has_native_bf16(flags: Iterable[str] | None = None) -> bool:
     """True when the CPU advertises native bf16 arithmetic (avx512_bf16, amx_bf16 or Arm bf16)."""
     found = cpu_flags() if flags is None else frozenset(flags)
     return bool(found & _BF16_FLAGS)
 
 
-def resolve_cpu_dtype(requested: str = "auto", flags: Optional[Iterable[str]] = None) -> str:
+def resolve_cpu_dtype(requested: str = "auto", flags: Iterable[str] | None = None) -> str:
     """Map ``--dtype`` to a torch dtype name for CPU inference.
 
     ``auto`` gives ``"bfloat16"`` on CPUs with native bf16 and ``"float32"`` elsewhere; explicit
@@ -49,20 +49,30 @@ def resolve_cpu_dtype(requested: str = "auto", flags: Optional[Iterable[str]] = 
     CPU by the caller, not here.
     """
     value = (requested or "auto").strip().lower()
-    aliases = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    aliases = {
+        "fp32": "float32",
+        "float": "float32",
+        "bf16": "bfloat16",
+        "fp16": "float16",
+        "half": "float16",
+    }
     value = aliases.get(value, value)
     if value == "auto":
         return "bfloat16" if has_native_bf16(flags) else "float32"
     return value
 
 
-def recommended_threads(dtype: str, cpu_count: Optional[int] = None) -> int:
+def recommended_threads(dtype: str, cpu_count: int | None = None) -> int:
     """torch intra-op threads for decoding on this CPU.
 
     float32 on two or fewer CPUs: 1 (a second thread gave no speed and ±40 % noise here);
     everything else: all available CPUs.
     """
-    cpus = cpu_count if cpu_count is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    cpus = (
+        cpu_count
+        if cpu_count is not None
+        else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    )
     cpus = max(1, int(cpus))
     if dtype in ("float32", "fp32") and cpus <= 2:
         return 1

@@ -38,9 +38,10 @@ Every method also takes ``on_frame=callable(frames_done: int)``, called once per
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 __all__ = ["FastGenerator", "TalkerResult"]
 
@@ -87,7 +88,9 @@ class _StaticKV:
             capacity *= 2
         for buffers in (self.keys, self.values):
             for index, old in enumerate(buffers):
-                new = torch.empty((*old.shape[:2], capacity, old.shape[3]), dtype=old.dtype, device=old.device)
+                new = torch.empty(
+                    (*old.shape[:2], capacity, old.shape[3]), dtype=old.dtype, device=old.device
+                )
                 new[:, :, : self.length].copy_(old[:, :, : self.length])
                 buffers[index] = new
 
@@ -98,7 +101,7 @@ class _StaticKV:
         self.keys[layer][:, :, :filled].copy_(keys)
         self.values[layer][:, :, :filled].copy_(values)
 
-    def update(self, key_states, value_states, layer_idx: int, cache_kwargs: Optional[dict] = None):
+    def update(self, key_states, value_states, layer_idx: int, cache_kwargs: dict | None = None):
         start = self.length
         stop = start + key_states.shape[2]
         if stop > self.keys[layer_idx].shape[2]:
@@ -122,24 +125,28 @@ class _LogitsRules:
         vocab_size: int,
         device,
         do_sample: bool,
-        temperature: Optional[float],
-        top_k: Optional[int],
-        top_p: Optional[float],
-        repetition_penalty: Optional[float] = None,
-        suppress_tokens: Optional[list] = None,
-        eos_token_ids: Optional[list] = None,
+        temperature: float | None,
+        top_k: int | None,
+        top_p: float | None,
+        repetition_penalty: float | None = None,
+        suppress_tokens: list | None = None,
+        eos_token_ids: list | None = None,
         min_new_tokens: int = 0,
     ):
         import torch
 
         self.do_sample = bool(do_sample)
-        self.temperature = temperature if (do_sample and temperature is not None and temperature != 1.0) else None
+        self.temperature = (
+            temperature if (do_sample and temperature is not None and temperature != 1.0) else None
+        )
         self.top_k = None
         if do_sample and top_k is not None and top_k != 0:
             self.top_k = min(max(int(top_k), 1), vocab_size)
         self.top_p = float(top_p) if (do_sample and top_p is not None and top_p < 1.0) else None
         self.repetition_penalty = (
-            float(repetition_penalty) if repetition_penalty is not None and repetition_penalty != 1.0 else None
+            float(repetition_penalty)
+            if repetition_penalty is not None and repetition_penalty != 1.0
+            else None
         )
         vocab = torch.arange(vocab_size, device=device)
         self.min_new_tokens = int(min_new_tokens or 0)
@@ -157,7 +164,9 @@ class _LogitsRules:
         scores = logits
         if self.repetition_penalty is not None and history is not None and history.shape[1] > 0:
             seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, history, True)
-            penalised = torch.where(scores < 0, scores * self.repetition_penalty, scores / self.repetition_penalty)
+            penalised = torch.where(
+                scores < 0, scores * self.repetition_penalty, scores / self.repetition_penalty
+            )
             scores = torch.where(seen, penalised, scores)
         if self.eos_mask is not None and generated < self.min_new_tokens:
             scores = torch.where(self.eos_mask, float("-inf"), scores)
@@ -245,40 +254,74 @@ class FastGenerator:
         return True
 
     # ------------------------------------------------------------------ public API (upstream's)
-    def generate_voice_clone(self, text, language=None, ref_audio=None, ref_text=None,
-                             x_vector_only_mode: bool = False, voice_clone_prompt=None,
-                             non_streaming_mode: bool = False, on_frame: Optional[FrameCallback] = None,
-                             **gen_kwargs):
+    def generate_voice_clone(
+        self,
+        text,
+        language=None,
+        ref_audio=None,
+        ref_text=None,
+        x_vector_only_mode: bool = False,
+        voice_clone_prompt=None,
+        non_streaming_mode: bool = False,
+        on_frame: FrameCallback | None = None,
+        **gen_kwargs,
+    ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_clone``."""
         with self._fast_talker(on_frame):
             return self.qwen.generate_voice_clone(
-                text, language=language, ref_audio=ref_audio, ref_text=ref_text,
-                x_vector_only_mode=x_vector_only_mode, voice_clone_prompt=voice_clone_prompt,
-                non_streaming_mode=non_streaming_mode, **gen_kwargs,
+                text,
+                language=language,
+                ref_audio=ref_audio,
+                ref_text=ref_text,
+                x_vector_only_mode=x_vector_only_mode,
+                voice_clone_prompt=voice_clone_prompt,
+                non_streaming_mode=non_streaming_mode,
+                **gen_kwargs,
             )
 
-    def generate_custom_voice(self, text, speaker, language=None, instruct=None,
-                              non_streaming_mode: bool = True, on_frame: Optional[FrameCallback] = None,
-                              **gen_kwargs):
+    def generate_custom_voice(
+        self,
+        text,
+        speaker,
+        language=None,
+        instruct=None,
+        non_streaming_mode: bool = True,
+        on_frame: FrameCallback | None = None,
+        **gen_kwargs,
+    ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_custom_voice``."""
         with self._fast_talker(on_frame):
             return self.qwen.generate_custom_voice(
-                text, speaker=speaker, language=language, instruct=instruct,
-                non_streaming_mode=non_streaming_mode, **gen_kwargs,
+                text,
+                speaker=speaker,
+                language=language,
+                instruct=instruct,
+                non_streaming_mode=non_streaming_mode,
+                **gen_kwargs,
             )
 
-    def generate_voice_design(self, text, instruct, language=None, non_streaming_mode: bool = True,
-                              on_frame: Optional[FrameCallback] = None, **gen_kwargs):
+    def generate_voice_design(
+        self,
+        text,
+        instruct,
+        language=None,
+        non_streaming_mode: bool = True,
+        on_frame: FrameCallback | None = None,
+        **gen_kwargs,
+    ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_design``."""
         with self._fast_talker(on_frame):
             return self.qwen.generate_voice_design(
-                text, instruct=instruct, language=language, non_streaming_mode=non_streaming_mode,
+                text,
+                instruct=instruct,
+                language=language,
+                non_streaming_mode=non_streaming_mode,
                 **gen_kwargs,
             )
 
     # ------------------------------------------------------------------ the seam
     @contextmanager
-    def _fast_talker(self, on_frame: Optional[FrameCallback]) -> Iterator[None]:
+    def _fast_talker(self, on_frame: FrameCallback | None) -> Iterator[None]:
         """Route ``talker.generate`` to our loop for one call (instance attribute, removed after)."""
 
         def fast_generate(**kwargs):
@@ -327,17 +370,17 @@ class FastGenerator:
         max_new_tokens: int,
         min_new_tokens: int = 2,
         do_sample: bool = True,
-        top_k: Optional[int] = 50,
-        top_p: Optional[float] = 1.0,
-        temperature: Optional[float] = 0.9,
+        top_k: int | None = 50,
+        top_p: float | None = 1.0,
+        temperature: float | None = 0.9,
         subtalker_dosample: bool = True,
-        subtalker_top_k: Optional[int] = 50,
-        subtalker_top_p: Optional[float] = 1.0,
-        subtalker_temperature: Optional[float] = 0.9,
+        subtalker_top_k: int | None = 50,
+        subtalker_top_p: float | None = 1.0,
+        subtalker_temperature: float | None = 0.9,
         eos_token_id=None,
-        repetition_penalty: Optional[float] = None,
-        suppress_tokens: Optional[list] = None,
-        on_frame: Optional[FrameCallback] = None,
+        repetition_penalty: float | None = None,
+        suppress_tokens: list | None = None,
+        on_frame: FrameCallback | None = None,
         **_ignored,
     ) -> TalkerResult:
         """Drop-in for ``talker.generate`` as upstream calls it; returns what upstream reads."""
@@ -357,13 +400,24 @@ class FastGenerator:
         eos_ids = [int(e) for e in eos_ids if e is not None]
         pad_id = eos_ids[0] if eos_ids else None
         talker_rules = _LogitsRules(
-            vocab_size=cfg.vocab_size, device=device, do_sample=do_sample, temperature=temperature,
-            top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-            suppress_tokens=suppress_tokens, eos_token_ids=eos_ids, min_new_tokens=min_new_tokens,
+            vocab_size=cfg.vocab_size,
+            device=device,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            suppress_tokens=suppress_tokens,
+            eos_token_ids=eos_ids,
+            min_new_tokens=min_new_tokens,
         )
         predictor_rules = _LogitsRules(
-            vocab_size=predictor.config.vocab_size, device=device, do_sample=subtalker_dosample,
-            temperature=subtalker_temperature, top_k=subtalker_top_k, top_p=subtalker_top_p,
+            vocab_size=predictor.config.vocab_size,
+            device=device,
+            do_sample=subtalker_dosample,
+            temperature=subtalker_temperature,
+            top_k=subtalker_top_k,
+            top_p=subtalker_top_p,
         )
 
         with torch.inference_mode():
@@ -393,11 +447,14 @@ class FastGenerator:
             real_tokens = attention_mask.sum(dim=1)  # rope position of the next token, per row
             key_mask = None
             if padded:
-                key_mask = torch.zeros(batch, 1, 1, prompt_len + max_new_tokens + 1, dtype=torch.bool, device=device)
+                key_mask = torch.zeros(
+                    batch, 1, 1, prompt_len + max_new_tokens + 1, dtype=torch.bool, device=device
+                )
                 key_mask[:, 0, 0, :prompt_len] = attention_mask.bool()
 
             talker_cos, talker_sin = self._rope_tables(
-                core.rotary_emb, prompt_len + max_new_tokens + 1, dtype, device, True)
+                core.rotary_emb, prompt_len + max_new_tokens + 1, dtype, device, True
+            )
 
             past_hidden = prefill.past_hidden
             steps = [((prefill.past_hidden,), None)]
@@ -417,7 +474,7 @@ class FastGenerator:
                 predicted = self._predict_codes(past_hidden, first_hidden, predictor_rules)
                 codec_ids = torch.cat((token[:, None], predicted), dim=-1)
                 parts = [first_hidden] + [
-                    predictor.model.codec_embedding[i](predicted[:, i:i + 1]) for i in range(groups - 1)
+                    predictor.model.codec_embedding[i](predicted[:, i : i + 1]) for i in range(groups - 1)
                 ]
                 step_embeds = torch.cat(parts, dim=1).sum(1, keepdim=True)
                 if frame < trailing_len:
@@ -437,8 +494,11 @@ class FastGenerator:
                 hidden = step_embeds
                 for layer in core.layers:
                     hidden = layer(
-                        hidden, attention_mask=mask, past_key_values=cache,
-                        position_embeddings=(cos3, sin3), use_cache=True,
+                        hidden,
+                        attention_mask=mask,
+                        past_key_values=cache,
+                        position_embeddings=(cos3, sin3),
+                        use_cache=True,
                     )[0]
                 cache.length = position + 1
                 hidden = core.norm(hidden)
@@ -469,7 +529,9 @@ class FastGenerator:
         dtype = past_hidden.dtype
         device = past_hidden.device
         head_dim = getattr(cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads)
-        cache = _StaticKV(len(core.layers), batch, cfg.num_key_value_heads, sub_steps + 1, head_dim, dtype, device)
+        cache = _StaticKV(
+            len(core.layers), batch, cfg.num_key_value_heads, sub_steps + 1, head_dim, dtype, device
+        )
         cos_table, sin_table = self._rope_tables(core.rotary_emb, sub_steps + 1, dtype, device, False)
 
         hidden = predictor.small_to_mtp_projection(torch.cat((past_hidden, first_hidden), dim=1))
@@ -477,12 +539,15 @@ class FastGenerator:
         codes = []
         for step in range(sub_steps):
             start = cache.length
-            cos = cos_table[start:start + positions].unsqueeze(0)
-            sin = sin_table[start:start + positions].unsqueeze(0)
+            cos = cos_table[start : start + positions].unsqueeze(0)
+            sin = sin_table[start : start + positions].unsqueeze(0)
             for layer in core.layers:
                 hidden = layer(
-                    hidden, attention_mask=None, past_key_values=cache,
-                    position_embeddings=(cos, sin), use_cache=True,
+                    hidden,
+                    attention_mask=None,
+                    past_key_values=cache,
+                    position_embeddings=(cos, sin),
+                    use_cache=True,
                 )[0]
             cache.length = start + positions
             hidden = core.norm(hidden)
@@ -493,4 +558,3 @@ class FastGenerator:
                 hidden = predictor.small_to_mtp_projection(core.codec_embedding[step](code[:, None]))
                 positions = 1
         return torch.stack(codes, dim=1)
-

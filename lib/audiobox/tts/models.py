@@ -26,20 +26,34 @@ KNOWN_MODELS = {
 }
 # What the published CustomVoice checkpoints offer; used only when no config.json is cached.
 PUBLISHED_SPEAKERS = ["aiden", "dylan", "eric", "ono_anna", "ryan", "serena", "sohee", "uncle_fu", "vivian"]
-PUBLISHED_LANGUAGES = ["auto", "chinese", "english", "french", "german", "italian", "japanese", "korean",
-                       "portuguese", "russian", "spanish"]
-MODEL_TYPE_LABELS = {"base": "voice clone (Base)", "custom_voice": "built-in speakers (CustomVoice)",
-                     "voice_design": "voice design (VoiceDesign)"}
+PUBLISHED_LANGUAGES = [
+    "auto",
+    "chinese",
+    "english",
+    "french",
+    "german",
+    "italian",
+    "japanese",
+    "korean",
+    "portuguese",
+    "russian",
+    "spanish",
+]
+MODEL_TYPE_LABELS = {
+    "base": "voice clone (Base)",
+    "custom_voice": "built-in speakers (CustomVoice)",
+    "voice_design": "voice design (VoiceDesign)",
+}
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     """What a checkpoint is, read from its config.json."""
 
-    ref: str                     # what the user asked for: hub id or local dir
-    path: Path | None            # local dir holding config.json, None if not available
-    model_type: str              # base | custom_voice | voice_design
-    size: str                    # e.g. 0b6, 1b7
+    ref: str  # what the user asked for: hub id or local dir
+    path: Path | None  # local dir holding config.json, None if not available
+    model_type: str  # base | custom_voice | voice_design
+    size: str  # e.g. 0b6, 1b7
     languages: list[str]
     speakers: list[str]
     dialect_speakers: dict[str, str] = field(default_factory=dict)
@@ -54,12 +68,16 @@ class ModelInfo:
     @property
     def supports_instruct(self) -> bool:
         # Upstream drops instruct for the 0.6B CustomVoice checkpoint.
-        return self.model_type == "voice_design" or (self.model_type == "custom_voice" and "0b6" not in self.size)
+        return self.model_type == "voice_design" or (
+            self.model_type == "custom_voice" and "0b6" not in self.size
+        )
 
     def canonical_speaker(self, name: str) -> str:
         key = name.strip().lower()
         if key not in self.speakers:
-            raise UserError(f"unknown speaker {name!r} for {self.ref} (choose from {', '.join(self.speakers)})")
+            raise UserError(
+                f"unknown speaker {name!r} for {self.ref} (choose from {', '.join(self.speakers)})"
+            )
         return key
 
 
@@ -116,12 +134,21 @@ def read_model_info(ref: str) -> ModelInfo:
     path = local_model_dir(ref)
     if path is None:
         if ref not in KNOWN_MODELS:
-            raise UserError(f"unknown model {ref!r}: pass a local model directory or one of {', '.join(KNOWN_MODELS)}")
+            raise UserError(
+                f"unknown model {ref!r}: pass a local model directory or one of {', '.join(KNOWN_MODELS)}"
+            )
         kind = KNOWN_MODELS[ref]
-        return ModelInfo(ref=ref, path=None, model_type=kind, size="1b7" if "1.7B" in ref else "0b6",
-                         languages=PUBLISHED_LANGUAGES,
-                         speakers=PUBLISHED_SPEAKERS if kind == "custom_voice" else [],
-                         dialect_speakers={"dylan": "beijing_dialect", "eric": "sichuan_dialect"} if kind == "custom_voice" else {})
+        return ModelInfo(
+            ref=ref,
+            path=None,
+            model_type=kind,
+            size="1b7" if "1.7B" in ref else "0b6",
+            languages=PUBLISHED_LANGUAGES,
+            speakers=PUBLISHED_SPEAKERS if kind == "custom_voice" else [],
+            dialect_speakers={"dylan": "beijing_dialect", "eric": "sichuan_dialect"}
+            if kind == "custom_voice"
+            else {},
+        )
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
@@ -133,16 +160,23 @@ def read_model_info(ref: str) -> ModelInfo:
     languages = ["auto"] + sorted(k for k in (talker.get("codec_language_id") or {}) if "dialect" not in k)
     dialects = {k.lower(): v for k, v in (talker.get("spk_is_dialect") or {}).items() if v}
     return ModelInfo(
-        ref=ref, path=path, model_type=model_type, size=str(config.get("tts_model_size", "")),
-        languages=languages, speakers=sorted(k.lower() for k in (talker.get("spk_id") or {})),
-        dialect_speakers=dialects, fingerprint=_fingerprint(config),
+        ref=ref,
+        path=path,
+        model_type=model_type,
+        size=str(config.get("tts_model_size", "")),
+        languages=languages,
+        speakers=sorted(k.lower() for k in (talker.get("spk_id") or {})),
+        dialect_speakers=dialects,
+        fingerprint=_fingerprint(config),
     )
 
 
 def require_type(info: ModelInfo, model_type: str, purpose: str) -> None:
     if info.model_type != model_type:
-        raise UserError(f"{info.ref} is a {MODEL_TYPE_LABELS[info.model_type]} model; {purpose} needs a "
-                        f"{MODEL_TYPE_LABELS[model_type]} model (e.g. {DEFAULT_MODELS[model_type]})")
+        raise UserError(
+            f"{info.ref} is a {MODEL_TYPE_LABELS[info.model_type]} model; {purpose} needs a "
+            f"{MODEL_TYPE_LABELS[model_type]} model (e.g. {DEFAULT_MODELS[model_type]})"
+        )
 
 
 def cached_models() -> dict[str, str | None]:

@@ -10,7 +10,7 @@ class ModelPool:
     def __init__(self, options: RuntimeOptions = RuntimeOptions(), backend: str = "auto", status=None):
         self.options = options
         self.backend = backend
-        self.status = status            # optional callable(str) for "loading ..." messages
+        self.status = status  # optional callable(str) for "loading ..." messages
         self._synths: dict[str, object] = {}
 
     def synthesizer(self, model_ref: str | None, kind: str):

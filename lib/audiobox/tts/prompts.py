@@ -21,25 +21,31 @@ PROMPT_SCHEMA_VERSION = 1
 
 @dataclass
 class ClonePrompt:
-    speaker_embedding: np.ndarray            # (D,) float32
-    ref_code: np.ndarray | None              # (T, Q) int64; None in x-vector-only mode
+    speaker_embedding: np.ndarray  # (D,) float32
+    ref_code: np.ndarray | None  # (T, Q) int64; None in x-vector-only mode
     ref_text: str | None
     x_vector_only: bool
-    model: dict = field(default_factory=dict)   # {ref, tag, model_type, fingerprint}
+    model: dict = field(default_factory=dict)  # {ref, tag, model_type, fingerprint}
 
     @property
     def mode(self) -> str:
         return "xvec" if self.x_vector_only else "icl"
 
     @classmethod
-    def from_items(cls, items: list, info: ModelInfo) -> "ClonePrompt":
+    def from_items(cls, items: list, info: ModelInfo) -> ClonePrompt:
         item = items[0]
         code = item.ref_code
         return cls(
             speaker_embedding=item.ref_spk_embedding.detach().float().cpu().numpy().astype(np.float32),
             ref_code=None if code is None else code.detach().cpu().numpy().astype(np.int64),
-            ref_text=item.ref_text, x_vector_only=bool(item.x_vector_only_mode),
-            model={"ref": info.ref, "tag": info.tag, "model_type": info.model_type, "fingerprint": info.fingerprint},
+            ref_text=item.ref_text,
+            x_vector_only=bool(item.x_vector_only_mode),
+            model={
+                "ref": info.ref,
+                "tag": info.tag,
+                "model_type": info.model_type,
+                "fingerprint": info.fingerprint,
+            },
         )
 
     def to_items(self, device, dtype) -> list:
@@ -47,10 +53,15 @@ class ClonePrompt:
         from qwen_tts import VoiceClonePromptItem
 
         code = None if self.ref_code is None else torch.from_numpy(self.ref_code).to(device)
-        return [VoiceClonePromptItem(
-            ref_code=code,
-            ref_spk_embedding=torch.from_numpy(self.speaker_embedding).to(device=device, dtype=dtype),
-            x_vector_only_mode=self.x_vector_only, icl_mode=not self.x_vector_only, ref_text=self.ref_text)]
+        return [
+            VoiceClonePromptItem(
+                ref_code=code,
+                ref_spk_embedding=torch.from_numpy(self.speaker_embedding).to(device=device, dtype=dtype),
+                x_vector_only_mode=self.x_vector_only,
+                icl_mode=not self.x_vector_only,
+                ref_text=self.ref_text,
+            )
+        ]
 
     def check_compatible(self, info: ModelInfo, slug: str = "SLUG") -> None:
         built_with = self.model.get("fingerprint") or {}
@@ -60,7 +71,8 @@ class ClonePrompt:
             raise UserError(
                 f"this voice prompt was built with {self.model.get('ref', 'another model')}; it cannot be used with "
                 f"{info.ref} ({', '.join(mismatched) or 'not a Base model'} differ). Rebuild it with "
-                f"`voice-clone synth --voice {slug} --model {info.ref}`")
+                f"`voice-clone synth --voice {slug} --model {info.ref}`"
+            )
 
     def save(self, stem: Path) -> tuple[Path, Path]:
         """Write <stem>.safetensors and <stem>.json atomically."""
@@ -70,13 +82,22 @@ class ClonePrompt:
         if self.ref_code is not None:
             tensors["ref_code"] = np.ascontiguousarray(self.ref_code)
         tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-        atomic_write_bytes(tensor_path, save(tensors, metadata={"schema_version": str(PROMPT_SCHEMA_VERSION)}))
-        atomic_write_json(meta_path, {"schema_version": PROMPT_SCHEMA_VERSION, "ref_text": self.ref_text,
-                                      "x_vector_only": self.x_vector_only, "model": self.model})
+        atomic_write_bytes(
+            tensor_path, save(tensors, metadata={"schema_version": str(PROMPT_SCHEMA_VERSION)})
+        )
+        atomic_write_json(
+            meta_path,
+            {
+                "schema_version": PROMPT_SCHEMA_VERSION,
+                "ref_text": self.ref_text,
+                "x_vector_only": self.x_vector_only,
+                "model": self.model,
+            },
+        )
         return tensor_path, meta_path
 
     @classmethod
-    def load(cls, stem: Path) -> "ClonePrompt":
+    def load(cls, stem: Path) -> ClonePrompt:
         from safetensors.numpy import load
 
         tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
@@ -89,6 +110,10 @@ class ClonePrompt:
             raise UserError(f"voice prompt {tensor_path.name} is corrupted: {exc}") from exc
         if meta.get("schema_version") != PROMPT_SCHEMA_VERSION or "speaker_embedding" not in tensors:
             raise UserError(f"voice prompt {tensor_path.name} has an unknown layout")
-        return cls(speaker_embedding=tensors["speaker_embedding"], ref_code=tensors.get("ref_code"),
-                   ref_text=meta.get("ref_text"), x_vector_only=bool(meta.get("x_vector_only")),
-                   model=meta.get("model") or {})
+        return cls(
+            speaker_embedding=tensors["speaker_embedding"],
+            ref_code=tensors.get("ref_code"),
+            ref_text=meta.get("ref_text"),
+            x_vector_only=bool(meta.get("x_vector_only")),
+            model=meta.get("model") or {},
+        )

@@ -23,9 +23,9 @@ ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    device: str = "auto"      # auto | cpu | cuda | cuda:N   (TORCH_DEVICE overrides auto)
-    dtype: str = "auto"       # auto | float32 | bfloat16 | float16 | int8 (CPU, opt-in)
-    attention: str = "auto"   # auto | sdpa | eager | flash_attention_2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N   (TORCH_DEVICE overrides auto)
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 | int8 (CPU, opt-in)
+    attention: str = "auto"  # auto | sdpa | eager | flash_attention_2
     threads: int | None = None
 
 
@@ -33,7 +33,7 @@ class RuntimeOptions:
 class LoadedTTS:
     """A loaded model and how it was loaded (recorded in every take's metadata)."""
 
-    model: object             # qwen_tts.Qwen3TTSModel
+    model: object  # qwen_tts.Qwen3TTSModel
     info: ModelInfo
     device: str
     dtype: str
@@ -66,7 +66,9 @@ def resolve_dtype(requested: str, device: str) -> str:
         if requested not in DTYPES:
             raise UserError(f"unknown dtype {requested!r} (choose from {', '.join(DTYPES)})")
         if requested == "int8" and device != "cpu":
-            raise UserError("--dtype int8 is a CPU option (dynamic int8 matrix products); use bfloat16 on GPUs")
+            raise UserError(
+                "--dtype int8 is a CPU option (dynamic int8 matrix products); use bfloat16 on GPUs"
+            )
         if requested == "float16" and device == "cpu":
             raise UserError("--dtype float16 is for GPUs; on CPU use bfloat16, float32 or int8")
         return requested
@@ -119,7 +121,8 @@ def ensure_available(info: ModelInfo) -> None:
         raise UserError(
             f"model {info.ref} is not cached and the Hugging Face hub cannot be reached. "
             f"On a connected machine run `huggingface-cli download {info.ref}` with HF_HOME pointing at "
-            f"<cache>/huggingface (or copy the model dir here and pass --model DIR)")
+            f"<cache>/huggingface (or copy the model dir here and pass --model DIR)"
+        )
 
 
 def apply_threads(threads: int | None, device: str, dtype: str) -> None:
@@ -147,7 +150,9 @@ def checkpoint_load_dtype(dtype: str) -> str:
     return "bfloat16" if has_native_bf16() else "float32"
 
 
-def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), kind: str = "base") -> LoadedTTS:
+def load_tts(
+    model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), kind: str = "base"
+) -> LoadedTTS:
     """Load a Qwen3-TTS checkpoint by hub id or local dir (default: the default model of `kind`)."""
     info = read_model_info(model_ref or DEFAULT_MODELS[kind])
     ensure_available(info)
@@ -166,8 +171,11 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
         source = str(info.path) if info.path is not None else info.ref
         try:
             model = Qwen3TTSModel.from_pretrained(
-                source, dtype=getattr(torch, checkpoint_load_dtype(dtype)), device_map=device,
-                attn_implementation=attention)
+                source,
+                dtype=getattr(torch, checkpoint_load_dtype(dtype)),
+                device_map=device,
+                attn_implementation=attention,
+            )
         except OSError as exc:
             raise UserError(f"cannot load model {info.ref}: {str(exc).splitlines()[0]}") from exc
         weights = "as loaded"
@@ -180,5 +188,12 @@ def load_tts(model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), 
             from audiobox.tts.weights import pack_bf16
 
             weights = "onednn-packed" if pack_bf16(model) else weights
-    return LoadedTTS(model=model, info=info, device=device, dtype=dtype, attention=attention,
-                     load_sec=time.perf_counter() - started, weights=weights)
+    return LoadedTTS(
+        model=model,
+        info=info,
+        device=device,
+        dtype=dtype,
+        attention=attention,
+        load_sec=time.perf_counter() - started,
+        weights=weights,
+    )

@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from audiobox.tts.runtime import LoadedTTS, quiet_stdout
 from audiobox.tts.settings import GenerationSettings
 from audiobox.tts.text import chunk_text, clean_text
 
-REF_TAIL_SILENCE_S = 0.5   # Qwen3-TTS tends to echo the end of a reference that stops abruptly
+REF_TAIL_SILENCE_S = 0.5  # Qwen3-TTS tends to echo the end of a reference that stops abruptly
 BACKENDS = ("auto", "upstream", "fast")
 
 
@@ -31,21 +31,21 @@ BACKENDS = ("auto", "upstream", "fast")
 class VoiceSpec:
     """Who speaks: a clone prompt, a built-in speaker (+ instruct), or a voice description."""
 
-    kind: str                          # clone | speaker | design
+    kind: str  # clone | speaker | design
     prompt: ClonePrompt | None = None
     speaker: str | None = None
     instruct: str | None = None
 
     @classmethod
-    def clone(cls, prompt: ClonePrompt) -> "VoiceSpec":
+    def clone(cls, prompt: ClonePrompt) -> VoiceSpec:
         return cls("clone", prompt=prompt)
 
     @classmethod
-    def builtin(cls, speaker: str, instruct: str | None = None) -> "VoiceSpec":
+    def builtin(cls, speaker: str, instruct: str | None = None) -> VoiceSpec:
         return cls("speaker", speaker=speaker, instruct=instruct or None)
 
     @classmethod
-    def design(cls, instruct: str) -> "VoiceSpec":
+    def design(cls, instruct: str) -> VoiceSpec:
         if not instruct or not instruct.strip():
             raise UserError("a voice design needs a description (--instruct)")
         return cls("design", instruct=instruct.strip())
@@ -53,11 +53,11 @@ class VoiceSpec:
 
 @dataclass
 class Take:
-    index: int                  # 1-based
+    index: int  # 1-based
     samples: np.ndarray
     sample_rate: int
     seed: int
-    synth_sec: float            # wall time of the calls that produced it, shared equally within a batch
+    synth_sec: float  # wall time of the calls that produced it, shared equally within a batch
     chunks: list[dict] = field(default_factory=list)
 
     @property
@@ -69,7 +69,7 @@ class Take:
         return self.synth_sec / self.duration if self.duration else float("inf")
 
 
-ProgressHook = Callable[[str, int, int], None]   # (label, frames done, frame budget) per chunk
+ProgressHook = Callable[[str, int, int], None]  # (label, frames done, frame budget) per chunk
 
 
 class Synthesizer:
@@ -95,7 +95,9 @@ class Synthesizer:
         return "upstream", self.loaded.model
 
     # -- prompts ---------------------------------------------------------------------------
-    def build_clone_prompt(self, ref: Audio, ref_text: str | None, x_vector_only: bool = False) -> ClonePrompt:
+    def build_clone_prompt(
+        self, ref: Audio, ref_text: str | None, x_vector_only: bool = False
+    ) -> ClonePrompt:
         require_type(self.info, "base", "building a clone prompt")
         if not x_vector_only and not (ref_text and ref_text.strip()):
             raise UserError("a transcript of the reference is needed (or use x-vector-only mode)")
@@ -103,8 +105,10 @@ class Synthesizer:
         samples = np.concatenate([np.asarray(ref.samples, dtype=np.float32), tail])
         with quiet_stdout():
             items = self.loaded.model.create_voice_clone_prompt(
-                ref_audio=(samples, ref.sample_rate), ref_text=None if x_vector_only else ref_text.strip(),
-                x_vector_only_mode=x_vector_only)
+                ref_audio=(samples, ref.sample_rate),
+                ref_text=None if x_vector_only else ref_text.strip(),
+                x_vector_only_mode=x_vector_only,
+            )
         return ClonePrompt.from_items(items, self.info)
 
     # -- generation ------------------------------------------------------------------------
@@ -117,14 +121,23 @@ class Synthesizer:
             require_type(self.info, "custom_voice", "speaking with a built-in speaker")
             speaker = self.info.canonical_speaker(voice.speaker)
             if voice.instruct and not self.info.supports_instruct:
-                print(f"warning: {self.info.ref} ignores instructions (only 1.7B CustomVoice models follow them)",
-                      file=sys.stderr)
+                print(
+                    f"warning: {self.info.ref} ignores instructions (only 1.7B CustomVoice models follow them)",
+                    file=sys.stderr,
+                )
             return VoiceSpec.builtin(speaker, voice.instruct)
         require_type(self.info, "voice_design", "designing a voice")
         return voice
 
-    def generate(self, texts: list[str], voices: list[VoiceSpec], language: str, settings: GenerationSettings,
-                 seed: int, on_frame: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], int]:
+    def generate(
+        self,
+        texts: list[str],
+        voices: list[VoiceSpec],
+        language: str,
+        settings: GenerationSettings,
+        seed: int,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> tuple[list[np.ndarray], int]:
         """One batched model call: row i speaks texts[i] with voices[i]."""
         import torch
 
@@ -140,21 +153,39 @@ class Synthesizer:
             if kind == "clone":
                 device, dtype = self.loaded.model.device, self.loaded.model.model.dtype
                 items = [it for v in voices for it in v.prompt.to_items(device, dtype)]
-                wavs, rate = self.generator.generate_voice_clone(texts, language=[lang or "Auto"] * len(texts),
-                                                                 voice_clone_prompt=items, **gen)
+                wavs, rate = self.generator.generate_voice_clone(
+                    texts, language=[lang or "Auto"] * len(texts), voice_clone_prompt=items, **gen
+                )
             elif kind == "speaker":
                 wavs, rate = self.generator.generate_custom_voice(
-                    texts, speaker=[v.speaker for v in voices], language=[lang or "Auto"] * len(texts),
-                    instruct=[v.instruct or "" for v in voices], **gen)
+                    texts,
+                    speaker=[v.speaker for v in voices],
+                    language=[lang or "Auto"] * len(texts),
+                    instruct=[v.instruct or "" for v in voices],
+                    **gen,
+                )
             else:
                 wavs, rate = self.generator.generate_voice_design(
-                    texts, instruct=[v.instruct for v in voices], language=[lang or "Auto"] * len(texts), **gen)
+                    texts,
+                    instruct=[v.instruct for v in voices],
+                    language=[lang or "Auto"] * len(texts),
+                    **gen,
+                )
         return [np.asarray(w, dtype=np.float32).reshape(-1) for w in wavs], int(rate)
 
-    def speak(self, text: str, voice: VoiceSpec, language: str = "auto",
-              settings: GenerationSettings = GenerationSettings(), variants: int = 1, seed: int | None = None,
-              chunk: bool = False, pause_s: float = 0.3, crossfade_s: float = 0.01,
-              progress: ProgressHook | None = None) -> list[Take]:
+    def speak(
+        self,
+        text: str,
+        voice: VoiceSpec,
+        language: str = "auto",
+        settings: GenerationSettings = GenerationSettings(),
+        variants: int = 1,
+        seed: int | None = None,
+        chunk: bool = False,
+        pause_s: float = 0.3,
+        crossfade_s: float = 0.01,
+        progress: ProgressHook | None = None,
+    ) -> list[Take]:
         """Speak `text` `variants` times; returns the takes in order."""
         if variants < 1 or variants > 16:
             raise UserError("--variants must be between 1 and 16")
@@ -171,21 +202,36 @@ class Synthesizer:
             chunk_seed = base_seed + c
             budget = settings.budget_for(piece, language)
             label = f"chunk {c + 1}/{len(chunks)}" if len(chunks) > 1 else "frames"
-            on_frame = (lambda n, label=label, budget=budget: progress(label, n, budget)) if progress else None
+            on_frame = (
+                (lambda n, label=label, budget=budget: progress(label, n, budget)) if progress else None
+            )
             if progress:
                 progress(label, 0, budget)
             started = time.perf_counter()
-            wavs, rate = self.generate([piece] * variants, [voice] * variants, language, settings, chunk_seed,
-                                       on_frame=on_frame)
+            wavs, rate = self.generate(
+                [piece] * variants, [voice] * variants, language, settings, chunk_seed, on_frame=on_frame
+            )
             spent = time.perf_counter() - started
             elapsed += spent
             if progress:
                 progress(label, budget, budget)
-            chunk_meta.append({"text": piece, "seed": chunk_seed, "max_new_tokens": budget,
-                               "synth_sec": round(spent, 3)})
+            chunk_meta.append(
+                {"text": piece, "seed": chunk_seed, "max_new_tokens": budget, "synth_sec": round(spent, 3)}
+            )
             for v, wav in enumerate(wavs):
                 pieces[v].append(wav)
-        return [Take(index=v + 1, samples=join_with_pauses(pieces[v], rate, pause_s, crossfade_s) if len(chunks) > 1
-                     else pieces[v][0], sample_rate=rate, seed=base_seed, synth_sec=elapsed / variants,
-                     chunks=[dict(m, duration_sec=round(len(pieces[v][i]) / rate, 3)) for i, m in enumerate(chunk_meta)])
-                for v in range(variants)]
+        return [
+            Take(
+                index=v + 1,
+                samples=join_with_pauses(pieces[v], rate, pause_s, crossfade_s)
+                if len(chunks) > 1
+                else pieces[v][0],
+                sample_rate=rate,
+                seed=base_seed,
+                synth_sec=elapsed / variants,
+                chunks=[
+                    dict(m, duration_sec=round(len(pieces[v][i]) / rate, 3)) for i, m in enumerate(chunk_meta)
+                ],
+            )
+            for v in range(variants)
+        ]

@@ -20,7 +20,9 @@ def clean_text(text: str) -> str:
     if text is None or not text.strip():
         raise UserError("the text is empty")
     if len(text) > MAX_TEXT_CHARS:
-        raise UserError(f"the text is {len(text)} characters; split it (limit {MAX_TEXT_CHARS}) or use `batch`")
+        raise UserError(
+            f"the text is {len(text)} characters; split it (limit {MAX_TEXT_CHARS}) or use `batch`"
+        )
     if not any(ch.isalnum() for ch in text):
         raise UserError("the text has no letters or digits to speak")
     return re.sub(r"[ \t\r\f\v]+", " ", text.replace("\r\n", "\n")).strip()
@@ -35,7 +37,7 @@ def _split_long(sentence: str, max_chars: int, joiner: str) -> list[str]:
         return [sentence]
     pieces, current = [], ""
     for clause in (c for c in _CLAUSE_END.split(sentence) if c):
-        for part in ([clause] if len(clause) <= max_chars else _hard_wrap(clause, max_chars)):
+        for part in [clause] if len(clause) <= max_chars else _hard_wrap(clause, max_chars):
             if current and len(current) + len(part) + 1 > max_chars:
                 pieces.append(current.strip())
                 current = ""
@@ -48,7 +50,7 @@ def _split_long(sentence: str, max_chars: int, joiner: str) -> list[str]:
 def _hard_wrap(text: str, max_chars: int) -> list[str]:
     words = text.split(" ")
     if len(words) == 1:  # CJK or one huge token: cut by characters
-        return [text[i:i + max_chars] for i in range(0, len(text), max_chars)]
+        return [text[i : i + max_chars] for i in range(0, len(text), max_chars)]
     out, line = [], ""
     for word in words:
         if line and len(line) + 1 + len(word) > max_chars:

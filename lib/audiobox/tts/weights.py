@@ -49,7 +49,9 @@ def _packed_linear_class():
             self.in_features = linear.in_features
             self.out_features = linear.out_features
             self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)
-            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach(), requires_grad=False)
+            self.bias = (
+                None if linear.bias is None else torch.nn.Parameter(linear.bias.detach(), requires_grad=False)
+            )
 
         def forward(self, x):
             return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
@@ -122,7 +124,9 @@ def pack_bf16(qwen_model) -> int:
     import torch
 
     linears = _talker_linears(qwen_model)
-    if not linears or any(m.weight.dtype != torch.bfloat16 or m.weight.device.type != "cpu" for _, _, m in linears):
+    if not linears or any(
+        m.weight.dtype != torch.bfloat16 or m.weight.device.type != "cpu" for _, _, m in linears
+    ):
         return 0
     if not bf16_packing_is_exact():
         return 0
