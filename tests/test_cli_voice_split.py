@@ -113,6 +113,11 @@ def test_interactive_pick(speech_mix, tmp_path, monkeypatch, capsys):
     assert data["reference"]["start"] == second["start"] and data["reference"]["end"] == second["end"]
     ref = VoiceRegistry(tmp_path / "cache" / "voices").get("pick").ref_wav
     assert abs(sf.info(ref).duration - second["duration"]) < 0.01
+    # the file on disk records the pick too (it used to keep the automatic reference)
+    saved = json.loads((Path(data["out_dir"]) / "clips.json").read_text())
+    assert saved["reference"]["start"] == second["start"] and saved["reference"]["end"] == second["end"]
+    assert saved["reference"]["chosen_by"] == "user" and saved["reference"]["file"] == "reference.wav"
+    assert abs(sf.info(Path(data["out_dir"]) / "reference.wav").duration - second["duration"]) < 0.01
 
 
 @pytest.mark.parametrize(

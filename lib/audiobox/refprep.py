@@ -47,6 +47,7 @@ from audiobox.audio import TTS_SAMPLE_RATE, Audio, load_audio, write_audio
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
 from audiobox.quality import QUALITY_VERSION, frame_powers, loudness_gain, measure, quality_score, text_chars
+from audiobox.stagecache import cached_file, cached_json
 
 SCORING_VERSION = 1  # bump when candidate planning or scoring changes: cached selections recompute
 DECODE_VERSION = 1
@@ -500,29 +501,26 @@ class RefPreparer:
         sha = sha256_file(path)
         base = self.root / sha[:32]
         decoded = base / "source-24k.wav"
-        info_path = base / "source.json"
-        if decoded.is_file() and info_path.is_file() and not self.options.force:
-            import json
 
-            info = json.loads(info_path.read_text())
-            if info.get("decode_version") == DECODE_VERSION:
-                self.reused["decode"] = True
-                return sha, load_audio(decoded), base
-        self.reused["decode"] = False
-        self.progress(f"decoding {path.name}")
-        audio = load_audio(path, sample_rate=TTS_SAMPLE_RATE)
-        if not np.all(np.isfinite(audio.samples)):
-            raise UserError(f"{path} decodes to invalid samples (NaN/inf)")
-        write_audio(decoded, audio.samples, audio.sample_rate)
-        atomic_write_json(
-            info_path,
-            {
+        def decode() -> dict:
+            self.progress(f"decoding {path.name}")
+            audio = load_audio(path, sample_rate=TTS_SAMPLE_RATE)
+            if not np.all(np.isfinite(audio.samples)):
+                raise UserError(f"{path} decodes to invalid samples (NaN/inf)")
+            write_audio(decoded, audio.samples, audio.sample_rate)
+            return {
                 "source": str(path),
                 "sha256": sha,
                 "duration_sec": round(audio.duration, 3),
                 "sample_rate": audio.sample_rate,
                 "decode_version": DECODE_VERSION,
-            },
+            }
+
+        _info, self.reused["decode"] = cached_json(
+            base / "source.json",
+            refresh=self.options.force,
+            make=decode,
+            valid=lambda info: info.get("decode_version") == DECODE_VERSION and decoded.is_file(),
         )
         return sha, load_audio(decoded), base
 
@@ -530,22 +528,18 @@ class RefPreparer:
         from audiobox.vad import VadSettings, load_vad
 
         settings = VadSettings()
-        path = base / f"speech-{sha256_json(settings.key())[:12]}.json"
-        if path.is_file() and not self.options.force:
-            import json
 
-            self.reused["speech"] = True
-            return [tuple(s) for s in json.loads(path.read_text())["spans"]]
-        self.reused["speech"] = False
-        self.progress("finding speech (Silero VAD)")
-        spans = [
-            (s.start, s.end)
-            for s in load_vad().speech_spans(audio.samples, audio.sample_rate, settings=settings)
-        ]
-        atomic_write_json(
-            path, {"vad": settings.key(), "spans": [[round(s, 3), round(e, 3)] for s, e in spans]}
+        def find_speech() -> dict:
+            self.progress("finding speech (Silero VAD)")
+            spans = load_vad().speech_spans(audio.samples, audio.sample_rate, settings=settings)
+            return {"vad": settings.key(), "spans": [[round(s.start, 3), round(s.end, 3)] for s in spans]}
+
+        data, self.reused["speech"] = cached_json(
+            base / f"speech-{sha256_json(settings.key())[:12]}.json",
+            refresh=self.options.force,
+            make=find_speech,
         )
-        return spans
+        return [tuple(s) for s in data["spans"]]
 
     def asr(self):
         if self._asr is None:
@@ -569,18 +563,20 @@ class RefPreparer:
                 "asr_version": ASR_VERSION,
             }
         )[:20]
-        path = base / "transcripts" / f"{key}.json"
-        if path.is_file() and not opts.force:
-            import json
 
+        def transcribe() -> dict:
+            result: Transcript = self.asr().transcribe(
+                self._cut(audio, start, end),
+                language=opts.language,
+                word_timestamps=True,
+                beam_size=5,
+                temperature=0.0,
+            )
+            return result.to_dict()
+
+        data, reused = cached_json(base / "transcripts" / f"{key}.json", refresh=opts.force, make=transcribe)
+        if reused:
             self.reused["transcripts"] = self.reused.get("transcripts", 0) + 1
-            return json.loads(path.read_text())
-        segment = self._cut(audio, start, end)
-        result: Transcript = self.asr().transcribe(
-            segment, language=opts.language, word_timestamps=True, beam_size=5, temperature=0.0
-        )
-        data = result.to_dict()
-        atomic_write_json(path, data)
         return data
 
     @staticmethod
@@ -687,15 +683,43 @@ class RefPreparer:
 
     # -- selection -----------------------------------------------------------------------------------
     def select(self, audio: Audio, spans, base: Path, source_sha: str) -> tuple[list[Candidate], int, str]:
+        """(scored candidates, index of the best, mode); cached by everything that decides them."""
         opts = self.options
-        total = audio.duration
-        speech_total = sum(e - s for s, e in spans)
-        mode = (
-            "bounds"
-            if (opts.ref_start is not None or opts.ref_end is not None)
-            else ("ref-text" if opts.ref_text else "auto")
+        if opts.ref_start is not None or opts.ref_end is not None:
+            mode = "bounds"
+        else:
+            mode = "ref-text" if opts.ref_text else "auto"
+
+        def choose() -> dict:
+            cands = self._plan(mode, audio, spans)
+            for i, cand in enumerate(cands, 1):
+                cand.index = i
+            if opts.uses_asr:
+                self._transcribe_candidates(cands, audio, spans, base)
+            else:
+                self._use_ref_text(cands, audio, base)
+            for cand in cands:
+                score_candidate(cand)
+            return {
+                "scoring_version": SCORING_VERSION,
+                "mode": mode,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "best": max(cands, key=lambda c: (not c.problems, c.score, -c.start)).index,
+                "candidates": [c.to_dict() for c in cands],
+            }
+
+        data, reused = cached_json(
+            base / f"candidates-{self._selection_key(mode, source_sha)}.json", refresh=opts.force, make=choose
         )
-        key = sha256_json(
+        self.reused["candidates"] = reused
+        cands = [Candidate.from_dict(c) for c in data["candidates"]]
+        for cand in cands:
+            self._check(cand)  # re-evaluated against this run's thresholds (a cached pick keeps them)
+        return cands, int(data["best"]), mode
+
+    def _selection_key(self, mode: str, source_sha: str) -> str:
+        opts = self.options
+        return sha256_json(
             {
                 "source": source_sha,
                 "mode": mode,
@@ -711,129 +735,117 @@ class RefPreparer:
                 "quality": QUALITY_VERSION,
             }
         )[:20]
-        path = base / f"candidates-{key}.json"
-        if path.is_file() and not opts.force:
-            import json
 
-            data = json.loads(path.read_text())
-            self.reused["candidates"] = True
-            cands = [Candidate.from_dict(c) for c in data["candidates"]]
-            for cand in cands:
-                self._check(cand)  # re-evaluate against this run's thresholds
-            return cands, int(data["best"]), mode
-        self.reused["candidates"] = False
-
+    def _plan(self, mode: str, audio: Audio, spans) -> list[Candidate]:
+        """The spans worth transcribing: the user's bounds, the whole speech, or the best windows."""
         if mode == "bounds":
-            start = 0.0 if opts.ref_start is None else float(opts.ref_start)
-            end = total if opts.ref_end is None else float(opts.ref_end)
-            if start < 0 or end <= start:
-                raise UserError(f"--ref-start/--ref-end: need 0 <= start < end (got {start:g} .. {end:g})")
-            if start >= total:
-                raise UserError(f"--ref-start {start:g} s is past the end of the recording ({total:.1f} s)")
-            end = min(end, total)
-            if end - start > MAX_MANUAL_S:
-                raise UserError(
-                    f"the chosen span is {end - start:.1f} s; a clone reference should be 3-{MAX_REF_S:.0f} s "
-                    f"(at most {MAX_MANUAL_S:.0f} s): narrow --ref-start/--ref-end"
-                )
-            spans_in = _relative_spans(spans, start, end)
-            speech = sum(e - s for s, e in spans_in)
-            if speech < MIN_REF_S:
-                raise UserError(
-                    f"only {speech:.1f} s of speech between {start:g} and {end:g} s; a clone reference "
-                    f"needs at least {MIN_REF_S:.0f} s"
-                )
-            if end - start > MAX_REF_S:
-                self.warnings.append(
-                    f"the chosen span is {end - start:.1f} s; references of 3-{MAX_REF_S:.0f} s clone best"
-                )
-            cands = [self._candidate(audio, spans, start, end, speech)]
-        elif mode == "ref-text":
-            if not spans:
-                raise UserError("no speech found in the recording")
-            start = max(0.0, spans[0][0] - EDGE_PAD_S)
-            end = min(total, spans[-1][1] + EDGE_PAD_S)
-            if end - start > MAX_REF_TEXT_SPAN_S:
-                raise UserError(
-                    f"--ref-text must describe the whole reference, but the recording has "
-                    f"{end - start:.1f} s of speech; pass --ref-start/--ref-end for the part the text covers"
-                )
-            if speech_total < MIN_REF_S:
-                raise UserError(
-                    f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
-                    f"least {MIN_REF_S:.0f} s"
-                )
-            cands = [self._candidate(audio, spans, start, end, speech_total)]
-        else:
-            if speech_total < MIN_REF_S:
-                raise UserError(
-                    f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
-                    f"least {MIN_REF_S:.0f} s"
-                    if speech_total > 0
-                    else "no speech found in the recording"
-                )
-            units = split_long_units(speech_units(spans), audio.samples, audio.sample_rate)
-            windows = plan_windows(units, total)
-            if not windows:  # speech only in short bursts far apart: allow longer pauses inside
-                windows = plan_windows(units, total, max_inner_gap_s=4.0)
-            if not windows:
-                raise UserError(
-                    f"no stretch of {MIN_REF_S:.0f}-{MAX_REF_S:.0f} s of connected speech in the recording "
-                    f"({speech_total:.1f} s of speech in short bursts); pass --ref-start/--ref-end"
-                )
-            windows = thin_windows(windows)
-            self.progress(f"measuring {len(windows)} candidate spans")
-            pool = [self._candidate(audio, spans, s, e, sp, loudness=False) for s, e, sp in windows]
-            cands = [
-                self._candidate(audio, spans, c.start, c.end, c.speech_s)  # full measures for the kept
-                for c in pick_diverse(pool, max(1, opts.max_candidates))
-            ]
-        for i, cand in enumerate(cands, 1):
-            cand.index = i
-        if opts.uses_asr:
-            for cand in cands:
-                self.progress(
-                    f"transcribing candidate {cand.index}/{len(cands)} ({cand.start:.1f}-{cand.end:.1f} s)"
-                )
-                self._add_transcript(cand, self.transcribe(audio, base, cand.start, cand.end), spans)
-                lang = None if opts.language == "auto" else opts.language
-                seg = self._cut(audio, cand.start, cand.end)
-                m = measure(
-                    seg.samples,
-                    seg.sample_rate,
-                    speech_spans=_relative_spans(spans, cand.start, cand.end),
-                    transcript=cand.transcript,
-                    language=lang or _language_name(cand.language),
-                )
-                q = quality_score(m)
-                cand.quality, cand.quality_score = {**m.to_dict(), "parts": q.parts}, q.score
-        else:
-            for cand in cands:
-                if opts.ref_text:
-                    cand.transcript = opts.ref_text
-                    lang = None if opts.language == "auto" else opts.language
-                    cand.rate_ratio = rate_ratio(opts.ref_text, cand.speech_s, lang)
-                    if opts.verify_ref_text:
-                        self.progress(
-                            f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)"
-                        )
-                        heard = self.transcribe(audio, base, cand.start, cand.end)
-                        cand.verification = verify_words(opts.ref_text, heard, opts.min_confidence)
-                self._check(cand)
+            return [self._bounds_candidate(audio, spans)]
+        if mode == "ref-text":
+            return [self._ref_text_candidate(audio, spans)]
+        return self._auto_candidates(audio, spans)
+
+    def _bounds_candidate(self, audio: Audio, spans) -> Candidate:
+        opts, total = self.options, audio.duration
+        start = 0.0 if opts.ref_start is None else float(opts.ref_start)
+        end = total if opts.ref_end is None else float(opts.ref_end)
+        if start < 0 or end <= start:
+            raise UserError(f"--ref-start/--ref-end: need 0 <= start < end (got {start:g} .. {end:g})")
+        if start >= total:
+            raise UserError(f"--ref-start {start:g} s is past the end of the recording ({total:.1f} s)")
+        end = min(end, total)
+        if end - start > MAX_MANUAL_S:
+            raise UserError(
+                f"the chosen span is {end - start:.1f} s; a clone reference should be 3-{MAX_REF_S:.0f} s "
+                f"(at most {MAX_MANUAL_S:.0f} s): narrow --ref-start/--ref-end"
+            )
+        speech = sum(e - s for s, e in _relative_spans(spans, start, end))
+        if speech < MIN_REF_S:
+            raise UserError(
+                f"only {speech:.1f} s of speech between {start:g} and {end:g} s; a clone reference "
+                f"needs at least {MIN_REF_S:.0f} s"
+            )
+        if end - start > MAX_REF_S:
+            self.warnings.append(
+                f"the chosen span is {end - start:.1f} s; references of 3-{MAX_REF_S:.0f} s clone best"
+            )
+        return self._candidate(audio, spans, start, end, speech)
+
+    def _ref_text_candidate(self, audio: Audio, spans) -> Candidate:
+        if not spans:
+            raise UserError("no speech found in the recording")
+        speech_total = sum(e - s for s, e in spans)
+        start = max(0.0, spans[0][0] - EDGE_PAD_S)
+        end = min(audio.duration, spans[-1][1] + EDGE_PAD_S)
+        if end - start > MAX_REF_TEXT_SPAN_S:
+            raise UserError(
+                f"--ref-text must describe the whole reference, but the recording has "
+                f"{end - start:.1f} s of speech; pass --ref-start/--ref-end for the part the text covers"
+            )
+        if speech_total < MIN_REF_S:
+            raise UserError(
+                f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
+                f"least {MIN_REF_S:.0f} s"
+            )
+        return self._candidate(audio, spans, start, end, speech_total)
+
+    def _auto_candidates(self, audio: Audio, spans) -> list[Candidate]:
+        speech_total = sum(e - s for s, e in spans)
+        if speech_total < MIN_REF_S:
+            raise UserError(
+                f"only {speech_total:.1f} s of speech in the recording; a clone reference needs at "
+                f"least {MIN_REF_S:.0f} s"
+                if speech_total > 0
+                else "no speech found in the recording"
+            )
+        units = split_long_units(speech_units(spans), audio.samples, audio.sample_rate)
+        windows = plan_windows(units, audio.duration)
+        if not windows:  # speech only in short bursts far apart: allow longer pauses inside
+            windows = plan_windows(units, audio.duration, max_inner_gap_s=4.0)
+        if not windows:
+            raise UserError(
+                f"no stretch of {MIN_REF_S:.0f}-{MAX_REF_S:.0f} s of connected speech in the recording "
+                f"({speech_total:.1f} s of speech in short bursts); pass --ref-start/--ref-end"
+            )
+        windows = thin_windows(windows)
+        self.progress(f"measuring {len(windows)} candidate spans")
+        pool = [self._candidate(audio, spans, s, e, sp, loudness=False) for s, e, sp in windows]
+        return [
+            self._candidate(audio, spans, c.start, c.end, c.speech_s)  # full measures for the kept
+            for c in pick_diverse(pool, max(1, self.options.max_candidates))
+        ]
+
+    def _transcribe_candidates(self, cands: list[Candidate], audio: Audio, spans, base: Path) -> None:
+        """Whisper on each candidate; its words decide coverage, and the quality is re-measured with them."""
+        lang = None if self.options.language == "auto" else self.options.language
         for cand in cands:
-            score_candidate(cand)
-        best = max(cands, key=lambda c: (not c.problems, c.score, -c.start)).index
-        atomic_write_json(
-            path,
-            {
-                "scoring_version": SCORING_VERSION,
-                "mode": mode,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "best": best,
-                "candidates": [c.to_dict() for c in cands],
-            },
-        )
-        return cands, best, mode
+            self.progress(
+                f"transcribing candidate {cand.index}/{len(cands)} ({cand.start:.1f}-{cand.end:.1f} s)"
+            )
+            self._add_transcript(cand, self.transcribe(audio, base, cand.start, cand.end), spans)
+            seg = self._cut(audio, cand.start, cand.end)
+            m = measure(
+                seg.samples,
+                seg.sample_rate,
+                speech_spans=_relative_spans(spans, cand.start, cand.end),
+                transcript=cand.transcript,
+                language=lang or _language_name(cand.language),
+            )
+            q = quality_score(m)
+            cand.quality, cand.quality_score = {**m.to_dict(), "parts": q.parts}, q.score
+
+    def _use_ref_text(self, cands: list[Candidate], audio: Audio, base: Path) -> None:
+        """No whisper transcript: the given --ref-text (checked for pace, optionally verified) or none."""
+        opts = self.options
+        lang = None if opts.language == "auto" else opts.language
+        for cand in cands:
+            if opts.ref_text:
+                cand.transcript = opts.ref_text
+                cand.rate_ratio = rate_ratio(opts.ref_text, cand.speech_s, lang)
+                if opts.verify_ref_text:
+                    self.progress(f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)")
+                    heard = self.transcribe(audio, base, cand.start, cand.end)
+                    cand.verification = verify_words(opts.ref_text, heard, opts.min_confidence)
+            self._check(cand)
 
     # -- the whole thing -----------------------------------------------------------------------------
     def prepare(self, path: Path) -> PreparedRef:
@@ -868,14 +880,14 @@ class RefPreparer:
         seg_path = base / f"ref-{seg_key}.wav"
         raw = self._cut(audio, cand.start, cand.end)
         gain = loudness_gain(raw.samples, raw.sample_rate, TARGET_LUFS, PEAK_CEILING)
-        if seg_path.is_file() and not opts.force:
-            self.reused["segment"] = True
-            segment = load_audio(seg_path)
-        else:
-            self.reused["segment"] = False
-            segment = Audio((raw.samples * gain).astype(np.float32), raw.sample_rate)
-            write_audio(seg_path, segment.samples, segment.sample_rate)
-            segment = load_audio(seg_path)
+
+        def normalise(p: Path) -> Audio:
+            write_audio(p, (raw.samples * gain).astype(np.float32), raw.sample_rate)
+            return load_audio(p)
+
+        segment, self.reused["segment"] = cached_file(
+            seg_path, refresh=opts.force, load=load_audio, make=normalise
+        )
         if opts.x_vector_only:
             transcript, source = None, "none"
         elif opts.ref_text:

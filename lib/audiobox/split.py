@@ -17,11 +17,11 @@ audio.wav never share results; every cache file is written atomically.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
 from audiobox.separate import LoadedSeparator, SeparatorOptions, load_separator
 from audiobox.sources import SourceMedia, TrimRange, format_timestamp, resolve_source, validate_trim
+from audiobox.stagecache import cached_file, cached_json, read_json
 from audiobox.vad import VAD_SAMPLE_RATE, Span, VadSettings, load_vad, merge_spans, speech_seconds
 
 SPLIT_CACHE_VERSION = 1
@@ -141,11 +142,8 @@ class SplitResult:
     timings: dict[str, float]
     stats: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-
-    def reference_audio(self) -> np.ndarray | None:
-        return self._ref_samples
-
-    _ref_samples: np.ndarray | None = None
+    reference_samples: np.ndarray | None = field(default=None, repr=False)
+    reference_chosen_by: str = "auto"  # "user" after use_clip_as_reference
 
 
 # ----------------------------------------------------------------------------- progress
@@ -217,17 +215,6 @@ class RichProgress(Progress):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _spans_from_json(data: list) -> list[Span]:
-    return [Span(float(a), float(b)) for a, b in data]
-
-
-def _read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def select_windows(
@@ -338,6 +325,45 @@ def pick_clips(
 # ----------------------------------------------------------------------------- pipeline
 
 
+@dataclass
+class _Scan:
+    """What one run reads: the source, its trim, and the cache folder keyed by the file's content."""
+
+    source: SourceMedia
+    trim: TrimRange
+    file_hash: str
+    cache_dir: Path
+    scan_end: float  # seconds in the source; trim end or --max-scan-seconds, whichever is first
+
+    @property
+    def range_key(self) -> str:
+        return f"{int(round(self.trim.start * 1000))}-{int(round(self.scan_end * 1000))}"
+
+    def where(self) -> str:
+        """' between a and b' for messages when the user trimmed, else ''."""
+        if not (self.trim.start or self.trim.end):
+            return ""
+        return f" between {format_timestamp(self.trim.start)} and {format_timestamp(self.scan_end)}"
+
+
+@dataclass
+class _WindowAudio:
+    """One separated window: the audio clips are cut from, and where speech is in it."""
+
+    samples: np.ndarray
+    from_vocals: bool
+    spans: list[Span]
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str):
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[key] = time.monotonic() - start
+
+
 class VoiceSplitter:
     """Holds the models (VAD always, Demucs when first needed) so a process can split several sources."""
 
@@ -359,7 +385,70 @@ class VoiceSplitter:
         if opts.separate:
             self.separator(opts.separator)
 
-    # -- stage 1
+    def run(
+        self, opts: SplitOptions, source: SourceMedia | None = None, trim: TrimRange | None = None
+    ) -> SplitResult:
+        """All stages in order; `source`/`trim` from an earlier `resolve` skip stage 1."""
+        timings: dict[str, float] = {}
+        warnings: list[str] = []
+        t0 = time.monotonic()
+        with _timed(timings, "source_s"):
+            if source is None or trim is None:
+                source, trim = self.resolve(opts)
+        with _timed(timings, "hash_s"):
+            scan = self._scan(opts, source, trim)
+        with _timed(timings, "vad_s"):
+            raw_spans, total_s = self.speech_map(opts, scan)
+        speech_total = speech_seconds(raw_spans)
+        if speech_total < 1.0:
+            raise UserError(
+                f"no speech found in {source.path.name}{scan.where()} (VAD found {speech_total:.1f} s)"
+            )
+        windows = self.speech_windows(opts, raw_spans, total_s, warnings)
+        with _timed(timings, "separate_s"):
+            sep = self.separator(opts.separator) if opts.separate else None
+            audio, separated_s = self.window_audio(opts, scan, windows, raw_spans, sep, warnings)
+            scored = self.score_candidates(opts, windows, audio)
+            if sep is not None:
+                self.progress.done("separate", f"{separated_s:.0f} s of {total_s:.0f} s")
+        if not scored:
+            lo, _hi = opts.clip_bounds()
+            raise UserError(
+                f"no usable speech in {source.path.name}{scan.where()}: no stretch of at least {lo:.1f} s "
+                f"without a pause over {opts.max_pause_s:.1f} s"
+            )
+        with _timed(timings, "export_s"):
+            clips, reference, ref_samples = self.export(opts, scan, windows, audio, scored)
+        timings["total_s"] = time.monotonic() - t0
+
+        result = SplitResult(
+            source=source,
+            trim=trim,
+            clips=clips,
+            reference=reference,
+            out_dir=Path(opts.out_dir) if opts.out_dir else None,
+            cache_dir=scan.cache_dir,
+            raw_spans=raw_spans,
+            windows=windows,
+            timings=timings,
+            stats={
+                "audio_s": round(total_s, 3),
+                "speech_s": round(speech_total, 3),
+                "separated_s": round(separated_s, 3),
+                "separated_share": round(separated_s / total_s, 4) if total_s else 0.0,
+                "windows": len(windows),
+                "candidates": len(scored),
+                "separator": ({"model": sep.name, "fingerprint": sep.fingerprint} if sep else None),
+            },
+            warnings=warnings,
+            reference_samples=ref_samples,
+        )
+        for w in warnings:
+            self.progress.warn(w)
+        write_manifest(result)
+        return result
+
+    # -- stage 1: source
     def resolve(self, opts: SplitOptions) -> tuple[SourceMedia, TrimRange]:
         opts.validate()
         self.progress.stage("download", None)
@@ -379,102 +468,90 @@ class VoiceSplitter:
         self.progress.done("download", note)
         return source, trim
 
-    def run(
-        self, opts: SplitOptions, source: SourceMedia | None = None, trim: TrimRange | None = None
-    ) -> SplitResult:
-        timings: dict[str, float] = {}
-        warnings: list[str] = []
-        t0 = time.monotonic()
-        if source is None or trim is None:
-            source, trim = self.resolve(opts)
-        timings["source_s"] = time.monotonic() - t0
-
-        # cache keys: content hash of the file, then the trim range
-        t = time.monotonic()
+    def _scan(self, opts: SplitOptions, source: SourceMedia, trim: TrimRange) -> _Scan:
+        """Cache keys: the content hash of the file, then the scanned range."""
         file_hash = sha256_file(source.path)
-        cache_dir = self.cache_root / file_hash[:16]
         scan_end = trim.end if trim.end is not None else source.duration
         if opts.max_scan_s:
             scan_end = min(scan_end, trim.start + opts.max_scan_s)
-        range_key = f"{int(round(trim.start * 1000))}-{int(round(scan_end * 1000))}"
-        timings["hash_s"] = time.monotonic() - t
+        return _Scan(source, trim, file_hash, self.cache_root / file_hash[:16], scan_end)
 
-        # stage 2: raw VAD on the trimmed audio
-        t = time.monotonic()
-        vad_cache = cache_dir / f"vad_{range_key}_{sha256_json(RAW_VAD.key())[:8]}.json"
-        cached = None if opts.refresh else _read_json(vad_cache)
-        total_s = scan_end - trim.start
-        self.progress.stage("vad", total_s)
-        if cached and cached.get("version") == SPLIT_CACHE_VERSION:
-            raw_spans = _spans_from_json(cached["spans"])
-            total_s = float(cached["audio_s"])
-            self.progress.done("vad", "cached")
-        else:
-            audio16 = load_audio(source.path, VAD_SAMPLE_RATE, start=trim.start or None, end=scan_end).samples
+    # -- stage 2: raw VAD on the trimmed audio
+    def speech_map(self, opts: SplitOptions, scan: _Scan) -> tuple[list[Span], float]:
+        """Speech spans of the scanned range (seconds from the trim start) and its length."""
+        path = scan.cache_dir / f"vad_{scan.range_key}_{sha256_json(RAW_VAD.key())[:8]}.json"
+        self.progress.stage("vad", scan.scan_end - scan.trim.start)
+
+        def compute() -> dict:
+            audio16 = load_audio(
+                scan.source.path, VAD_SAMPLE_RATE, start=scan.trim.start or None, end=scan.scan_end
+            ).samples
             total_s = audio16.size / VAD_SAMPLE_RATE
-
-            def on_vad(done_s: float) -> None:
-                self.progress.update("vad", done_s, total_s)
-
-            raw_spans = self.vad.speech_spans(audio16, VAD_SAMPLE_RATE, settings=RAW_VAD, on_progress=on_vad)
-            del audio16
-            atomic_write_json(
-                vad_cache,
-                {
-                    "version": SPLIT_CACHE_VERSION,
-                    "source_sha256": file_hash,
-                    "trim": [trim.start, scan_end],
-                    "audio_s": total_s,
-                    "settings": RAW_VAD.key(),
-                    "spans": [s.to_list() for s in raw_spans],
-                },
+            spans = self.vad.speech_spans(
+                audio16,
+                VAD_SAMPLE_RATE,
+                settings=RAW_VAD,
+                on_progress=lambda done_s: self.progress.update("vad", done_s, total_s),
             )
-            self.progress.done("vad", f"{speech_seconds(raw_spans):.0f} s speech")
-        timings["vad_s"] = time.monotonic() - t
-        speech_total = speech_seconds(raw_spans)
-        where = (
-            f" between {format_timestamp(trim.start)} and {format_timestamp(scan_end)}"
-            if trim.start or trim.end
-            else ""
-        )
-        if speech_total < 1.0:
-            raise UserError(f"no speech found in {source.path.name}{where} (VAD found {speech_total:.1f} s)")
+            return {
+                "version": SPLIT_CACHE_VERSION,
+                "source_sha256": scan.file_hash,
+                "trim": [scan.trim.start, scan.scan_end],
+                "audio_s": total_s,
+                "settings": RAW_VAD.key(),
+                "spans": [s.to_list() for s in spans],
+            }
 
-        # stage 3: speech-dense windows
-        lo, hi = opts.clip_bounds()
+        data, reused = cached_json(
+            path,
+            refresh=opts.refresh,
+            make=compute,
+            valid=lambda d: d.get("version") == SPLIT_CACHE_VERSION,
+        )
+        spans = [Span(float(a), float(b)) for a, b in data["spans"]]
+        self.progress.done("vad", "cached" if reused else f"{speech_seconds(spans):.0f} s speech")
+        return spans, float(data["audio_s"])
+
+    # -- stage 3: speech-dense windows
+    def speech_windows(
+        self, opts: SplitOptions, raw_spans: list[Span], total_s: float, warnings: list[str]
+    ) -> list[Window]:
         window_s = opts.window_len()
-        n_windows = opts.windows or max(1, math.ceil((opts.clips + 1) * opts.length / (0.6 * window_s)) + 1)
-        windows = select_windows(raw_spans, window_s, n_windows, opts.min_density, total_s)
+        count = opts.windows or max(1, math.ceil((opts.clips + 1) * opts.length / (0.6 * window_s)) + 1)
+        windows = select_windows(raw_spans, window_s, count, opts.min_density, total_s)
         if not windows:  # sparse speech everywhere: take the densest windows anyway
-            windows = select_windows(raw_spans, window_s, n_windows, 0.0, total_s)
+            windows = select_windows(raw_spans, window_s, count, 0.0, total_s)
             warnings.append(
                 "speech is sparse (no window is at least "
                 f"{opts.min_density:.0%} speech); using the densest parts anyway"
             )
+        return windows
 
-        # stage 4: vocals + second VAD pass, per window
-        t = time.monotonic()
-        scored: list[tuple[float, Span, Any]] = []
-        window_audio: dict[int, tuple[np.ndarray, bool]] = {}
-        window_spans: dict[int, list[Span]] = {}
-        separated_s = 0.0
-        sep = None
-        if opts.separate:
+    # -- stage 4: vocals + second VAD pass, per window
+    def window_audio(
+        self,
+        opts: SplitOptions,
+        scan: _Scan,
+        windows: list[Window],
+        raw_spans: list[Span],
+        sep: LoadedSeparator | None,
+        warnings: list[str],
+    ) -> tuple[list[_WindowAudio], float]:
+        """Per window: the vocals (or the mix without Demucs) and their speech; seconds separated."""
+        if sep is not None:
             self.progress.stage("separate", sum(w.end - w.start for w in windows))
-            sep = self.separator(opts.separator)
-        done_s = 0.0
-        for wi, win in enumerate(windows):
-            mix = load_audio(
-                source.path, TTS_SAMPLE_RATE, start=trim.start + win.start, end=trim.start + win.end
-            ).samples
+        out: list[_WindowAudio] = []
+        separated_s = done_s = 0.0
+        for win in windows:
+            start, end = scan.trim.start + win.start, scan.trim.start + win.end
+            mix = load_audio(scan.source.path, TTS_SAMPLE_RATE, start=start, end=end).samples
             voc, from_vocals = mix, False
             if sep is not None:
                 voc = self._vocals(
                     sep,
-                    cache_dir,
-                    file_hash,
-                    trim.start + win.start,
-                    trim.start + win.end,
+                    scan,
+                    start,
+                    end,
                     mix,
                     opts.refresh,
                     lambda f, base=done_s, w=win: self.progress.update(
@@ -488,128 +565,129 @@ class VoiceSplitter:
             raw_in = speech_seconds([s for s in raw_spans if s.start >= win.start and s.end <= win.end])
             if from_vocals and speech_seconds(spans) < 0.3 * raw_in:
                 warnings.append(
-                    f"the vocals of {format_timestamp(trim.start + win.start)}-"
-                    f"{format_timestamp(trim.start + win.end)} lost the speech "
+                    f"the vocals of {format_timestamp(start)}-{format_timestamp(end)} lost the speech "
                     f"({speech_seconds(spans):.1f} s vs {raw_in:.1f} s in the mix); using the mix there"
                 )
                 voc, from_vocals = mix, False
                 spans = self.vad.speech_spans(voc, TTS_SAMPLE_RATE, settings=VOCAL_VAD)
-            window_audio[wi] = (voc, from_vocals)
-            window_spans[wi] = spans
+            out.append(_WindowAudio(voc, from_vocals, spans))
+        return out, separated_s
+
+    def _vocals(
+        self,
+        sep: LoadedSeparator,
+        scan: _Scan,
+        start: float,
+        end: float,
+        mix: np.ndarray,
+        refresh: bool,
+        on_progress: Callable[[float], None],
+    ) -> np.ndarray:
+        path = (
+            scan.cache_dir
+            / "vocals"
+            / f"{sep.fingerprint}_{int(round(start * 1000))}-{int(round(end * 1000))}.wav"
+        )
+
+        def load(p: Path) -> np.ndarray | None:
+            try:
+                audio = load_audio(p)
+            except UserError:
+                return None
+            if audio.sample_rate != TTS_SAMPLE_RATE or abs(audio.samples.size - mix.size) > 2:
+                return None
+            return audio.samples[: mix.size]
+
+        def make(p: Path) -> np.ndarray:
+            vocals = sep.vocals(mix, TTS_SAMPLE_RATE, on_progress=on_progress)
+            write_audio(p, vocals, TTS_SAMPLE_RATE, "wav")  # written to a temp name, then renamed
+            return vocals
+
+        vocals, _reused = cached_file(path, refresh=refresh, load=load, make=make)
+        on_progress(1.0)
+        return vocals
+
+    # -- stage 5: candidate clips, scored
+    def score_candidates(
+        self, opts: SplitOptions, windows: list[Window], audio: list[_WindowAudio]
+    ) -> list[tuple[float, Span, Any]]:
+        """(score, span in the scanned range, (window index, measures)) for every candidate clip."""
+        lo, hi = opts.clip_bounds()
+        scored: list[tuple[float, Span, Any]] = []
         for allow_short in (False, True):
-            for wi, win in enumerate(windows):
-                voc, spans = window_audio[wi][0], window_spans[wi]
-                for cand in candidate_clips(spans, lo, hi, opts.length, opts.max_pause_s, allow_short):
+            for wi, (win, wa) in enumerate(zip(windows, audio)):
+                for cand in candidate_clips(wa.spans, lo, hi, opts.length, opts.max_pause_s, allow_short):
                     a, b = int(cand.start * TTS_SAMPLE_RATE), int(cand.end * TTS_SAMPLE_RATE)
                     inner = [
                         Span(s.start - cand.start, s.end - cand.start)
-                        for s in spans
+                        for s in wa.spans
                         if s.start >= cand.start - 1e-6 and s.end <= cand.end + 1e-6
                     ]
-                    score, measures = measure_clip(voc[a:b], TTS_SAMPLE_RATE, inner)
+                    score, measures = measure_clip(wa.samples[a:b], TTS_SAMPLE_RATE, inner)
                     scored.append((score, cand.shifted(win.start), (wi, measures)))
             if scored:
                 break
-        if sep is not None:
-            self.progress.done("separate", f"{separated_s:.0f} s of {total_s:.0f} s")
-        timings["separate_s"] = time.monotonic() - t
+        return scored
 
-        if not scored:
-            raise UserError(
-                f"no usable speech in {source.path.name}{where}: no stretch of at least {lo:.1f} s "
-                f"without a pause over {opts.max_pause_s:.1f} s"
-            )
-
-        # stage 5/6: rank, export
-        t = time.monotonic()
-        best_first = pick_clips(scored, max(opts.clips, 1), opts.length)
-        reference = self._pick_reference(scored, opts)
+    # -- stage 6: rank, export
+    def export(
+        self,
+        opts: SplitOptions,
+        scan: _Scan,
+        windows: list[Window],
+        audio: list[_WindowAudio],
+        scored: list[tuple[float, Span, Any]],
+    ) -> tuple[list[Clip], Clip | None, np.ndarray | None]:
+        """The best clips (written when opts.out_dir is set), the reference clip and its samples."""
+        best_first = pick_clips(scored, max(opts.clips, 1), opts.length)[: opts.clips]
+        reference = self._pick_reference(scored)
         out_dir = Path(opts.out_dir) if opts.out_dir else None
-        clips: list[Clip] = []
-        ref_clip: Clip | None = None
-        ref_samples = None
-        self.progress.stage("export", len(best_first[: opts.clips]) + 1)
+        self.progress.stage("export", len(best_first) + 1)
 
-        def cut(item) -> np.ndarray:
-            score, span, (wi, _m) = item
-            win = windows[wi]
-            voc = window_audio[wi][0]
-            a = int(round((span.start - win.start) * TTS_SAMPLE_RATE))
-            b = int(round((span.end - win.start) * TTS_SAMPLE_RATE))
-            return _fade(voc[max(0, a) : b], TTS_SAMPLE_RATE)
+        def cut(span: Span, wi: int) -> np.ndarray:
+            a = int(round((span.start - windows[wi].start) * TTS_SAMPLE_RATE))
+            b = int(round((span.end - windows[wi].start) * TTS_SAMPLE_RATE))
+            return _fade(audio[wi].samples[max(0, a) : b], TTS_SAMPLE_RATE)
+
+        def clip(index: int, path: Path | None, item) -> Clip:
+            score, span, (wi, measures) = item
+            offset = scan.trim.start
+            return Clip(
+                index,
+                path,
+                span.start + offset,
+                span.end + offset,
+                score,
+                measures,
+                audio[wi].from_vocals,
+                wi,
+            )
 
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             self._remove_previous(out_dir)
-        for k, item in enumerate(best_first[: opts.clips], start=1):
-            score, span, (wi, measures) = item
+        clips: list[Clip] = []
+        for k, item in enumerate(best_first, start=1):
+            _score, span, (wi, _measures) = item
             path = None
             if out_dir is not None:
-                path = out_dir / f"clip_{k:02d}_{span.start + trim.start:07.1f}s.wav"
-                write_audio(path, cut(item), TTS_SAMPLE_RATE, "wav")
-            clips.append(
-                Clip(
-                    k,
-                    path,
-                    span.start + trim.start,
-                    span.end + trim.start,
-                    score,
-                    measures,
-                    window_audio[wi][1],
-                    wi,
-                )
-            )
+                path = out_dir / f"clip_{k:02d}_{span.start + scan.trim.start:07.1f}s.wav"
+                write_audio(path, cut(span, wi), TTS_SAMPLE_RATE, "wav")
+            clips.append(clip(k, path, item))
             self.progress.update("export", k)
+        ref_clip, ref_samples = None, None
         if reference is not None:
-            score, span, (wi, measures) = reference
-            ref_samples = cut(reference)
+            _score, span, (wi, _measures) = reference
+            ref_samples = cut(span, wi)
             path = out_dir / "reference.wav" if out_dir is not None else None
             if path is not None:
                 write_audio(path, ref_samples, TTS_SAMPLE_RATE, "wav")
-            ref_clip = Clip(
-                0,
-                path,
-                span.start + trim.start,
-                span.end + trim.start,
-                score,
-                measures,
-                window_audio[wi][1],
-                wi,
-            )
+            ref_clip = clip(0, path, reference)
         self.progress.done("export", f"{len(clips)} clips" + (" + reference" if ref_clip else ""))
-        timings["export_s"] = time.monotonic() - t
-        timings["total_s"] = time.monotonic() - t0
+        return clips, ref_clip, ref_samples
 
-        stats = {
-            "audio_s": round(total_s, 3),
-            "speech_s": round(speech_total, 3),
-            "separated_s": round(separated_s, 3),
-            "separated_share": round(separated_s / total_s, 4) if total_s else 0.0,
-            "windows": len(windows),
-            "candidates": len(scored),
-            "separator": ({"model": sep.name, "fingerprint": sep.fingerprint} if sep else None),
-        }
-        result = SplitResult(
-            source=source,
-            trim=trim,
-            clips=clips,
-            reference=ref_clip,
-            out_dir=out_dir,
-            cache_dir=cache_dir,
-            raw_spans=raw_spans,
-            windows=windows,
-            timings=timings,
-            stats=stats,
-            warnings=warnings,
-        )
-        result._ref_samples = ref_samples
-        for w in warnings:
-            self.progress.warn(w)
-        if out_dir is not None:
-            atomic_write_json(out_dir / "clips.json", manifest(result))
-        return result
-
-    def _pick_reference(self, scored, opts: SplitOptions):
+    @staticmethod
+    def _pick_reference(scored):
         """The best candidate that is long enough to clone from (>= 3 s; 5-15 s preferred)."""
 
         def rank(item):
@@ -621,43 +699,37 @@ class VoiceSplitter:
         usable = [it for it in scored if it[1].duration >= 3.0] or scored
         return min(usable, key=rank) if usable else None
 
-    def _vocals(
-        self,
-        sep: LoadedSeparator,
-        cache_dir: Path,
-        file_hash: str,
-        start: float,
-        end: float,
-        mix: np.ndarray,
-        refresh: bool,
-        on_progress: Callable[[float], None],
-    ) -> np.ndarray:
-        path = (
-            cache_dir
-            / "vocals"
-            / f"{sep.fingerprint}_{int(round(start * 1000))}-{int(round(end * 1000))}.wav"
-        )
-        if path.is_file() and not refresh:
-            try:
-                audio = load_audio(path)
-                if audio.sample_rate == TTS_SAMPLE_RATE and abs(audio.samples.size - mix.size) <= 2:
-                    on_progress(1.0)
-                    return audio.samples[: mix.size]
-            except UserError:
-                pass
-        vocals = sep.vocals(mix, TTS_SAMPLE_RATE, on_progress=on_progress)
-        write_audio(path, vocals, TTS_SAMPLE_RATE, "wav")  # written to a temp name, then renamed
-        on_progress(1.0)
-        return vocals
-
     @staticmethod
     def _remove_previous(out_dir: Path) -> None:
         """Delete the clips of an earlier run into the same folder (only files it listed)."""
-        old = _read_json(out_dir / "clips.json") or {}
+        old = read_json(out_dir / "clips.json") or {}
         for entry in (old.get("clips") or []) + ([old["reference"]] if old.get("reference") else []):
             name = entry.get("file") if isinstance(entry, dict) else None
             if name and "/" not in name and name.endswith(".wav"):
                 (out_dir / name).unlink(missing_ok=True)
+
+
+def use_clip_as_reference(result: SplitResult, number: int) -> None:
+    """Make exported clip `number` (1-based) the reference; reference.wav and clips.json follow."""
+    if not 1 <= number <= len(result.clips):
+        raise UserError(f"there is no clip {number} (the split exported {len(result.clips)})")
+    clip = result.clips[number - 1]
+    if clip.path is None:
+        raise UserError("the clips were not written (no output folder), so none can become the reference")
+    samples = load_audio(clip.path).samples
+    path = result.reference.path if result.reference else None
+    if path is not None:
+        write_audio(path, samples, TTS_SAMPLE_RATE, "wav")
+    result.reference = replace(clip, index=0, path=path)
+    result.reference_samples = samples
+    result.reference_chosen_by = "user"
+    write_manifest(result)
+
+
+def write_manifest(result: SplitResult) -> None:
+    """clips.json in the output folder (nothing without one)."""
+    if result.out_dir is not None:
+        atomic_write_json(result.out_dir / "clips.json", manifest(result))
 
 
 def manifest(result: SplitResult) -> dict:
@@ -668,7 +740,11 @@ def manifest(result: SplitResult) -> dict:
         "trim": [result.trim.start, result.trim.end],
         "sample_rate": TTS_SAMPLE_RATE,
         "clips": [c.to_json() for c in result.clips],
-        "reference": result.reference.to_json() | {"file": "reference.wav"} if result.reference else None,
+        "reference": (
+            result.reference.to_json() | {"file": "reference.wav", "chosen_by": result.reference_chosen_by}
+            if result.reference
+            else None
+        ),
         "windows": [
             {"start": round(w.start, 3), "end": round(w.end, 3), "speech_s": round(w.speech_s, 3)}
             for w in result.windows

@@ -140,8 +140,8 @@ def check_voice_name(registry, slug: str | None, force: bool) -> None:
 
 def choose_reference(result, console) -> None:
     """--interactive: let the user pick which exported clip becomes the reference."""
-    from audiobox.audio import load_audio
     from audiobox.sources import format_timestamp
+    from audiobox.split import use_clip_as_reference
 
     if not result.clips:
         return
@@ -162,22 +162,7 @@ def choose_reference(result, console) -> None:
         if not line or answer in ("", "0"):
             return
         if answer.isdigit() and 1 <= int(answer) <= len(result.clips):
-            clip = result.clips[int(answer) - 1]
-            result.reference = type(clip)(
-                0,
-                result.reference.path,
-                clip.start,
-                clip.end,
-                clip.score,
-                clip.measures,
-                clip.from_vocals,
-                clip.window,
-            )
-            result._ref_samples = load_audio(clip.path).samples
-            if result.reference.path is not None:
-                from audiobox.audio import write_audio
-
-                write_audio(result.reference.path, result._ref_samples, 24000, "wav")
+            use_clip_as_reference(result, int(answer))
             return
         console.print(f"type a number from 0 to {len(result.clips)}")
 
@@ -186,7 +171,7 @@ def register_split_voice(registry, slug: str, result, *, display_name: str | Non
     """Register the reference clip as a clone voice (ref.wav + source); a prompt is added later."""
     from audiobox.audio import TTS_SAMPLE_RATE, write_audio
 
-    samples = result.reference_audio()
+    samples = result.reference_samples
     if samples is None:
         raise UserError("no reference clip to register")
     ref = {
