@@ -42,7 +42,13 @@ def test_cpu_bench_times_every_engine_at_the_forced_length(tiny_models, tmp_path
         "1",
         tmp_path=tmp_path,
     )
-    assert set(summary["engines"]) == {"upstream", "fast", "packed"}
+    from audiobox.tts.weights import bf16_packing_is_exact
+
+    if bf16_packing_is_exact():  # CPUs where audiobox packs bf16 weights (native bf16, e.g. AVX512-BF16)
+        assert set(summary["engines"]) == {"upstream", "fast", "packed"}
+    else:  # elsewhere the packed engine is reported as skipped, not a failure
+        assert set(summary["engines"]) == {"upstream", "fast"}
+        assert "bit-identical" in summary["skipped"]["packed"]
     for result in summary["engines"].values():
         assert result["frames"] == [4]
         assert result["x"] > 0 and result["x_of_floor"] > 0
