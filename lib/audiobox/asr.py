@@ -8,22 +8,22 @@ Why these choices:
 * The language is always passed through when the caller knows it (the old toolbox never did).
 * `condition_on_previous_text=False` and a token cap proportional to the audio length keep a
   confused model from looping for hundreds of tokens (hallucination on silence, random models).
-* A model that is not on disk is fetched only when the hub is reachable: with HF_HUB_OFFLINE=1 or
-  no route to the hub we stop at once with one clear line instead of retrying for a minute.
+* A model that is not on disk is fetched only when the hub is reachable (audiobox.hub decides): with
+  HF_HUB_OFFLINE=1 or no route to the hub we stop at once with one clear line instead of retrying
+  for a minute.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import socket
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
+from audiobox import hub
 from audiobox.audio import Audio, resample
 from audiobox.errors import UserError
 
@@ -112,27 +112,52 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (443 if parsed.scheme != "http" else 80)
+WHISPER_FILES = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*"]
+
+
+def whisper_repo_id(model: str) -> str:
+    """The hub repo of a faster-whisper size ('small') or hub id; a clear error for anything else."""
+    from faster_whisper.utils import _MODELS, available_models  # the size -> repo table of the pinned release
+
+    if "/" in model:
+        return model
+    if model not in _MODELS:
+        raise UserError(
+            f"unknown whisper model {model!r} (choose from {', '.join(available_models())}, "
+            "a hub id like Systran/faster-whisper-small, or a local CTranslate2 dir)"
+        )
+    return _MODELS[model]
+
+
+def cached_model(model: str, cache_dir: Path | None = None) -> Path | None:
+    """The cached CTranslate2 dir of a whisper size or hub id (in `cache_dir`, then the HF cache)."""
+    from faster_whisper.utils import download_model
+
+    whisper_repo_id(model)
+    for where in dict.fromkeys([cache_dir, hub.cache_dir()]):
+        if where is None:
+            continue
+        try:
+            return Path(download_model(model, local_files_only=True, cache_dir=str(where)))
+        except Exception:
+            continue
+    return None
+
+
+def download(model: str, cache_dir: Path | None = None) -> Path:
+    """Fetch a whisper model into `cache_dir` (default: the HF cache), with progress."""
+    repo_id = whisper_repo_id(model)
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        return hub.snapshot(repo_id, cache_dir, allow_patterns=WHISPER_FILES)
+    except Exception as exc:
+        raise UserError(f"could not download whisper model {model!r}: {type(exc).__name__}: {exc}") from None
 
 
 def locate_model(model: str, cache_dir: Path | None = None) -> Path:
     """A local CTranslate2 Whisper dir for `model` (a size like 'small', a hub id, or a path).
 
     Looks in `cache_dir` (our `<cache>/asr`) and the Hugging Face cache; downloads into
-    `cache_dir` only when the hub is reachable.
+    `cache_dir` only when the hub (audiobox.hub) can be reached.
     """
     path = Path(model).expanduser()
     if path.exists() or model.startswith(("/", ".", "~")):
@@ -143,33 +168,16 @@ def locate_model(model: str, cache_dir: Path | None = None) -> Path:
                 f"whisper model dir {path} has no model.bin (expected a CTranslate2 faster-whisper model)"
             )
         return path
-    from faster_whisper.utils import available_models, download_model
-
-    if "/" not in model and model not in available_models():
-        raise UserError(
-            f"unknown whisper model {model!r} (choose from {', '.join(available_models())}, "
-            "a hub id like Systran/faster-whisper-small, or a local CTranslate2 dir)"
-        )
-    cache_str = str(cache_dir) if cache_dir else None
-    for where in [cache_str, None] if cache_str else [None]:
-        try:
-            return Path(download_model(model, local_files_only=True, cache_dir=where))
-        except Exception:
-            continue
-    if _offline():
-        raise UserError(
-            f"whisper model {model!r} is not in the cache ({cache_dir}) and HF_HUB_OFFLINE is set; "
-            "download it once with network access, or pass --whisper-model /path/to/ct2-model"
-        )
-    if not _hub_reachable():
-        raise UserError(
-            f"whisper model {model!r} is not in the cache ({cache_dir}) and the Hugging Face hub is "
-            "not reachable; download it once with network access, or pass --whisper-model /path/to/ct2-model"
-        )
-    try:
-        return Path(download_model(model, local_files_only=False, cache_dir=cache_str))
-    except Exception as exc:
-        raise UserError(f"could not download whisper model {model!r}: {type(exc).__name__}: {exc}") from None
+    found = cached_model(model, cache_dir)
+    if found is not None:
+        return found
+    hub.require_download(
+        "whisper model",
+        model,
+        cache_dir or hub.cache_dir(),
+        "pass --whisper-model /path/to/ct2-model",
+    )
+    return download(model, cache_dir)
 
 
 class Transcriber:

@@ -37,3 +37,12 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             raise
         print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+def did_you_mean(value: str, choices) -> str:
+    """' (did you mean 'x'?)' when `value` is close to one of `choices`, else ''."""
+    import difflib
+
+    by_key = {str(choice).lower(): str(choice) for choice in choices}
+    close = difflib.get_close_matches(value.strip().lower(), list(by_key), n=1, cutoff=0.6)
+    return f" (did you mean {by_key[close[0]]!r}?)" if close else ""

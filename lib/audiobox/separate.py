@@ -5,15 +5,13 @@ Model sources, in order:
     (`<name>.yaml` + `<sig>.safetensors`, no pickle; tests/fixtures/tiny_demucs.py writes one) or
     the classic layout (`<name>.yaml` + `<sig>-<sha>.th`, read by demucs's own loader).
   * otherwise the Hugging Face cache under `<cache>/huggingface` (what demucs downloads).
-  * otherwise a download, but only when the hub is reachable: offline it fails at once with a
-    hint instead of demucs's ~25 s of retries.
+  * otherwise a download from the hub or the HF_ENDPOINT mirror, but only when audiobox.hub says it
+    can be reached: offline it fails at once with the way out instead of demucs's ~25 s of retries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from audiobox import hub
 from audiobox.errors import UserError
 
 DEFAULT_SEPARATOR_MODEL = "htdemucs"
@@ -152,16 +151,6 @@ def _load_from_repo(name: str, repo: Path) -> tuple[Any, list[Path]]:
     return BagOfModels(models, bag.get("weights"), bag.get("segment")), files
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _hf_repo_id(name: str) -> str:
     from demucs.hf import hf_repo_name
 
@@ -169,50 +158,50 @@ def _hf_repo_id(name: str) -> str:
     return f"{namespace or HF_NAMESPACE}/{hf_repo_name(short)}"
 
 
-def _load_from_hub(name: str) -> tuple[Any, list[Path]]:
+def hub_model_files(name: str, download: bool) -> list[Path] | None:
+    """The bag yaml and weight files of a Demucs hub model, from the cache (no network at all when
+    it is complete). Missing files are downloaded when `download` and the hub (audiobox.hub) can be
+    reached; without `download` a missing file gives None."""
     import yaml
-    from huggingface_hub import hf_hub_download
 
-    short = name.rpartition("/")[2]
     repo_id = _hf_repo_id(name)
 
-    def fetch(filename: str, local_only: bool) -> Path:
-        return Path(hf_hub_download(repo_id, filename, local_files_only=local_only))
-
-    try:  # cache first: no network at all when the model was downloaded before
-        yaml_path = fetch(f"{short}.yaml", True)
-        local_only = True
-    except Exception:
-        if not _hub_reachable():
-            raise UserError(
-                f"Demucs model {name!r} is not cached and huggingface.co is unreachable; "
-                f"pass --demucs-repo DIR with local model files (see docs)"
-            ) from None
-        local_only = False
+    def fetch(filename: str) -> Path | None:
         try:
-            yaml_path = fetch(f"{short}.yaml", False)
+            return hub.file(repo_id, filename, local_only=True)
+        except Exception:
+            if not download:
+                return None
+        hub.require_download(
+            "Demucs model", name, hub.cache_dir(), "pass --demucs-repo DIR with local model files"
+        )
+        try:
+            return hub.file(repo_id, filename, local_only=False)
         except Exception as exc:
             raise UserError(
-                f"cannot download Demucs model {name!r} from {repo_id}: {type(exc).__name__}"
+                f"cannot download Demucs model {name!r} from {repo_id}: {type(exc).__name__}: {exc}"
             ) from None
-    bag = yaml.safe_load(yaml_path.read_text()) or {}
+
+    yaml_path = fetch(f"{name.rpartition('/')[2]}.yaml")
+    if yaml_path is None:
+        return None
+    files = [yaml_path]
+    for sig in (yaml.safe_load(yaml_path.read_text()) or {}).get("models") or []:
+        path = fetch(f"{sig}.safetensors")
+        if path is None:
+            return None
+        files.append(path)
+    return files
+
+
+def _load_from_hub(name: str) -> tuple[Any, list[Path]]:
+    import yaml
     from demucs.apply import BagOfModels
     from demucs.hf import load_safetensors_model
 
-    models, files = [], [yaml_path]
-    for sig in bag.get("models") or []:
-        try:
-            path = fetch(f"{sig}.safetensors", local_only)
-        except Exception:
-            if local_only and _hub_reachable():
-                path = fetch(f"{sig}.safetensors", False)
-            else:
-                raise UserError(
-                    f"Demucs model {name!r}: weights {sig} missing from the cache and the hub is "
-                    f"unreachable; pass --demucs-repo DIR"
-                ) from None
-        models.append(load_safetensors_model(path))
-        files.append(path)
+    files = hub_model_files(name, download=True)
+    bag = yaml.safe_load(files[0].read_text()) or {}
+    models = [load_safetensors_model(path) for path in files[1:]]
     return BagOfModels(models, bag.get("weights"), bag.get("segment")), files
 
 

@@ -6,10 +6,10 @@ Everything here reads JSON only: listing speakers or languages must not import t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiobox import hub
 from audiobox.errors import UserError
 
 DEFAULT_MODELS = {
@@ -81,16 +81,9 @@ class ModelInfo:
         return key
 
 
-def hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
-
-
 def cached_snapshot(repo_id: str) -> Path | None:
     """The local snapshot dir of a hub model if it is fully cached (config + weights), else None."""
-    repo_dir = hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
+    repo_dir = hub.cache_dir() / ("models--" + repo_id.replace("/", "--"))
     ref_file = repo_dir / "refs" / "main"
     candidates = []
     if ref_file.is_file():

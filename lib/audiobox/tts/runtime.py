@@ -8,12 +8,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
+from audiobox import hub
 from audiobox.errors import UserError
 from audiobox.tts.models import DEFAULT_MODELS, ModelInfo, read_model_info
 
@@ -104,24 +103,11 @@ def resolve_attention(requested: str, device: str) -> str:
     return "flash_attention_2" if device.startswith("cuda") and flash_attn_usable() else "sdpa"
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def ensure_available(info: ModelInfo) -> None:
     """Fail in seconds, with the way out, when a hub model is neither cached nor downloadable."""
-    if info.path is None and not hub_reachable():
-        raise UserError(
-            f"model {info.ref} is not cached and the Hugging Face hub cannot be reached. "
-            f"On a connected machine run `huggingface-cli download {info.ref}` with HF_HOME pointing at "
-            f"<cache>/huggingface (or copy the model dir here and pass --model DIR)"
+    if info.path is None:
+        hub.require_download(
+            "model", info.ref, hub.cache_dir(), "copy the model dir here and pass --model DIR"
         )
 
 
