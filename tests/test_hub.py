@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_hub import FakeHub
-
 from audiobox import hub
 from audiobox.errors import UserError
+from fake_hub import FakeHub
 
 REPO = Path(__file__).resolve().parents[1]
 
