@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from audiobox.errors import UserError
+from audiobox.fsutil import atomic_path
 
 TTS_SAMPLE_RATE = 24000
 OUTPUT_FORMATS = ("wav", "flac", "mp3", "ogg")
@@ -124,9 +125,8 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int, fmt: st
     container, subtype = _SOUNDFILE_FORMATS[fmt]
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    tmp = path.with_name(f".{path.name}.partial")
-    sf.write(str(tmp), data, sample_rate, format=container, subtype=subtype)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data, sample_rate, format=container, subtype=subtype)
     return path
 
 

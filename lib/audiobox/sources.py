@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from audiobox.errors import UserError
-from audiobox.fsutil import atomic_write_json, sha256_json
+from audiobox.fsutil import TEMP_PREFIX, atomic_write_json, clean_stale, sha256_json, staging_dir
 
 TRIM_TOLERANCE_S = 0.5  # an --end up to half a second past the end is accepted (rounded durations)
 
@@ -328,9 +327,8 @@ def download_source(
             atomic_write_json(index_path, {"url": url, "entry": str(meta_path.relative_to(downloads))})
             return hit
 
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
-    try:
+    clean_stale(folder, (TEMP_PREFIX,))  # what a killed download left behind
+    with staging_dir(folder, prefix=TEMP_PREFIX) as staging:
 
         def hook(status: dict) -> None:
             if on_progress and status.get("status") in ("downloading", "finished"):
@@ -386,8 +384,6 @@ def download_source(
         atomic_write_json(meta_path, meta)
         atomic_write_json(index_path, {"url": url, "entry": str(meta_path.relative_to(downloads))})
         return SourceMedia(path=final, kind="url", duration=duration, meta=source, cached=False)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def resolve_source(

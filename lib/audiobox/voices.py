@@ -1,8 +1,9 @@
 """The named voice registry: <cache>/voices/<slug>/{voice.json, ref.wav, prompts/*.safetensors+json}.
 
 Every write happens under one registry lock and lands atomically (temp file or staging dir, then
-rename), so concurrent writers or a killed process never leave a half-written voice. Stdlib +
-filelock only: listing voices stays fast.
+rename), so concurrent writers or a killed process never leave a half-written voice; what a killed
+writer left (staging folders, temp files, a voice moved aside by an interrupted replace) is cleaned
+or put back the next time the registry is opened. Stdlib + filelock only: listing voices stays fast.
 """
 
 from __future__ import annotations
@@ -12,23 +13,34 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from audiobox.errors import UserError
-from audiobox.fsutil import atomic_write_json
+from audiobox.fsutil import (
+    STAGING_PREFIX,
+    TEMP_PREFIX,
+    TRASH_PREFIX,
+    atomic_path,
+    atomic_write_json,
+    clean_stale,
+    staging_dir,
+    write_new_file,
+)
 
 VOICE_SCHEMA_VERSION = 1
 ENGINES = ("clone_prompt", "custom_voice", "designed_clone")
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-TONE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-PROMPT_FILE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,120}\.(safetensors|json)$")
+# every name check is a full match: `re.match(...$)` would also accept a trailing newline
+SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+TONE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+PROMPT_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,110}")
+PROMPT_FILE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,110}\.(safetensors|json)")
 ZIP_ALLOWED_FILES = {"voice.json", "ref.wav", "source.wav"}
+DELETED_PREFIX = ".deleted-"
 ZIP_MAX_ENTRIES = 512
 ZIP_MAX_TOTAL_BYTES = 512 * 1024 * 1024
 LOCK_TIMEOUT_S = 60
@@ -40,7 +52,7 @@ def now_iso() -> str:
 
 def validate_slug(slug: str) -> str:
     """Lower-case letters, digits and inner dashes, 1-64 chars: safe as a folder name anywhere."""
-    if not isinstance(slug, str) or not SLUG_RE.match(slug):
+    if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
         raise UserError(
             f"invalid voice name {slug!r}: use 1-64 lower-case letters, digits and dashes "
             f"(no leading/trailing dash), e.g. 'narrator-en'"
@@ -49,7 +61,7 @@ def validate_slug(slug: str) -> str:
 
 
 def validate_tone(tone: str | None) -> str | None:
-    if tone is not None and not TONE_RE.match(tone):
+    if tone is not None and (not isinstance(tone, str) or not TONE_RE.fullmatch(tone)):
         raise UserError(f"invalid tone {tone!r}: use lower-case letters, digits, '-' or '_' (max 32)")
     return tone
 
@@ -145,12 +157,16 @@ def _check_voice_data(data: object, where: str) -> dict:
         if not isinstance(data.get(key, {}), dict):
             raise UserError(f"{where} is corrupted ({key!r} is not an object)")
     for pid, rec in (data.get("prompts") or {}).items():
-        if (
-            not isinstance(rec, dict)
-            or not PROMPT_FILE_RE.match(PurePosixPath(str(rec.get("file", ""))).name)
-            or not str(rec.get("file", "")).startswith("prompts/")
-        ):
+        # the id names the files on disk: it must be a plain file name, and the file its own
+        if not PROMPT_ID_RE.fullmatch(pid):
+            raise UserError(f"{where} is corrupted (bad prompt id {pid!r})")
+        if not isinstance(rec, dict) or rec.get("file") != f"prompts/{pid}.safetensors":
             raise UserError(f"{where} is corrupted (prompt {pid!r} has a bad file entry)")
+        if rec.get("tone") is not None and not TONE_RE.fullmatch(str(rec["tone"])):
+            raise UserError(f"{where} is corrupted (prompt {pid!r} has a bad tone)")
+    for tone in data.get("tones") or {}:
+        if not TONE_RE.fullmatch(tone):
+            raise UserError(f"{where} is corrupted (bad tone name {tone!r})")
     ref = data.get("ref")
     if ref is not None and (not isinstance(ref, dict) or ref.get("wav") not in ("ref.wav",)):
         raise UserError(f"{where} is corrupted (bad 'ref' entry)")
@@ -171,7 +187,9 @@ class VoiceRegistry:
     def get(self, slug: str) -> Voice:
         path = self.voice_dir(slug) / "voice.json"
         if not path.is_file():
-            known = ", ".join(v.slug for v in self.list()[0][:20])
+            self.recover()
+        if not path.is_file():
+            known = ", ".join(self._slugs_on_disk()[:20])
             raise UserError(
                 f"no voice named {slug!r} in {self.root}"
                 + (f" (known: {known})" if known else " (the registry is empty)")
@@ -187,28 +205,73 @@ class VoiceRegistry:
         voices, problems = [], []
         if not self.root.is_dir():
             return voices, problems
+        self.recover()
         for entry in sorted(self.root.iterdir()):
-            if entry.name.startswith(".") or not entry.is_dir() or not SLUG_RE.match(entry.name):
+            if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            try:
-                voices.append(self.get(entry.name))
-            except UserError as exc:
-                problems.append(str(exc))
+            if not SLUG_RE.fullmatch(entry.name):
+                problems.append(f"folder {entry.name!r} in {self.root} is not a valid voice name (skipped)")
+            elif not (entry / "voice.json").is_file():
+                problems.append(f"voice folder {entry} has no voice.json (an incomplete voice: delete it)")
+            else:
+                try:
+                    voices.append(self.get(entry.name))
+                except UserError as exc:
+                    problems.append(str(exc))
         return voices, problems
 
+    def _slugs_on_disk(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            e.name for e in self.root.iterdir() if SLUG_RE.fullmatch(e.name) and (e / "voice.json").is_file()
+        )
+
+    def recover(self) -> None:
+        """Finish what a killed writer left: put back a voice an interrupted replace had moved aside,
+        and remove staging folders, temp files and trash. Runs only when the lock is free right now
+        (a live writer holding it will clean up after itself), so reading never waits."""
+        if not self.root.is_dir() or not any(
+            e.name.startswith(".") and e.name != ".registry.lock" for e in self.root.iterdir()
+        ):
+            return
+        from filelock import Timeout
+
+        try:
+            with self.lock(timeout=0):
+                self._recover_locked()
+        except Timeout:
+            pass
+
+    def _recover_locked(self) -> None:
+        for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith(TRASH_PREFIX) and entry.is_dir():
+                # .trash-<slug>-<hex>: the old copy of a voice being replaced
+                slug = entry.name[len(TRASH_PREFIX) :].rsplit("-", 1)[0]
+                if SLUG_RE.fullmatch(slug) and not (self.root / slug).exists():
+                    os.replace(entry, self.root / slug)  # killed between the two renames: roll back
+                else:
+                    shutil.rmtree(entry, ignore_errors=True)  # the replace finished: drop the old copy
+            elif entry.name.startswith(DELETED_PREFIX) and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+        clean_stale(self.root, (STAGING_PREFIX, TEMP_PREFIX))
+        for voice_dir in self.root.iterdir():
+            if SLUG_RE.fullmatch(voice_dir.name) and voice_dir.is_dir():
+                clean_stale(voice_dir, (TEMP_PREFIX,))
+                clean_stale(voice_dir / "prompts", (TEMP_PREFIX,))
+
     # -- writing ---------------------------------------------------------------------------
-    def lock(self):
+    def lock(self, timeout: float = LOCK_TIMEOUT_S):
         from filelock import FileLock
 
         self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / ".registry.lock"), timeout=LOCK_TIMEOUT_S)
-
-    def _staging_dir(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        return FileLock(str(self.root / ".registry.lock"), timeout=timeout)
 
     def _install(self, staging: Path, slug: str, replace: bool) -> None:
-        """Swap a fully written staging dir into place (caller holds the lock)."""
+        """Swap a fully written staging dir into place (caller holds the lock).
+
+        A replace moves the old voice to .trash-<slug>-*, then the new one in: a kill between the two
+        renames leaves no <slug>, and recover() moves the old voice back."""
         target = self.voice_dir(slug)
         trash = None
         if target.exists():
@@ -216,7 +279,7 @@ class VoiceRegistry:
                 raise UserError(
                     f"voice {slug!r} already exists (use --force to replace it, or pick another name)"
                 )
-            trash = self.root / f".trash-{slug}-{uuid.uuid4().hex[:8]}"
+            trash = self.root / f"{TRASH_PREFIX}{slug}-{uuid.uuid4().hex[:8]}"
             os.replace(target, trash)
         os.replace(staging, target)
         if trash is not None:
@@ -254,20 +317,18 @@ class VoiceRegistry:
         }
         _check_voice_data(record, f"new voice {slug!r}")
         with self.lock():
+            self._recover_locked()
             if self.exists(slug) and not replace:
                 raise UserError(
                     f"voice {slug!r} already exists (use --force to replace it, or pick another name)"
                 )
-            staging = self._staging_dir()
-            try:
+            with staging_dir(self.root) as staging:
                 if write_files:
                     write_files(staging)
                 for prompt, tone, extra in prompts:
                     _store_prompt(record, staging, prompt, tone, extra)
                 atomic_write_json(staging / "voice.json", record)
                 self._install(staging, slug, replace)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
         return self.get(slug)
 
     def update(self, slug: str, mutate: Callable[[dict, Path], None]) -> Voice:
@@ -276,6 +337,7 @@ class VoiceRegistry:
         voice.json is rewritten last and atomically, so it never points at a file not yet written.
         """
         with self.lock():
+            self._recover_locked()
             voice = self.get(slug)
             record = json.loads(json.dumps(voice.data))
             mutate(record, voice.dir)
@@ -336,27 +398,40 @@ class VoiceRegistry:
     def delete(self, slug: str) -> None:
         with self.lock():
             voice = self.get(slug)
-            trash = self.root / f".trash-{slug}-{uuid.uuid4().hex[:8]}"
+            trash = self.root / f"{DELETED_PREFIX}{slug}-{uuid.uuid4().hex[:8]}"
             os.replace(voice.dir, trash)
             shutil.rmtree(trash, ignore_errors=True)
 
     # -- exchange --------------------------------------------------------------------------
     def export_zip(self, slug: str, dest: Path, force: bool = False) -> Path:
+        """Write <slug>/{voice.json, ref.wav, source.wav, prompts/*} to a zip: exactly the files the
+        record lists, with host paths (source files, clip folders, local model dirs) cut to names."""
         voice = self.get(slug)
         dest = Path(dest)
         if dest.exists() and not force:
             raise UserError(f"{dest} already exists (use --force to overwrite)")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.partial")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(voice.dir.rglob("*")):
-                if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
-                    zf.write(path, f"{slug}/{path.relative_to(voice.dir).as_posix()}")
-        os.replace(tmp, dest)
+        files = _listed_files(voice.data)
+        if (voice.dir / "source.wav").is_file():
+            files.append("source.wav")
+        with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{slug}/voice.json", _json_bytes(_strip_host_paths(voice.data)))
+            for rel in files:
+                path = voice.dir / rel
+                if not path.is_file() or path.is_symlink():
+                    raise UserError(f"voice {slug!r} is incomplete: {path} is missing")
+                if rel.startswith("prompts/") and rel.endswith(".json"):
+                    meta = json.loads(path.read_text(encoding="utf-8"))
+                    zf.writestr(f"{slug}/{rel}", _json_bytes(_strip_host_paths(meta)))
+                else:
+                    zf.write(path, f"{slug}/{rel}")
         return dest
 
     def import_zip(self, zip_path: Path, new_slug: str | None = None, force: bool = False) -> Voice:
-        """Import a voice exported by export_zip, after checking every entry; nothing else is trusted."""
+        """Import a voice exported by export_zip, after checking every entry; nothing else is trusted.
+
+        The bundle must hold exactly the files its voice.json lists (plus an optional source.wav),
+        every prompt must parse as a safetensors prompt, and files are written only to paths built
+        from checked names inside a fresh staging folder, never through a symlink."""
         zip_path = Path(zip_path)
         if not zip_path.is_file():
             raise UserError(f"zip file not found: {zip_path}")
@@ -366,45 +441,45 @@ class VoiceRegistry:
             raise UserError(f"{zip_path} is not a valid zip file") from exc
         with zf:
             folder, members = _check_zip_members(zf)
-            slug = validate_slug(new_slug or folder)
+            slug = validate_slug(validate_slug(folder) and (new_slug or folder))
+            if "voice.json" not in members:
+                raise UserError(f"{zip_path}: voice.json is missing")
             try:
-                data = json.loads(zf.read(f"{folder}/voice.json").decode("utf-8"))
-            except (KeyError, ValueError, UnicodeDecodeError) as exc:
-                raise UserError(f"{zip_path}: voice.json is missing or not valid JSON") from exc
+                data = json.loads(zf.read(members["voice.json"]).decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise UserError(f"{zip_path}: voice.json is not valid JSON") from exc
             _check_voice_data(data, f"{zip_path}:voice.json")
-            names = {m.filename[len(folder) + 1 :] for m in members}
-            for rec in (data.get("prompts") or {}).values():
-                stem = rec["file"][: -len(".safetensors")]
-                if rec["file"] not in names or f"{stem}.json" not in names:
-                    raise UserError(
-                        f"{zip_path}: voice.json lists {rec['file']} but the zip does not contain it"
-                    )
-            if data.get("ref") and "ref.wav" not in names:
-                raise UserError(f"{zip_path}: voice.json lists ref.wav but the zip does not contain it")
-            data.update(slug=slug, updated_at=now_iso())
+            if data.get("slug", folder) != folder:
+                raise UserError(
+                    f"{zip_path}: voice.json names the voice {data.get('slug')!r} but its folder is "
+                    f"{folder!r}; refusing a bundle that contradicts itself (use --as to pick the name)"
+                )
+            listed = set(_listed_files(data))
+            for rel in sorted(listed - set(members)):
+                raise UserError(f"{zip_path}: voice.json lists {rel} but the zip does not contain it")
+            for rel in sorted(set(members) - listed - {"voice.json", "source.wav"}):
+                raise UserError(f"{zip_path}: {rel} is not listed in voice.json (refusing unlisted files)")
+            contents = {rel: zf.read(info) for rel, info in members.items() if rel != "voice.json"}
+        from audiobox.tts.prompts import check_prompt_files
 
-            def write_files(staging: Path) -> None:
-                for member in members:
-                    rel = member.filename[len(folder) + 1 :]
-                    if not rel or member.is_dir() or rel == "voice.json":
-                        continue
-                    out = staging / rel
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(member) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-
-            with self.lock():
-                if self.exists(slug) and not force:
-                    raise UserError(
-                        f"voice {slug!r} already exists (use --force to replace it, or --as NEW_NAME)"
-                    )
-                staging = self._staging_dir()
-                try:
-                    write_files(staging)
-                    atomic_write_json(staging / "voice.json", data)
-                    self._install(staging, slug, replace=force)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
+        for pid in data.get("prompts") or {}:
+            check_prompt_files(
+                contents[f"prompts/{pid}.safetensors"],
+                contents[f"prompts/{pid}.json"],
+                f"{zip_path}: prompt {pid}",
+            )
+        data.update(slug=slug, updated_at=now_iso())
+        with self.lock():
+            self._recover_locked()
+            if self.exists(slug) and not force:
+                raise UserError(
+                    f"voice {slug!r} already exists (use --force to replace it, or --as NEW_NAME)"
+                )
+            with staging_dir(self.root) as staging:
+                for rel, blob in contents.items():
+                    write_new_file(staging, tuple(rel.split("/")), blob)
+                atomic_write_json(staging / "voice.json", data)
+                self._install(staging, slug, replace=force)
         return self.get(slug)
 
 
@@ -415,7 +490,7 @@ def _store_prompt(record: dict, voice_dir: Path, prompt, tone: str | None, extra
     tag = prompt.model.get("tag", "model")
     base = f"{tag}_{prompt.mode}" + (f"_{tone}" if tone else "")
     n = 1 + max(
-        [int(m.group(1)) for pid in prompts if (m := re.match(re.escape(base) + r"_v(\d+)$", pid))] or [0]
+        [int(m.group(1)) for pid in prompts if (m := re.fullmatch(re.escape(base) + r"_v(\d+)", pid))] or [0]
     )
     pid = f"{base}_v{n}"
     prompt.save(voice_dir / "prompts" / pid)
@@ -432,7 +507,35 @@ def _store_prompt(record: dict, voice_dir: Path, prompt, tone: str | None, extra
     return pid
 
 
-def _check_zip_members(zf: zipfile.ZipFile) -> tuple[str, list[zipfile.ZipInfo]]:
+def _listed_files(data: dict) -> list[str]:
+    """The files a voice record points at, relative to its folder."""
+    files = ["ref.wav"] if data.get("ref") else []
+    for pid in data.get("prompts") or {}:
+        files += [f"prompts/{pid}.safetensors", f"prompts/{pid}.json"]
+    return files
+
+
+def _json_bytes(data) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _strip_host_paths(value):
+    """A copy with every absolute path (or file:// link) cut to its last part: a bundle carries file
+    names and model ids, never the user and folder names of the machine it came from."""
+    if isinstance(value, dict):
+        return {k: _strip_host_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_host_paths(v) for v in value]
+    if isinstance(value, str) and re.match(r"(/|~|file://|[A-Za-z]:[\\/]|\\\\)", value):
+        return re.split(r"[\\/]", value.rstrip("/\\"))[-1]
+    return value
+
+
+def _check_zip_members(zf: zipfile.ZipFile) -> tuple[str, dict[str, zipfile.ZipInfo]]:
+    """The one voice folder of the zip and its files by checked relative name (dirs dropped).
+
+    Names are taken only when already in normal form (`a/./b`, `a//b`, absolute names, `..` are
+    refused, not normalised), so the name checked is the name used."""
     members = zf.infolist()
     if not members:
         raise UserError("the zip is empty")
@@ -443,32 +546,30 @@ def _check_zip_members(zf: zipfile.ZipFile) -> tuple[str, list[zipfile.ZipInfo]]
         raise UserError(
             f"the zip would unpack to {total / 1e6:.0f} MB (limit {ZIP_MAX_TOTAL_BYTES / 1e6:.0f} MB)"
         )
-    folders = set()
+    folders, files = set(), {}
     for m in members:
         name = m.filename
-        path = PurePosixPath(name)
-        if (
-            name.startswith(("/", "\\"))
-            or "\\" in name
-            or ".." in path.parts
-            or (path.parts and ":" in path.parts[0])
-        ):
+        parts = name[:-1].split("/") if m.is_dir() else name.split("/")
+        if any(p in ("", ".", "..") or "\\" in p or ":" in p or "\0" in p for p in parts):
             raise UserError(f"unsafe path in zip: {name!r}")
         if stat.S_ISLNK(m.external_attr >> 16):
             raise UserError(f"the zip contains a symbolic link: {name!r}")
-        folders.add(path.parts[0])
-        rel = path.parts[1:]
+        folders.add(parts[0])
+        rel = tuple(parts[1:])
         if m.is_dir():
             if rel not in ((), ("prompts",)):
                 raise UserError(f"unexpected folder in zip: {name!r}")
             continue
         ok = (len(rel) == 1 and rel[0] in ZIP_ALLOWED_FILES) or (
-            len(rel) == 2 and rel[0] == "prompts" and PROMPT_FILE_RE.match(rel[1])
+            len(rel) == 2 and rel[0] == "prompts" and PROMPT_FILE_RE.fullmatch(rel[1])
         )
         if not ok:
             raise UserError(
                 f"unexpected file in zip: {name!r} (a voice zip holds voice.json, ref.wav and prompts/*)"
             )
+        if "/".join(rel) in files and files["/".join(rel)].filename.split("/")[0] == parts[0]:
+            raise UserError(f"the zip holds {name!r} twice")
+        files["/".join(rel)] = m
     if len(folders) != 1:
         raise UserError(f"the zip must hold exactly one voice folder, found: {', '.join(sorted(folders))}")
-    return folders.pop(), members
+    return folders.pop(), files

@@ -17,6 +17,35 @@ from audiobox.fsutil import atomic_write_bytes, atomic_write_json
 from audiobox.tts.models import ModelInfo
 
 PROMPT_SCHEMA_VERSION = 1
+# what a prompt file may hold: name -> (dtype, rank); anything else is refused on load and import
+PROMPT_TENSORS = {"speaker_embedding": ("float32", 1), "ref_code": ("int64", 2)}
+
+
+def check_prompt_files(tensor_bytes: bytes, meta_bytes: bytes, where: str) -> tuple[dict, dict]:
+    """Parse a prompt's .safetensors + .json (never pickle) and check they hold what a prompt holds."""
+    from safetensors.numpy import load
+
+    try:
+        tensors = load(tensor_bytes)
+    except Exception as exc:
+        raise UserError(f"{where} is not a safetensors prompt ({exc})") from None
+    try:
+        meta = json.loads(meta_bytes.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{where}: its .json is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("schema_version") != PROMPT_SCHEMA_VERSION:
+        raise UserError(f"{where} has an unknown layout (schema_version {PROMPT_SCHEMA_VERSION} expected)")
+    for name, array in tensors.items():
+        dtype, rank = PROMPT_TENSORS.get(name, (None, None))
+        if dtype is None:
+            raise UserError(f"{where} holds an unexpected tensor {name!r}")
+        if str(array.dtype) != dtype or array.ndim != rank:
+            raise UserError(
+                f"{where}: tensor {name!r} is {array.dtype} with {array.ndim} dims ({dtype}, {rank} expected)"
+            )
+    if "speaker_embedding" not in tensors or (not meta.get("x_vector_only") and "ref_code" not in tensors):
+        raise UserError(f"{where} is missing tensors ({', '.join(PROMPT_TENSORS)} expected)")
+    return tensors, meta
 
 
 @dataclass
@@ -98,18 +127,13 @@ class ClonePrompt:
 
     @classmethod
     def load(cls, stem: Path) -> ClonePrompt:
-        from safetensors.numpy import load
-
         tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
         try:
-            meta = json.loads(meta_path.read_text())
-            tensors = load(tensor_path.read_bytes())
+            tensors, meta = check_prompt_files(
+                tensor_path.read_bytes(), meta_path.read_bytes(), f"voice prompt {tensor_path.name}"
+            )
         except FileNotFoundError as exc:
             raise UserError(f"voice prompt file missing: {exc.filename}") from exc
-        except Exception as exc:
-            raise UserError(f"voice prompt {tensor_path.name} is corrupted: {exc}") from exc
-        if meta.get("schema_version") != PROMPT_SCHEMA_VERSION or "speaker_embedding" not in tensors:
-            raise UserError(f"voice prompt {tensor_path.name} has an unknown layout")
         return cls(
             speaker_embedding=tensors["speaker_embedding"],
             ref_code=tensors.get("ref_code"),
