@@ -321,7 +321,8 @@ def test_rename_delete_export_import_round_trip(tiny_models, dirs, tmp_path, cap
     capsys.readouterr()
     assert run(["list-voices", "--json"], dirs) == 0
     assert sorted(v["slug"] for v in last_json(capsys)["voices"]) == ["beta", "gamma"]
-    assert speak(dirs, "--voice", "gamma", "--text", "Imported.") == 0
+    # a bundle names a local model folder by its name only (no host paths): say where it is here
+    assert speak(dirs, "--voice", "gamma", "--text", "Imported.", "--model", model) == 0
 
 
 BAD_SPEAK = [
