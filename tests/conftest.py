@@ -37,6 +37,22 @@ def speech_mix(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def conversation(tmp_path_factory):
+    """Piper and espeak-ng voices taking turns, with overlap and music (tests/fixtures/conversation.py)."""
+    from conversation import build_conversation
+
+    return build_conversation(tmp_path_factory.mktemp("conversation"))
+
+
+@pytest.fixture(scope="session")
+def speaker_encoder():
+    """Resemblyzer's encoder, loaded once for the session."""
+    from audiobox.speakers import SpeakerEncoder
+
+    return SpeakerEncoder()
+
+
+@pytest.fixture(scope="session")
 def tiny_demucs(tmp_path_factory) -> Path:
     """A local Demucs model repo holding a tiny random htdemucs (htdemucs.yaml + safetensors)."""
     from make_tiny_models import build_tiny_models

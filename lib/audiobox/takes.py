@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-import types
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ import numpy as np
 
 from audiobox.errors import UserError
 from audiobox.languages import LANGUAGES, guess_language, pace
+from audiobox.speakers import SpeakerEncoder
 
 SCOREBOARD_VERSION = 1
 
@@ -383,80 +383,6 @@ def load_transcriber(
             raise whisper_error from None
         print(f"warning: {whisper_error}; checking English takes with PocketSphinx instead", file=sys.stderr)
         return transcriber
-
-
-# --------------------------------------------------------------------------------------------
-# Speaker encoder
-
-
-def _import_resemblyzer():
-    """Import Resemblyzer without its VAD dependency.
-
-    `resemblyzer.audio` imports webrtcvad at module level, and the webrtcvad 2.0.10 sdist imports
-    pkg_resources, which setuptools >= 81 no longer ships. We never call Resemblyzer's VAD (we trim
-    silence ourselves), so if that import fails we give it a stand-in module that refuses to work.
-    """
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="resemblyzer")
-    try:
-        import resemblyzer
-
-        return resemblyzer
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("webrtcvad", "pkg_resources"):
-            raise UserError("speaker similarity needs Resemblyzer: pip install 'py-audio-box[qa]'") from exc
-    for name in [
-        m for m in sys.modules if m == "resemblyzer" or m.startswith("resemblyzer.") or m == "webrtcvad"
-    ]:
-        del sys.modules[name]
-    stand_in = types.ModuleType("webrtcvad")
-
-    def _unavailable(*_a, **_k):
-        raise RuntimeError("webrtcvad is not usable here; audiobox trims silence itself")
-
-    stand_in.Vad = _unavailable
-    sys.modules["webrtcvad"] = stand_in
-    import resemblyzer
-
-    return resemblyzer
-
-
-class SpeakerEncoder:
-    """Resemblyzer's GE2E encoder (weights inside its wheel): 256-d unit embeddings at 16 kHz."""
-
-    name = "resemblyzer-ge2e"
-    sample_rate = 16000
-
-    def __init__(self, device: str = "cpu") -> None:
-        resemblyzer = _import_resemblyzer()
-        self._encoder = resemblyzer.VoiceEncoder(device=device, verbose=False)
-
-    def embed(self, samples: np.ndarray, sample_rate: int) -> np.ndarray | None:
-        from audiobox.audio import resample
-
-        wav = _trim_silence(resample(samples, sample_rate, self.sample_rate), self.sample_rate)
-        if len(wav) < self.sample_rate // 2:  # under 0.5 s of sound: nothing to compare
-            return None
-        rms = float(np.sqrt(np.mean(wav**2)) + 1e-12)
-        wav = wav * min(
-            10.0, 10 ** (-20 / 20) / rms
-        )  # a fixed level, so loudness does not move the embedding
-        emb = self._encoder.embed_utterance(np.clip(wav, -1, 1).astype(np.float32))
-        return emb / (np.linalg.norm(emb) + 1e-9)
-
-
-def _trim_silence(x: np.ndarray, sr: int, floor_db: float = -40.0) -> np.ndarray:
-    """Cut leading and trailing audio quieter than floor_db below the loudest 20 ms frame."""
-    frame = max(1, int(0.02 * sr))
-    n = len(x) // frame
-    if n == 0:
-        return x
-    rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-9
-    active = np.nonzero(20 * np.log10(rms / rms.max()) > floor_db)[0]
-    if active.size == 0:
-        return x[:0]
-    return x[active[0] * frame : (active[-1] + 1) * frame]
 
 
 # --------------------------------------------------------------------------------------------
