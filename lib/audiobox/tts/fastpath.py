@@ -157,8 +157,12 @@ class _LogitsRules:
         if suppress_tokens:
             self.suppress_mask = torch.isin(vocab, torch.tensor(suppress_tokens, device=device))
 
-    def pick(self, logits, history=None, generated: int = 0):
-        """Next token ids (B,) from float32 ``logits`` (B, V); ``history`` (B, n) are earlier picks."""
+    def pick(self, logits, history=None, generated: int = 0, generator=None):
+        """Next token ids (B,) from float32 ``logits`` (B, V); ``history`` (B, n) are earlier picks.
+
+        ``generator`` draws the samples (the global torch generator when None), so a request in a
+        shared batch keeps its own seeded stream.
+        """
         import torch
 
         scores = logits
@@ -187,7 +191,7 @@ class _LogitsRules:
             drop = drop_sorted.scatter(1, order, drop_sorted)
             scores = scores.masked_fill(drop, float("-inf"))
         probs = torch.nn.functional.softmax(scores, dim=-1)
-        return torch.multinomial(probs, num_samples=1).squeeze(1)
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
 
 
 def _row_cos_sin(table_cos, table_sin, positions):
@@ -334,6 +338,33 @@ class FastGenerator:
             finally:
                 self.talker.__dict__.pop("generate", None)
 
+    def capture_talker_inputs(self, method: str, *args, **kwargs) -> dict:
+        """Run upstream's ``method`` (e.g. ``generate_custom_voice``) up to the talker loop and
+        return the keyword arguments it would pass to ``talker.generate`` (prompt embeddings,
+        masks, sampling options), without generating: the streaming engine runs the loop itself."""
+
+        class _Captured(Exception):
+            def __init__(self, captured):
+                super().__init__("captured")
+                self.captured = captured
+
+        def capture(**talker_kwargs):
+            raise _Captured(talker_kwargs)
+
+        with self._lock:
+            self.talker.__dict__["generate"] = capture
+            try:
+                getattr(self.qwen, method)(*args, **kwargs)
+            except _Captured as done:
+                return done.captured
+            finally:
+                self.talker.__dict__.pop("generate", None)
+        raise RuntimeError(f"{method} returned without calling talker.generate")
+
+    def talker_cos_sin(self, capacity: int, dtype, device):
+        """The talker's rotary tables for positions 0..capacity-1 (grown and cached as needed)."""
+        return self._rope_tables(self.talker.model.rotary_emb, capacity, dtype, device, True)
+
     def _rope_tables(self, rotary, capacity: int, dtype, device, multimodal: bool):
         """cos/sin for positions 0..capacity-1 from upstream's own rotary module, cached per model.
 
@@ -385,55 +416,36 @@ class FastGenerator:
     ) -> TalkerResult:
         """Drop-in for ``talker.generate`` as upstream calls it; returns what upstream reads."""
         import torch
-        from transformers.cache_utils import DynamicCache
 
         talker = self.talker
         core = talker.model
-        predictor = talker.code_predictor
         cfg = talker.config
         device = inputs_embeds.device
         dtype = inputs_embeds.dtype
         batch, prompt_len, _ = inputs_embeds.shape
-        groups = cfg.num_code_groups
 
-        eos_ids = eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id]
-        eos_ids = [int(e) for e in eos_ids if e is not None]
-        pad_id = eos_ids[0] if eos_ids else None
-        talker_rules = _LogitsRules(
-            vocab_size=cfg.vocab_size,
-            device=device,
+        talker_rules, predictor_rules, eos_ids = self.logits_rules(
+            device,
+            min_new_tokens=min_new_tokens,
             do_sample=do_sample,
-            temperature=temperature,
             top_k=top_k,
             top_p=top_p,
+            temperature=temperature,
+            subtalker_dosample=subtalker_dosample,
+            subtalker_top_k=subtalker_top_k,
+            subtalker_top_p=subtalker_top_p,
+            subtalker_temperature=subtalker_temperature,
+            eos_token_id=eos_token_id,
             repetition_penalty=repetition_penalty,
             suppress_tokens=suppress_tokens,
-            eos_token_ids=eos_ids,
-            min_new_tokens=min_new_tokens,
         )
-        predictor_rules = _LogitsRules(
-            vocab_size=predictor.config.vocab_size,
-            device=device,
-            do_sample=subtalker_dosample,
-            temperature=subtalker_temperature,
-            top_k=subtalker_top_k,
-            top_p=subtalker_top_p,
-        )
+        pad_id = eos_ids[0] if eos_ids else None
 
         with torch.inference_mode():
-            # Prefill: upstream's own forward, then the cache moves into preallocated buffers.
             if attention_mask is None:
                 attention_mask = torch.ones(batch, prompt_len, dtype=torch.long, device=device)
-            prefill_cache = DynamicCache()
-            prefill = talker(
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                past_key_values=prefill_cache,
-                use_cache=True,
-                cache_position=torch.arange(prompt_len, device=device),
-                trailing_text_hidden=trailing_text_hidden,
-                tts_pad_embed=tts_pad_embed,
-                return_dict=True,
+            prefill, prefill_cache = self.prefill(
+                inputs_embeds, attention_mask, trailing_text_hidden, tts_pad_embed
             )
             capacity = prompt_len + min(max_new_tokens, 512) + 1
             kv_heads = cfg.num_key_value_heads
@@ -471,12 +483,9 @@ class FastGenerator:
 
             while history.shape[1] < max_new_tokens and bool(unfinished.any()):
                 first_hidden = talker.get_input_embeddings()(token[:, None])
-                predicted = self._predict_codes(past_hidden, first_hidden, predictor_rules)
+                predicted = self.predict_codes(past_hidden, first_hidden, predictor_rules.pick)
                 codec_ids = torch.cat((token[:, None], predicted), dim=-1)
-                parts = [first_hidden] + [
-                    predictor.model.codec_embedding[i](predicted[:, i : i + 1]) for i in range(groups - 1)
-                ]
-                step_embeds = torch.cat(parts, dim=1).sum(1, keepdim=True)
+                step_embeds = self.step_embeddings(first_hidden, predicted)
                 if frame < trailing_len:
                     step_embeds = step_embeds + trailing_text_hidden[:, frame].unsqueeze(1)
                 else:
@@ -488,20 +497,9 @@ class FastGenerator:
                     mask = key_mask[..., : position + 1]
                 else:
                     mask = None
-                cos, sin = _row_cos_sin(talker_cos, talker_sin, real_tokens + frame)
-                cos3 = cos.unsqueeze(0).expand(3, -1, -1, -1)
-                sin3 = sin.unsqueeze(0).expand(3, -1, -1, -1)
-                hidden = step_embeds
-                for layer in core.layers:
-                    hidden = layer(
-                        hidden,
-                        attention_mask=mask,
-                        past_key_values=cache,
-                        position_embeddings=(cos3, sin3),
-                        use_cache=True,
-                    )[0]
-                cache.length = position + 1
-                hidden = core.norm(hidden)
+                hidden = self.talker_step(
+                    step_embeds, cache, mask, talker_cos, talker_sin, real_tokens + frame
+                )
                 past_hidden = hidden[:, -1:, :]
                 steps.append(((hidden,), codec_ids))
                 frame += 1
@@ -517,8 +515,105 @@ class FastGenerator:
 
         return TalkerResult(hidden_states=tuple(steps), sequences=history)
 
-    def _predict_codes(self, past_hidden, first_hidden, rules: _LogitsRules):
-        """The 15 code-predictor sub-steps of one frame: codes for groups 1..15, shape (B, 15)."""
+    def prefill(self, inputs_embeds, attention_mask, trailing_text_hidden, tts_pad_embed):
+        """The prompt pass through upstream's own talker forward; returns its output and cache."""
+        import torch
+        from transformers.cache_utils import DynamicCache
+
+        prompt_len = inputs_embeds.shape[1]
+        cache = DynamicCache()
+        output = self.talker(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            use_cache=True,
+            cache_position=torch.arange(prompt_len, device=inputs_embeds.device),
+            trailing_text_hidden=trailing_text_hidden,
+            tts_pad_embed=tts_pad_embed,
+            return_dict=True,
+        )
+        return output, cache
+
+    def logits_rules(
+        self,
+        device,
+        *,
+        min_new_tokens: int = 2,
+        do_sample: bool = True,
+        top_k: int | None = 50,
+        top_p: float | None = 1.0,
+        temperature: float | None = 0.9,
+        subtalker_dosample: bool = True,
+        subtalker_top_k: int | None = 50,
+        subtalker_top_p: float | None = 1.0,
+        subtalker_temperature: float | None = 0.9,
+        eos_token_id=None,
+        repetition_penalty: float | None = None,
+        suppress_tokens: list | None = None,
+        **_ignored,
+    ):
+        """(talker rules, code-predictor rules, EOS ids) for the options upstream passes."""
+        eos_ids = eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id]
+        eos_ids = [int(e) for e in eos_ids if e is not None]
+        talker_rules = _LogitsRules(
+            vocab_size=self.talker.config.vocab_size,
+            device=device,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            suppress_tokens=suppress_tokens,
+            eos_token_ids=eos_ids,
+            min_new_tokens=min_new_tokens,
+        )
+        predictor_rules = _LogitsRules(
+            vocab_size=self.talker.code_predictor.config.vocab_size,
+            device=device,
+            do_sample=subtalker_dosample,
+            temperature=subtalker_temperature,
+            top_k=subtalker_top_k,
+            top_p=subtalker_top_p,
+        )
+        return talker_rules, predictor_rules, eos_ids
+
+    def talker_step(self, step_embeds, cache, mask, cos_table, sin_table, positions):
+        """One talker decode step for every row: the new token's key/value go to ``cache`` at
+        ``cache.length``; ``positions`` (B,) are the rows' rotary positions.  Returns the normed
+        hidden state (B, 1, H)."""
+        core = self.talker.model
+        cos, sin = _row_cos_sin(cos_table, sin_table, positions)
+        cos3 = cos.unsqueeze(0).expand(3, -1, -1, -1)
+        sin3 = sin.unsqueeze(0).expand(3, -1, -1, -1)
+        position = cache.length
+        hidden = step_embeds
+        for layer in core.layers:
+            hidden = layer(
+                hidden,
+                attention_mask=mask,
+                past_key_values=cache,
+                position_embeddings=(cos3, sin3),
+                use_cache=True,
+            )[0]
+        cache.length = position + 1
+        return core.norm(hidden)
+
+    def step_embeddings(self, first_hidden, predicted):
+        """The talker input of one frame (B, 1, H): the sum of the embeddings of its 16 codes
+        (``first_hidden`` embeds the first code, ``predicted`` (B, 15) holds the others)."""
+        import torch
+
+        predictor = self.talker.code_predictor
+        parts = [first_hidden] + [
+            predictor.model.codec_embedding[i](predicted[:, i : i + 1]) for i in range(predicted.shape[1])
+        ]
+        return torch.cat(parts, dim=1).sum(1, keepdim=True)
+
+    def predict_codes(self, past_hidden, first_hidden, pick: Callable):
+        """The 15 code-predictor sub-steps of one frame: codes for groups 1..15, shape (B, 15).
+
+        ``pick(logits)`` turns float32 logits (B, V) into codes (B,): one rule for the whole batch,
+        or one per row when the rows are separate requests."""
         import torch
 
         predictor = self.talker.code_predictor
@@ -552,7 +647,7 @@ class FastGenerator:
             cache.length = start + positions
             hidden = core.norm(hidden)
             logits = predictor.lm_head[step](hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
-            code = rules.pick(logits)
+            code = pick(logits)
             codes.append(code)
             if step + 1 < sub_steps:
                 hidden = predictor.small_to_mtp_projection(core.codec_embedding[step](code[:, None]))

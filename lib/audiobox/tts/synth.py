@@ -129,6 +129,38 @@ class Synthesizer:
         require_type(self.info, "voice_design", "designing a voice")
         return voice
 
+    def upstream_call(
+        self, texts: list[str], voices: list[VoiceSpec], language: str, settings: GenerationSettings
+    ) -> tuple[str, list, dict]:
+        """The qwen_tts method, its positional and its keyword arguments for one batched call in
+        which row i speaks texts[i] with voices[i] (shared by whole takes and the stream engine)."""
+        lang = None if language == "auto" else language
+        gen = settings.generate_kwargs(max(texts, key=len), language)
+        kind = voices[0].kind
+        if any(v.kind != kind for v in voices):
+            raise ValueError("one batched call takes one kind of voice")
+        languages = [lang or "Auto"] * len(texts)
+        if kind == "clone":
+            device, dtype = self.loaded.model.device, self.loaded.model.model.dtype
+            items = [it for v in voices for it in v.prompt.to_items(device, dtype)]
+            return "generate_voice_clone", [texts], dict(language=languages, voice_clone_prompt=items, **gen)
+        if kind == "speaker":
+            return (
+                "generate_custom_voice",
+                [texts],
+                dict(
+                    speaker=[v.speaker for v in voices],
+                    language=languages,
+                    instruct=[v.instruct or "" for v in voices],
+                    **gen,
+                ),
+            )
+        return (
+            "generate_voice_design",
+            [texts],
+            dict(instruct=[v.instruct for v in voices], language=languages, **gen),
+        )
+
     def generate(
         self,
         texts: list[str],
@@ -141,36 +173,12 @@ class Synthesizer:
         """One batched model call: row i speaks texts[i] with voices[i]."""
         import torch
 
-        lang = None if language == "auto" else language
-        gen = settings.generate_kwargs(max(texts, key=len), language)
+        method, args, kwargs = self.upstream_call(texts, voices, language, settings)
         if self.backend_name == "fast" and on_frame is not None:
-            gen["on_frame"] = on_frame
+            kwargs["on_frame"] = on_frame
         torch.manual_seed(seed)
-        kind = voices[0].kind
-        if any(v.kind != kind for v in voices):
-            raise ValueError("one batched call takes one kind of voice")
         with quiet_stdout(), torch.inference_mode():
-            if kind == "clone":
-                device, dtype = self.loaded.model.device, self.loaded.model.model.dtype
-                items = [it for v in voices for it in v.prompt.to_items(device, dtype)]
-                wavs, rate = self.generator.generate_voice_clone(
-                    texts, language=[lang or "Auto"] * len(texts), voice_clone_prompt=items, **gen
-                )
-            elif kind == "speaker":
-                wavs, rate = self.generator.generate_custom_voice(
-                    texts,
-                    speaker=[v.speaker for v in voices],
-                    language=[lang or "Auto"] * len(texts),
-                    instruct=[v.instruct or "" for v in voices],
-                    **gen,
-                )
-            else:
-                wavs, rate = self.generator.generate_voice_design(
-                    texts,
-                    instruct=[v.instruct for v in voices],
-                    language=[lang or "Auto"] * len(texts),
-                    **gen,
-                )
+            wavs, rate = getattr(self.generator, method)(*args, **kwargs)
         return [np.asarray(w, dtype=np.float32).reshape(-1) for w in wavs], int(rate)
 
     def speak(

@@ -1,0 +1,581 @@
+"""Streaming speech: audio comes out while frames are still being generated.
+
+:class:`StreamEngine` owns one loaded model and runs its decode loop in a thread of its own.  Every
+submitted request becomes a row of that loop: a request arriving while others generate is prefilled
+on its own and then joins the running batch at the next step (continuous batching), so the talker
+and the code predictor read their weights once per step for all rows.  A row leaves the batch at
+its end token, at its frame budget, or when its consumer cancels (a client that hung up).
+
+Audio: each row's codes are decoded in chunks on a separate decode thread, so decoding one chunk
+overlaps the generation of the next frames.  The codec decoder is causal: its sliding-window
+transformer keeps its key/value cache from chunk to chunk (so it sees exactly the history it sees
+in a whole-take decode) and its convolutions re-run :data:`CONV_CONTEXT` frames of left context
+(their receptive field is shorter).  The joined chunks therefore equal the decode of the whole take
+up to float rounding (``tests/test_stream.py`` measures it on the tiny checkpoints).
+
+The loop is :class:`audiobox.tts.fastpath.FastGenerator`'s (the same modules, logits rules and
+order of random draws; each request samples from its own seeded generator), which requires sdpa
+attention.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audiobox.errors import UserError
+from audiobox.tts.runtime import quiet_stdout
+from audiobox.tts.settings import GenerationSettings
+from audiobox.tts.synth import Synthesizer, VoiceSpec
+
+SAMPLES_PER_FRAME = 1920  # 80 ms at 24 kHz
+# Frames of transformer output the codec's convolutions re-run before each chunk.  Measured on the
+# tiny codec (same kernels, strides and dilations as the real one): 4 frames leave a 0.17 jump at
+# the seam, 8 frames match the whole-take decode within 1.3e-5.
+CONV_CONTEXT = 8
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    first_chunk_frames: int = 4  # a short first chunk: first audio after 4 frames (320 ms of audio)
+    chunk_frames: int = 12  # later chunks: fewer codec calls, each re-decoding its left context
+    max_batch: int = 8  # rows stepped together; later requests wait for a free row
+
+    def check(self) -> None:
+        if not 1 <= self.first_chunk_frames <= 300 or not 1 <= self.chunk_frames <= 300:
+            raise UserError("stream chunk sizes must be between 1 and 300 frames")
+        if not 1 <= self.max_batch <= 64:
+            raise UserError("the stream batch must hold between 1 and 64 requests")
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """One take to stream: the same inputs as :meth:`Synthesizer.generate` for one row."""
+
+    text: str
+    voice: VoiceSpec
+    language: str
+    settings: GenerationSettings
+    seed: int
+
+
+@dataclass
+class StreamStats:
+    """What happened to one streamed take (filled in as it runs)."""
+
+    submitted: float = field(default_factory=time.perf_counter)
+    first_audio_sec: float | None = None  # submit -> first chunk of audio ready
+    frames: int = 0
+    samples: int = 0
+    elapsed_sec: float = 0.0
+    finish: str = "running"  # eos | budget | cancelled | error
+
+
+class StreamHandle:
+    """The consumer's side of one streamed take: iterate for float32 chunks; ``cancel()`` stops it."""
+
+    def __init__(self, job: StreamJob, sample_rate: int):
+        self.job = job
+        self.sample_rate = sample_rate
+        self.stats = StreamStats()
+        self.cancelled = threading.Event()
+        self._chunks: queue.Queue = queue.Queue()
+
+    def cancel(self) -> None:
+        """Stop generating this take (the engine drops its row at the next step)."""
+        self.cancelled.set()
+
+    def _put_audio(self, samples: np.ndarray) -> None:
+        if self.stats.first_audio_sec is None:
+            self.stats.first_audio_sec = time.perf_counter() - self.stats.submitted
+        self.stats.samples += len(samples)
+        self._chunks.put(samples)
+
+    def _finish(self, how: str, error: BaseException | None = None) -> None:
+        if self.stats.finish != "running":
+            return
+        self.stats.finish = how
+        self.stats.elapsed_sec = time.perf_counter() - self.stats.submitted
+        self._chunks.put(error if error is not None else _END)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._chunks.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def read_all(self) -> np.ndarray:
+        """The whole take (blocks until it ends)."""
+        parts = list(self)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+_END = object()
+
+
+class _ChunkDecoder:
+    """Collects one row's codes and hands them to the decoder in chunks (a short first one)."""
+
+    def __init__(self, options: StreamOptions):
+        self.options = options
+        self.codes: list = []
+        self.emitted = 0
+
+    def add(self, frame_codes) -> None:
+        self.codes.append(frame_codes)
+
+    def task(self, final: bool):
+        """The next chunk of codes (n, Q) when one is due, else None."""
+        import torch
+
+        pending = len(self.codes) - self.emitted
+        wanted = self.options.first_chunk_frames if self.emitted == 0 else self.options.chunk_frames
+        if pending <= 0 or (pending < wanted and not final):
+            return None
+        chunk = torch.stack(self.codes[self.emitted :])
+        self.emitted = len(self.codes)
+        return chunk
+
+
+class CodecStream:
+    """Incremental decode of one take's codes with upstream's codec decoder modules.
+
+    The decoder is quantizer -> causal conv (kernel 3) -> sliding-window transformer -> upsampling
+    convolutions.  The transformer runs with a key/value cache across chunks and positions that
+    continue, as in one whole-take pass; the convolutions re-run :data:`CONV_CONTEXT` frames.
+    ``prefix`` codes (an ICL clone's reference) are fed as history and never emitted, as upstream
+    decodes reference + new codes together and cuts the reference part.
+    """
+
+    def __init__(self, decoder, prefix=None):
+        from transformers.cache_utils import DynamicCache
+
+        self.decoder = decoder
+        self.device = next(decoder.parameters()).device
+        self.cache = DynamicCache(config=decoder.pre_transformer.config)
+        self.position = 0
+        self.code_tail = None  # the last 2 frames of codes, context for the kernel-3 conv
+        self.hidden_tail = None  # the last CONV_CONTEXT frames of transformer output
+        if prefix is not None and len(prefix):
+            self.push(prefix, emit=False)
+
+    def push(self, codes, emit: bool = True):
+        """Decode ``codes`` (n, Q) and return their n * 1920 samples (float32), or None if not emit."""
+        import torch
+
+        decoder = self.decoder
+        new = codes.to(self.device, torch.long).clamp(min=0).T.unsqueeze(0)  # (1, Q, n)
+        count = new.shape[-1]
+        window = new if self.code_tail is None else torch.cat((self.code_tail, new), dim=-1)
+        self.code_tail = window[..., -2:]
+        hidden = decoder.pre_conv(decoder.quantizer.decode(window))[..., -count:].transpose(1, 2)
+        hidden = decoder.pre_transformer(
+            inputs_embeds=hidden,
+            past_key_values=self.cache,
+            use_cache=True,
+            cache_position=torch.arange(self.position, self.position + count, device=hidden.device),
+        ).last_hidden_state.permute(0, 2, 1)
+        self.position += count
+        context = 0 if self.hidden_tail is None else self.hidden_tail.shape[-1]
+        if context:
+            hidden = torch.cat((self.hidden_tail, hidden), dim=-1)
+        self.hidden_tail = hidden[..., -CONV_CONTEXT:]
+        if not emit:
+            return None
+        wav = hidden
+        for blocks in decoder.upsample:
+            for block in blocks:
+                wav = block(wav)
+        for block in decoder.decoder:
+            wav = block(wav)
+        wav = wav.clamp(min=-1, max=1)[0, 0, context * SAMPLES_PER_FRAME :]
+        return wav.float().cpu().numpy()
+
+
+class _Row:
+    """One request inside the running batch."""
+
+    def __init__(self, handle: StreamHandle, captured: dict, engine: StreamEngine):
+        import torch
+
+        fast = engine.fast
+        self.handle = handle
+        self.device = engine.device
+        self.talker_rules, self.predictor_rules, self.eos_ids = fast.logits_rules(self.device, **captured)
+        self.max_new_tokens = int(captured["max_new_tokens"])
+        self.trailing = captured["trailing_text_hidden"]  # (1, T, H)
+        self.pad_embed = captured["tts_pad_embed"]  # (1, 1, H)
+        self.generator = torch.Generator(device=self.device).manual_seed(handle.job.seed)
+        prompt = captured["inputs_embeds"]
+        mask = captured["attention_mask"]
+        if mask is None:
+            mask = torch.ones(prompt.shape[:2], dtype=torch.long, device=self.device)
+        output, self.prefill_cache = fast.prefill(prompt, mask, self.trailing, self.pad_embed)
+        self.prompt_len = prompt.shape[1]
+        self.past_hidden = output.past_hidden  # (1, 1, H)
+        self.history = torch.empty(1, 0, dtype=torch.long, device=self.device)
+        self.frame = 0
+        self.token = self.pick(output.logits[:, -1, :])
+        self.decoder = _ChunkDecoder(engine.options)
+
+    def pick(self, logits):
+        import torch
+
+        logits = logits.to(copy=True, dtype=torch.float32)
+        token = self.talker_rules.pick(logits, self.history, self.history.shape[1], self.generator)
+        self.history = torch.cat((self.history, token[:, None]), dim=1)
+        return token
+
+    @property
+    def ended(self) -> str | None:
+        if self.handle.cancelled.is_set():
+            return "cancelled"
+        if int(self.token[0]) in self.eos_ids:
+            return "eos"
+        if self.history.shape[1] >= self.max_new_tokens:
+            return "budget"
+        return None
+
+    def trailing_embed(self):
+        if self.frame < self.trailing.shape[1]:
+            return self.trailing[:, self.frame].unsqueeze(1)
+        return self.pad_embed
+
+
+class _BatchKV:
+    """Key/value buffers of the running rows, with the ``Cache.update`` interface the layers call.
+
+    Rows join and leave between steps.  Slots are shared (every row writes its next key at slot
+    ``length``); a row's prompt occupies the slots just before it and ``valid`` masks the rest, so
+    rows of different prompt lengths and ages share one buffer.  Rotary positions are per row and
+    baked into the cached keys, so a row's slot offset changes nothing it computes.
+    """
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype, device):
+        self.layers, self.kv_heads, self.head_dim = layers, kv_heads, head_dim
+        self.dtype, self.device = dtype, device
+        self.keys: list = []
+        self.values: list = []
+        self.valid = None  # (B, capacity) bool
+        self.length = 0
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.valid is None else self.valid.shape[0]
+
+    def _resize(self, rows_keep, shift: int, capacity: int) -> None:
+        """Keep ``rows_keep`` (index tensor), move their slots right by ``shift``, grow to ``capacity``."""
+        import torch
+
+        def moved(old, fill):
+            old = old.index_select(0, rows_keep)
+            new = torch.full(
+                (old.shape[0], *old.shape[1:-2], capacity, *old.shape[-1:])
+                if old.dim() == 4
+                else (old.shape[0], capacity),
+                fill,
+                dtype=old.dtype,
+                device=old.device,
+            )
+            if old.dim() == 4:
+                new[:, :, shift : shift + self.length] = old[:, :, : self.length]
+            else:
+                new[:, shift : shift + self.length] = old[:, : self.length]
+            return new
+
+        self.keys = [moved(k, 0) for k in self.keys]
+        self.values = [moved(v, 0) for v in self.values]
+        self.valid = moved(self.valid, False)
+        self.length += shift
+
+    def _capacity(self) -> int:
+        return self.valid.shape[1]
+
+    def add_row(self, prefill_cache, prompt_len: int) -> None:
+        """Append a prefilled row (batch of one) as the last row."""
+        import torch
+
+        if self.valid is None:
+            capacity = prompt_len + 64
+            self.keys = [
+                torch.zeros(0, self.kv_heads, capacity, self.head_dim, dtype=self.dtype, device=self.device)
+                for _ in range(self.layers)
+            ]
+            self.values = [k.clone() for k in self.keys]
+            self.valid = torch.zeros(0, capacity, dtype=torch.bool, device=self.device)
+            self.length = prompt_len
+        elif prompt_len > self.length:  # the newcomer's prompt is longer: shift everyone right
+            keep = torch.arange(self.rows, device=self.device)
+            self._resize(keep, prompt_len - self.length, prompt_len - self.length + self._capacity())
+        start = self.length - prompt_len
+        for layer, layer_cache in enumerate(prefill_cache.layers):
+            for buffers, tensor in ((self.keys, layer_cache.keys), (self.values, layer_cache.values)):
+                row = torch.zeros_like(buffers[layer][:1]) if buffers[layer].shape[0] else None
+                if row is None:
+                    row = torch.zeros(
+                        1,
+                        self.kv_heads,
+                        self._capacity(),
+                        self.head_dim,
+                        dtype=self.dtype,
+                        device=self.device,
+                    )
+                row[:, :, start : self.length] = tensor
+                buffers[layer] = torch.cat((buffers[layer], row), dim=0)
+        row_valid = torch.zeros(1, self._capacity(), dtype=torch.bool, device=self.device)
+        row_valid[:, start : self.length] = True
+        self.valid = torch.cat((self.valid, row_valid), dim=0)
+
+    def keep_rows(self, rows: list[int]) -> None:
+        """Drop every row not in ``rows`` and the leading slots no remaining row uses."""
+        import torch
+
+        keep = torch.tensor(rows, dtype=torch.long, device=self.device)
+        if not rows:
+            self.valid = None
+            self.keys, self.values, self.length = [], [], 0
+            return
+        used = self.valid.index_select(0, keep)[:, : self.length].any(dim=0)
+        first = int(torch.nonzero(used)[0, 0]) if bool(used.any()) else self.length
+        if first > 0:  # compact: slide left so the buffer does not grow forever under steady load
+            self.keys = [k.index_select(0, keep)[:, :, first:].contiguous() for k in self.keys]
+            self.values = [v.index_select(0, keep)[:, :, first:].contiguous() for v in self.values]
+            self.valid = self.valid.index_select(0, keep)[:, first:].contiguous()
+            self.length -= first
+        else:
+            self.keys = [k.index_select(0, keep) for k in self.keys]
+            self.values = [v.index_select(0, keep) for v in self.values]
+            self.valid = self.valid.index_select(0, keep)
+
+    def open_slot(self):
+        """Make room for one more slot; returns the attention mask for this step (None if unneeded)."""
+        if self.length + 1 > self._capacity():
+            import torch
+
+            keep = torch.arange(self.rows, device=self.device)
+            self._resize(keep, 0, self._capacity() * 2)
+        self.valid[:, self.length] = True
+        mask = self.valid[:, : self.length + 1]
+        if bool(mask.all()):
+            return None
+        return mask[:, None, None, :]
+
+    def update(self, key_states, value_states, layer_idx: int, cache_kwargs: dict | None = None):
+        stop = self.length + key_states.shape[2]
+        self.keys[layer_idx][:, :, self.length : stop].copy_(key_states)
+        self.values[layer_idx][:, :, self.length : stop].copy_(value_states)
+        return self.keys[layer_idx][:, :, :stop], self.values[layer_idx][:, :, :stop]
+
+
+class StreamEngine:
+    """One model, one decode loop, any number of concurrent streamed takes (see the module doc)."""
+
+    def __init__(self, synth: Synthesizer, options: StreamOptions = StreamOptions()):
+        options.check()
+        if synth.backend_name != "fast":
+            raise UserError(
+                "streaming needs the fast decode loop (sdpa attention); load the model with "
+                "--attention sdpa and --backend auto"
+            )
+        self.synth = synth
+        self.fast = synth.generator
+        self.options = options
+        self.model = synth.loaded.model
+        self.device = self.model.model.talker.device
+        self.sample_rate = 24000
+        self._incoming: queue.Queue = queue.Queue()
+        self._decode_tasks: queue.Queue = queue.Queue()
+        self._closed = threading.Event()
+        self._rows: list[_Row] = []
+        self._waiting: list[StreamHandle] = []
+        self.steps = 0  # decode steps run (for tests and the bench)
+        self.max_rows_seen = 0
+        self._loop = threading.Thread(target=self._run, name="stream-engine", daemon=True)
+        self._decoder = threading.Thread(target=self._decode_worker, name="stream-decoder", daemon=True)
+        self._loop.start()
+        self._decoder.start()
+
+    # ------------------------------------------------------------------ public
+    def submit(self, job: StreamJob) -> StreamHandle:
+        """Queue one take; audio chunks arrive on the returned handle as they are decoded."""
+        if self._closed.is_set():
+            raise RuntimeError("the stream engine is closed")
+        voice = self.synth.check_voice(job.voice)
+        handle = StreamHandle(
+            StreamJob(job.text, voice, job.language, job.settings, job.seed), self.sample_rate
+        )
+        self._incoming.put(handle)
+        return handle
+
+    def close(self) -> None:
+        self._closed.set()
+        self._incoming.put(None)
+        self._loop.join(timeout=30)
+        self._decode_tasks.put(None)
+        self._decoder.join(timeout=30)
+
+    @property
+    def active(self) -> int:
+        return len(self._rows) + len(self._waiting) + self._incoming.qsize()
+
+    # ------------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while not self._closed.is_set():
+                self._admit(block=not self._rows)
+                if self._rows:
+                    try:
+                        self._step()
+                    except Exception as exc:  # a failed step ends every row in it, not the server
+                        for row in self._rows:
+                            row.handle._finish("error", exc)
+                        self._rows = []
+                        self.cache = None
+
+    def _admit(self, block: bool) -> None:
+        """Move queued requests into the batch (prefill each), up to ``max_batch`` rows."""
+        try:
+            while True:
+                item = (
+                    self._incoming.get(timeout=0.5)
+                    if block and not self._waiting
+                    else self._incoming.get_nowait()
+                )
+                if item is None:
+                    return
+                self._waiting.append(item)
+                block = False
+        except queue.Empty:
+            pass
+        while self._waiting and len(self._rows) < self.options.max_batch:
+            handle = self._waiting.pop(0)
+            if handle.cancelled.is_set():
+                handle._finish("cancelled")
+                continue
+            try:
+                row = self._prepare(handle)
+            except Exception as exc:
+                handle._finish("error", exc)
+                continue
+            if row.ended:  # EOS straight after the prompt (or cancelled meanwhile)
+                handle._finish(row.ended)
+                continue
+            if not self._rows:
+                self.cache = _BatchKV(
+                    len(self.fast.talker.model.layers),
+                    self.fast.talker.config.num_key_value_heads,
+                    self._head_dim(),
+                    row.past_hidden.dtype,
+                    self.device,
+                )
+            self.cache.add_row(row.prefill_cache, row.prompt_len)
+            row.prefill_cache = None
+            self._rows.append(row)
+            self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
+
+    def _head_dim(self) -> int:
+        cfg = self.fast.talker.config
+        return getattr(cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads)
+
+    def _prepare(self, handle: StreamHandle) -> _Row:
+        job = handle.job
+        method, args, kwargs = self.synth.upstream_call([job.text], [job.voice], job.language, job.settings)
+        with quiet_stdout():
+            captured = self.fast.capture_talker_inputs(method, *args, **kwargs)
+        return _Row(handle, captured, self)
+
+    def _step(self) -> None:
+        import torch
+
+        fast, rows, cache = self.fast, self._rows, self.cache
+        tokens = torch.cat([row.token for row in rows])
+        past_hidden = torch.cat([row.past_hidden for row in rows])
+        first_hidden = fast.talker.get_input_embeddings()(tokens[:, None])
+
+        def pick(logits):
+            return torch.cat(
+                [
+                    row.predictor_rules.pick(logits[i : i + 1], generator=row.generator)
+                    for i, row in enumerate(rows)
+                ]
+            )
+
+        predicted = fast.predict_codes(past_hidden, first_hidden, pick)
+        codec_ids = torch.cat((tokens[:, None], predicted), dim=-1)
+        step_embeds = fast.step_embeddings(first_hidden, predicted)
+        step_embeds = step_embeds + torch.cat([row.trailing_embed() for row in rows])
+        mask = cache.open_slot()
+        positions = torch.tensor([row.prompt_len + row.frame for row in rows], device=self.device)
+        cos, sin = fast.talker_cos_sin(int(positions.max()) + 1, step_embeds.dtype, self.device)
+        hidden = fast.talker_step(step_embeds, cache, mask, cos, sin, positions)
+        logits = fast.talker.codec_head(hidden)[:, -1, :]
+        self.steps += 1
+        keep = []
+        for i, row in enumerate(rows):
+            row.past_hidden = hidden[i : i + 1, -1:, :]
+            row.decoder.add(codec_ids[i].cpu())
+            row.frame += 1
+            row.handle.stats.frames = row.frame
+            row.token = row.pick(logits[i : i + 1])
+            ended = row.ended
+            self._queue_decode(row, final=ended is not None)
+            if ended is None:
+                keep.append(i)
+            else:
+                self._decode_tasks.put((row.handle, None, ended))
+        if len(keep) != len(rows):
+            self._rows = [rows[i] for i in keep]
+            cache.keep_rows(keep)
+
+    def _queue_decode(self, row: _Row, final: bool) -> None:
+        if row.handle.cancelled.is_set():
+            return
+        chunk = row.decoder.task(final)
+        if chunk is not None:
+            self._decode_tasks.put((row.handle, chunk, None))
+
+    # ------------------------------------------------------------------ the decoder thread
+    def _decode_worker(self) -> None:
+        import torch
+
+        decoder = self.model.model.speech_tokenizer.model.decoder
+        streams: dict[int, CodecStream] = {}
+        with torch.inference_mode():
+            while True:
+                task = self._decode_tasks.get()
+                if task is None:
+                    return
+                handle, chunk, ended = task
+                if chunk is None:  # end marker, queued after the row's last chunk
+                    streams.pop(id(handle), None)
+                    handle._finish(ended)
+                    continue
+                if handle.cancelled.is_set():
+                    continue
+                try:
+                    stream = streams.get(id(handle))
+                    if stream is None:
+                        stream = streams[id(handle)] = CodecStream(decoder, self._prefix(handle.job))
+                    handle._put_audio(stream.push(chunk))
+                except Exception as exc:
+                    streams.pop(id(handle), None)
+                    handle.cancel()
+                    handle._finish("error", exc)
+
+    @staticmethod
+    def _prefix(job: StreamJob):
+        import torch
+
+        if job.voice.kind == "clone" and job.voice.prompt.ref_code is not None:
+            return torch.from_numpy(job.voice.prompt.ref_code)
+        return None
