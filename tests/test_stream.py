@@ -149,3 +149,58 @@ def test_cancel_stops_generation(synths, engine):
     if handle.stats.finish == "cancelled":
         assert handle.stats.frames < 399
     assert sum(len(c) for c in rest) < 399 * 1920
+
+
+def test_speak_stream_writes_the_take_progressively_with_first_audio_time(tiny_models, tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+    from audiobox.cli.voice_synth import main
+
+    common = ["--speaker", "Ryan", "--text", TEXT, "--model", str(tiny_models / "custom_voice")]
+    common += ["--greedy", "--seed", "4", "--max-new-tokens", "20", "--cache", str(tmp_path / "c")]
+    assert main(["speak", *common, "--out-exact", str(tmp_path / "whole"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["speak", *common, "--out-exact", str(tmp_path / "live"), "--stream", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 < result["timings"]["first_audio_sec"] <= result["timings"]["synth_sec"]
+    meta = json.loads((tmp_path / "live" / "takes.meta.json").read_text())
+    assert meta["app"] == "voice-synth speak --stream" and meta["takes"][0]["file"] == "take_01.wav"
+    whole, rate = sf.read(tmp_path / "whole" / "take_01.wav", dtype="float32")
+    live, live_rate = sf.read(tmp_path / "live" / "take_01.wav", dtype="float32")
+    assert rate == live_rate == 24000 and len(whole) == len(live)
+    assert float(np.abs(whole - live).max()) <= 2 / 32767  # both 16-bit files of the same audio
+
+
+def test_speak_stdout_pipes_wav_or_pcm(tiny_models, tmp_path, capsysbinary):
+    import io
+    import json
+
+    import soundfile as sf
+    from audiobox.cli.voice_synth import main
+
+    common = ["speak", "--speaker", "Ryan", "--text", TEXT, "--model", str(tiny_models / "custom_voice")]
+    common += ["--greedy", "--seed", "4", "--max-new-tokens", "12", "--cache", str(tmp_path / "c")]
+    assert main([*common, "--stdout", "--json"]) == 0
+    captured = capsysbinary.readouterr()
+    assert captured.out[:4] == b"RIFF" and captured.out[36:40] == b"data"
+    pcm = np.frombuffer(captured.out[44:], dtype="<i2")
+    summary = json.loads(captured.err[captured.err.index(b"{") :])  # --json went to stderr
+    assert summary["timings"]["first_audio_sec"] > 0
+    assert main([*common, "--stdout", "pcm"]) == 0
+    raw = np.frombuffer(capsysbinary.readouterr().out, dtype="<i2")
+    assert len(raw) == len(pcm) > 0 and len(raw) % 1920 == 0 and np.array_equal(raw, pcm)
+    assert not (tmp_path / "c" / "work").exists() or not any((tmp_path / "c" / "work").rglob("*.wav"))
+    header_ok, _ = sf.read(io.BytesIO(captured.out[:44] + pcm.tobytes()), dtype="int16")[0], None
+    assert len(header_ok) == len(pcm)
+
+
+def test_stream_refuses_variants_and_take_checks(tiny_models, tmp_path, capsys):
+    from audiobox.cli.voice_synth import main
+
+    common = ["speak", "--speaker", "Ryan", "--text", "Hi.", "--model", str(tiny_models / "custom_voice")]
+    common += ["--cache", str(tmp_path / "c"), "--stream"]
+    assert main([*common, "--variants", "2"]) == 2
+    assert "drop --variants" in capsys.readouterr().err
+    assert main([*common, "--format", "mp3"]) == 2
+    assert "--stream writes" in capsys.readouterr().err

@@ -130,6 +130,27 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int, fmt: st
     return path
 
 
+def pcm16_bytes(samples: np.ndarray) -> bytes:
+    """Little-endian 16-bit PCM of float samples in [-1, 1] (clipped)."""
+    data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    return (data * 32767.0).round().astype("<i2").tobytes()
+
+
+def streaming_wav_header(sample_rate: int, channels: int = 1) -> bytes:
+    """A 16-bit PCM WAV header for a stream of unknown length (sizes 0xFFFFFFFF, as players expect)."""
+    import struct
+
+    block = channels * 2
+    return (
+        b"RIFF"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, 16)
+        + b"data"
+        + struct.pack("<I", 0xFFFFFFFF)
+    )
+
+
 def join_with_pauses(
     pieces: list[np.ndarray], sample_rate: int, pause_s: float = 0.3, crossfade_s: float = 0.01
 ) -> np.ndarray:

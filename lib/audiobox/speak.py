@@ -220,9 +220,13 @@ def write_run(
     timings: dict,
     started: float,
     extra: dict | None = None,
+    files: list[Path] | None = None,
 ) -> tuple[list[Path], Path, dict]:
-    """Write the takes and a complete takes.meta.json (model, seed, settings, timings, RTF per take)."""
-    files = [write_take_audio(run_dir, t.index, t.samples, t.sample_rate, fmt) for t in takes]
+    """Write the takes and a complete takes.meta.json (model, seed, settings, timings, RTF per take).
+
+    ``files``: the takes' audio is already written there (a streamed take)."""
+    if files is None:
+        files = [write_take_audio(run_dir, t.index, t.samples, t.sample_rate, fmt) for t in takes]
     audio_sec = sum(t.duration for t in takes)
     meta = {
         "app": app,

@@ -164,9 +164,10 @@ def read_text_arg(text: str | None, text_file: str | None) -> str:
     return text or ""
 
 
-def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+def print_json(data, file=None) -> None:
+    out = file or sys.stdout
+    out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    out.flush()
 
 
 def stderr_console():

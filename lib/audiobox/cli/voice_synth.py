@@ -66,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     out = speak.add_mutually_exclusive_group()
     out.add_argument("--out", metavar="DIR", help="output root: takes go to DIR/<voice>/<timestamp>-<id>/")
     out.add_argument("--out-exact", metavar="DIR", help="write the takes straight into DIR")
+    live = speak.add_mutually_exclusive_group()
+    live.add_argument(
+        "--stream",
+        action="store_true",
+        help="write the take while it is spoken (chunks of audio as frames are made; wav/flac/ogg)",
+    )
+    live.add_argument(
+        "--stdout",
+        nargs="?",
+        const="wav",
+        choices=("wav", "pcm"),
+        metavar="wav|pcm",
+        help="stream the take to standard output as WAV (default) or raw 16-bit 24 kHz mono PCM, "
+        "e.g. `... --stdout | ffplay -`; nothing is written to disk and --json goes to stderr",
+    )
     speak.add_argument("--json-result", metavar="FILE", help="also write a compact result JSON here")
     speak.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     speak.add_argument(
@@ -225,6 +240,8 @@ def cmd_speak(args) -> int:
     pool = ModelPool(
         runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
     )
+    if args.stream or args.stdout:
+        return cmd_speak_stream(args, request, dirs, pool, console)
     with synthesis_progress(console) as progress:
         result = run_speak(request, dirs, pool, progress=progress)
     if args.save_profile_default:
@@ -245,6 +262,41 @@ def cmd_speak(args) -> int:
             )
         console.print(f"metadata: {result.meta_path}")
     return code
+
+
+def cmd_speak_stream(args, request, dirs, pool, console) -> int:
+    """speak --stream / --stdout: one take, written as it is made; time to first audio in --json."""
+    from audiobox.speak_stream import StreamOutput, run_speak_stream
+    from audiobox.takes import wants_take_checks
+
+    if wants_take_checks(args):
+        raise UserError(
+            "take checks (--select-best/--qa/--align-words) need whole takes: drop --stream/--stdout"
+        )
+    if args.save_profile_default:
+        save_profile_default(dirs, args)
+    output = StreamOutput(fmt=args.stdout or args.format, pipe=sys.stdout.buffer if args.stdout else None)
+    with synthesis_progress(console) as progress:
+        result = run_speak_stream(request, dirs, pool, output, progress=progress)
+    timings = {k: round(v, 3) for k, v in result.meta["timings"].items()}
+    summary = speak_summary(result) if result.run_dir else {"seed": result.meta["seed"], "timings": timings}
+    if args.json_result:
+        from audiobox.fsutil import atomic_write_json
+
+        atomic_write_json(Path(args.json_result), summary)
+    if args.json:
+        print_json(summary, file=sys.stderr if args.stdout else sys.stdout)
+    elif result.run_dir:
+        console.print(
+            f"take 1: {result.files[0]}  {result.takes[0].duration:.2f} s audio, "
+            f"first audio after {timings['first_audio_sec']:.2f} s"
+        )
+        console.print(f"metadata: {result.meta_path}")
+    else:
+        console.print(
+            f"streamed {result.takes[0].duration:.2f} s of audio, first after {timings['first_audio_sec']:.2f} s"
+        )
+    return 0
 
 
 def review_takes(args, result, dirs, console) -> int:
