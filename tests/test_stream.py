@@ -71,7 +71,9 @@ def test_stream_matches_the_whole_take(synths, engine):
     assert len(chunks[0]) == 3 * 1920
     _assert_matches(chunks, whole)
     assert handle.stats.finish in ("eos", "budget")
-    assert handle.stats.first_audio_sec is not None and handle.stats.first_audio_sec <= handle.stats.elapsed_sec
+    assert (
+        handle.stats.first_audio_sec is not None and handle.stats.first_audio_sec <= handle.stats.elapsed_sec
+    )
 
 
 def test_sampled_stream_draws_like_the_whole_take(synths, engine):
@@ -121,7 +123,9 @@ def test_concurrent_streams_share_the_loop_and_match_solo_takes(synths, engine):
     steps_before = engine.steps
     handles = [engine.submit(j) for j in jobs]
     results: dict[int, list] = {}
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, list(handles[i]))) for i in range(3)]
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, list(handles[i]))) for i in range(3)
+    ]
     for th in threads:
         th.start()
     for th in threads:
