@@ -21,9 +21,10 @@ $(VENV)/.installed: pyproject.toml scripts/strip-torchaudio-ext.sh
 
 venv: $(VENV)/.installed ## create .venv and install the project (CPU torch first)
 
-system-deps: ## install ffmpeg/sox/espeak-ng from the distribution (needs root)
-	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox espeak-ng >/dev/null; \
+system-deps: ## install ffmpeg/sox/espeak-ng (+ chromium for the web-page test) from the distribution (needs root)
+	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
+		|| ! command -v chromium >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox espeak-ng chromium >/dev/null; \
 	fi
 
 test: venv lint ## offline test suite on tiny real checkpoints (runs lint first)

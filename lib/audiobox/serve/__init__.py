@@ -1,0 +1,1 @@
+"""voice-serve: an OpenAI-compatible speech server over the library (see app.py)."""
