@@ -168,6 +168,18 @@ def test_models_voices_and_select_best(served):
     )
     assert response.headers["x-selected-take"] in ("1", "2")
     assert response.headers["x-seed"] in ("5", "6")
+    normal, fast = (
+        client.audio.speech.create(
+            model="qwen3-tts",
+            voice="anna",
+            input=TEXT,
+            response_format="pcm",
+            speed=speed,
+            extra_body={"seed": 5},
+        ).content
+        for speed in (1.0, 2.0)
+    )
+    assert abs(len(fast) / len(normal) - 0.5) < 0.05  # speed: ffmpeg's atempo, same pitch
 
 
 def test_errors_are_openai_shaped_4xx(served):
@@ -341,3 +353,101 @@ def test_voice_serve_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert "HEAVY [] 0" in out.stdout, out.stdout + out.stderr
     assert "VOICE_SERVE_API_KEY" in out.stdout
+
+
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (make system-deps)")
+def test_web_page_streams_and_plays_in_headless_chromium(served, tmp_path):
+    """Real headless Chromium, driven over the DevTools protocol: load the page, pick a voice, type
+    text, press Speak; the page reports bytes arrived, chunks scheduled and played; screenshot kept."""
+    import base64
+    import urllib.request
+
+    websocket = pytest.importorskip("websocket")
+    profile = tmp_path / "profile"
+    browser = subprocess.Popen(
+        [
+            _chromium(),
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--autoplay-policy=no-user-gesture-required",
+            "--window-size=1000,900",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.time() + 60
+        while not (port_file.is_file() and port_file.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
+        page = next(t for t in targets if t["type"] == "page")
+        ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60)
+        counter = iter(range(1, 10_000))
+
+        def call(method, **params):
+            ident = next(counter)
+            ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+            while True:
+                message = json.loads(ws.recv())
+                if message.get("id") == ident:
+                    assert "error" not in message, message
+                    return message["result"]
+
+        def evaluate(expression):
+            result = call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+            return result["result"].get("value")
+
+        call("Page.enable")
+        call("Page.navigate", url=served["url"] + "/")
+        deadline = time.time() + 60
+        while not evaluate("document.querySelectorAll('#voice option').length") and time.time() < deadline:
+            time.sleep(0.2)
+        assert "anna" in evaluate(
+            "[...document.querySelectorAll('#voice option')].map(o => o.value).join(',')"
+        )
+        evaluate(
+            "document.getElementById('voice').value = 'anna';"
+            "document.getElementById('text').value = 'Hello from the browser test.';"
+            "document.getElementById('variants').value = '2';"
+            "document.getElementById('seed').value = '9';"
+            "document.getElementById('speak').click(); true"
+        )
+        deadline = time.time() + 120
+        report = {}
+        while time.time() < deadline:
+            report = evaluate("JSON.stringify(window.speechReport)")
+            report = json.loads(report)
+            if report["takes"] >= 2 and report["played"] >= report["scheduled"] > 0 or report["errors"]:
+                break
+            time.sleep(0.3)
+        shot = tmp_path / "voice-serve-page.png"
+        shot.write_bytes(base64.b64decode(call("Page.captureScreenshot", format="png")["data"]))
+        print(f"screenshot: {shot}")
+        assert not report["errors"], report
+        assert report["takes"] == 2 and report["bytes"] > 0
+        assert report["played"] >= report["scheduled"] >= 2  # every chunk scheduled was played out
+        links = evaluate("[...document.querySelectorAll('#takes a')].map(a => a.download).join(',')")
+        assert links == "take-1-seed-9.wav,take-2-seed-10.wav"
+        assert shot.stat().st_size > 5000
+        ws.close()
+    finally:
+        browser.terminate()
+        try:
+            browser.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+            browser.wait()

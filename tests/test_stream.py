@@ -208,3 +208,64 @@ def test_stream_refuses_variants_and_take_checks(tiny_models, tmp_path, capsys):
     assert "drop --variants" in capsys.readouterr().err
     assert main([*common, "--format", "mp3"]) == 2
     assert "--stream writes" in capsys.readouterr().err
+
+
+def test_serve_bench_runs_on_the_tiny_checkpoint(tiny_models, tmp_path):
+    """bench/serve_bench.py (numbers in docs/benchmarks.md) must keep running; speed is not asserted."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "serve.jsonl"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench/serve_bench.py"),
+            str(tiny_models / "custom_voice"),
+            "--frames",
+            "4",
+        ]
+        + ["--reps", "1", "--clients", "1,2", "--dtype", "float32", "--threads", "1", "--json-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [summary] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert summary["frames_made"] == [4] and summary["first_audio_sec"] > 0
+    assert set(summary["throughput"]) == {"1", "2"} and summary["throughput"]["2"]["gain"] > 0
+
+
+def test_batch_cache_rows_join_grow_and_leave_without_moving_their_keys():
+    """_BatchKV: a longer newcomer shifts the others right, capacity doubles when full, finished
+    rows leave and the dead leading slots are compacted away; every row keeps its own keys."""
+    import torch
+    from audiobox.tts.stream import _BatchKV
+
+    class Prefill:  # the shape of a transformers DynamicCache after a batch-of-one prefill
+        def __init__(self, length, value):
+            keys = torch.full((1, 2, length, 4), float(value))
+            self.layers = [type("L", (), {"keys": keys, "values": keys + 0.5})()]
+
+    cache = _BatchKV(layers=1, kv_heads=2, head_dim=4, dtype=torch.float32, device="cpu")
+    cache.add_row(Prefill(3, 1), 3)
+    cache.add_row(Prefill(5, 2), 5)  # longer: row 0 moves right by 2
+    assert cache.length == 5 and cache.valid.tolist()[0][:5] == [False, False, True, True, True]
+    for step in range(80):  # past the initial capacity (3 + 64): it doubles
+        mask = cache.open_slot()
+        assert mask is not None and mask.shape == (2, 1, 1, cache.length + 1)
+        new = torch.full((2, 2, 1, 4), 100.0 + step)
+        keys, _ = cache.update(new, new, 0)
+        cache.length += 1
+    assert cache.keys[0].shape[2] >= 85 and keys.shape[2] == 85
+    assert float(cache.keys[0][0, 0, 2, 0]) == 1.0 and float(cache.keys[0][1, 0, 0, 0]) == 2.0
+    assert float(cache.keys[0][0, 0, 84, 0]) == 179.0
+    cache.keep_rows([0])  # row 1 (the one whose prompt started at slot 0) leaves: 2 dead slots go
+    assert cache.rows == 1 and cache.length == 83 and bool(cache.valid[0, :83].all())
+    assert float(cache.keys[0][0, 0, 0, 0]) == 1.0 and cache.open_slot() is None  # no padding left
+    cache.keep_rows([])
+    assert cache.rows == 0

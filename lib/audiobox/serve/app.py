@@ -238,7 +238,10 @@ def create_app(config: ServeConfig, service: SpeechService | None = None) -> Fas
             finally:  # finished, failed, or the client went away: stop generating
                 for handle in handles:
                     handle.cancel()
-                encoded.close()
+                try:
+                    encoded.close()  # ends ffmpeg; a worker thread still inside it finishes it instead
+                except ValueError:
+                    pass
 
         async def events():
             total = 0
