@@ -148,12 +148,12 @@ def resolve_voice(request: SpeakRequest, registry: VoiceRegistry) -> ResolvedVoi
     )
 
 
-def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakResult:
-    """Validate, load (via the pool), generate and write one run; returns where it went."""
+def prepare_speak(request: SpeakRequest, dirs: Dirs, pool) -> tuple:
+    """(text, resolved voice, settings, their provenance, synthesizer, VoiceSpec, prompt id):
+    everything before generation, shared by whole takes and ``speak --stream``."""
     from audiobox.tts.synth import VoiceSpec
     from audiobox.tts.text import clean_text
 
-    started = time.perf_counter()
     text = clean_text(request.text)
     registry = VoiceRegistry(dirs.voices)
     resolved = resolve_voice(request, registry)
@@ -167,6 +167,14 @@ def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakRe
         spec = VoiceSpec.clone(prompt)
     else:
         spec = VoiceSpec.builtin(**resolved.spec_args)
+    return text, resolved, settings, settings_source, synth, spec, prompt_id
+
+
+def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakResult:
+    """Validate, load (via the pool), generate and write one run; returns where it went."""
+
+    started = time.perf_counter()
+    text, resolved, settings, settings_source, synth, spec, prompt_id = prepare_speak(request, dirs, pool)
     load_sec = synth.loaded.load_sec
     synth_started = time.perf_counter()
     takes = synth.speak(

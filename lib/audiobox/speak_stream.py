@@ -21,9 +21,7 @@ from audiobox.errors import UserError
 from audiobox.languages import normalize_language
 from audiobox.outputs import exact_run_dir, new_run_dir, take_filename
 from audiobox.paths import Dirs
-from audiobox.speak import SpeakRequest, SpeakResult, resolve_voice, write_run
-from audiobox.tts.settings import resolve_settings
-from audiobox.voices import VoiceRegistry
+from audiobox.speak import SpeakRequest, SpeakResult, prepare_speak, write_run
 
 STDOUT_FORMATS = ("wav", "pcm")
 FILE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
@@ -81,8 +79,8 @@ def run_speak_stream(
 ) -> SpeakResult:
     """Validate, load, stream one take into ``output``; write takes.meta.json with first-audio time."""
     from audiobox.tts.stream import StreamEngine, StreamJob, StreamOptions
-    from audiobox.tts.synth import Take, VoiceSpec
-    from audiobox.tts.text import chunk_text, clean_text
+    from audiobox.tts.synth import Take
+    from audiobox.tts.text import chunk_text
 
     started = time.perf_counter()
     if request.variants != 1:
@@ -91,19 +89,7 @@ def run_speak_stream(
         raise UserError(f"--stream writes {', '.join(FILE_FORMATS)} files (not {output.fmt})")
     if output.pipe is not None and output.fmt not in STDOUT_FORMATS:
         raise UserError(f"--stdout writes {' or '.join(STDOUT_FORMATS)} (not {output.fmt})")
-    text = clean_text(request.text)
-    registry = VoiceRegistry(dirs.voices)
-    resolved = resolve_voice(request, registry)
-    settings, settings_source = resolve_settings(
-        request.profile, resolved.defaults, request.greedy, **request.knobs
-    )
-    synth = pool.synthesizer(resolved.model_ref, resolved.model_kind)
-    prompt_id = None
-    if resolved.kind == "clone":
-        prompt, prompt_id = registry.load_prompt(request.voice, synth.info, request.tone)
-        spec = VoiceSpec.clone(prompt)
-    else:
-        spec = VoiceSpec.builtin(**resolved.spec_args)
+    text, resolved, settings, settings_source, synth, spec, prompt_id = prepare_speak(request, dirs, pool)
     spec = synth.check_voice(spec)
     language = normalize_language(request.language, synth.info.languages)
     seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)

@@ -399,22 +399,12 @@ class FastGenerator:
         trailing_text_hidden,
         tts_pad_embed,
         max_new_tokens: int,
-        min_new_tokens: int = 2,
-        do_sample: bool = True,
-        top_k: int | None = 50,
-        top_p: float | None = 1.0,
-        temperature: float | None = 0.9,
-        subtalker_dosample: bool = True,
-        subtalker_top_k: int | None = 50,
-        subtalker_top_p: float | None = 1.0,
-        subtalker_temperature: float | None = 0.9,
-        eos_token_id=None,
-        repetition_penalty: float | None = None,
-        suppress_tokens: list | None = None,
         on_frame: FrameCallback | None = None,
-        **_ignored,
+        **options,
     ) -> TalkerResult:
-        """Drop-in for ``talker.generate`` as upstream calls it; returns what upstream reads."""
+        """Drop-in for ``talker.generate`` as upstream calls it; returns what upstream reads.
+
+        ``options`` are upstream's sampling and stopping options (see :meth:`logits_rules`)."""
         import torch
 
         talker = self.talker
@@ -424,21 +414,7 @@ class FastGenerator:
         dtype = inputs_embeds.dtype
         batch, prompt_len, _ = inputs_embeds.shape
 
-        talker_rules, predictor_rules, eos_ids = self.logits_rules(
-            device,
-            min_new_tokens=min_new_tokens,
-            do_sample=do_sample,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            subtalker_dosample=subtalker_dosample,
-            subtalker_top_k=subtalker_top_k,
-            subtalker_top_p=subtalker_top_p,
-            subtalker_temperature=subtalker_temperature,
-            eos_token_id=eos_token_id,
-            repetition_penalty=repetition_penalty,
-            suppress_tokens=suppress_tokens,
-        )
+        talker_rules, predictor_rules, eos_ids = self.logits_rules(device, **options)
         pad_id = eos_ids[0] if eos_ids else None
 
         with torch.inference_mode():
