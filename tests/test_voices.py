@@ -232,3 +232,87 @@ def test_voice_and_its_prompt_are_created_in_one_transaction(tmp_path):
     with pytest.raises(OSError):
         registry.create("together", {"engine": "clone_prompt"}, prompts=((broken, None, None),), replace=True)
     assert registry.get("together").prompts == voice.prompts  # the old voice survives a failed replace
+
+
+def _tone(seconds: float, rate: int = 24000):
+    from audiobox.audio import Audio
+
+    t = np.arange(int(seconds * rate), dtype=np.float32) / rate
+    return Audio((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate)
+
+
+def test_records_and_the_one_source_wav_rule(tmp_path):
+    import soundfile as sf
+    from audiobox.audio import write_audio
+    from audiobox.voices import SOURCE_COPY_MAX_S, clone_record, ref_record, reference_files
+
+    registry = VoiceRegistry(tmp_path / "voices")
+    ref, short, long_file = _tone(4.0), _tone(20.0), tmp_path / "long.wav"
+    write_audio(long_file, _tone(SOURCE_COPY_MAX_S + 1).samples, 24000)
+
+    def record(**extra):
+        return clone_record(ref=ref_record(ref.duration, ref.sample_rate, "Hi.", "auto", **extra), source={})
+
+    cases = {"short": short, "long": long_file, "designed": None}
+    for slug, recording in cases.items():
+        registry.create(slug, record(origin=slug), write_files=reference_files(ref, recording))
+    durations = {slug: sf.info(registry.get(slug).source_wav).duration for slug in cases}
+    # the recording itself when short enough to keep, else the reference (never a missing file)
+    assert durations == {"short": 20.0, "long": 4.0, "designed": 4.0}
+    voice = registry.get("short")
+    assert voice.display_name == "short" and voice.data["display_name"] == "short"
+    assert voice.ref == {
+        "wav": "ref.wav",
+        "duration_sec": 4.0,
+        "sample_rate": 24000,
+        "transcript": "Hi.",
+        "language": None,
+        "origin": "short",
+    }
+
+
+def test_one_availability_check(tmp_path):
+    registry = VoiceRegistry(tmp_path / "voices")
+    custom_voice(registry, "taken")
+    (tmp_path / "voices" / "half-made").mkdir()  # a folder without voice.json still blocks the name
+    for slug in ("taken", "half-made"):
+        with pytest.raises(UserError, match=f"voice '{slug}' already exists \\(use --force to replace it"):
+            registry.ensure_available(slug)
+    assert registry.ensure_available("taken", replace=True) == "taken"
+    with pytest.raises(UserError, match="or --as NEW_NAME"):
+        registry.import_zip(registry.export_zip("taken", tmp_path / "t.zip"))
+    with pytest.raises(UserError, match="invalid voice name"):
+        registry.ensure_available("Bad Name")
+
+
+def test_replace_reference_drops_the_prompts_of_the_old_one(tmp_path):
+    from audiobox.tts.prompts import ClonePrompt
+    from audiobox.voices import clone_record, ref_record, reference_files
+
+    registry = VoiceRegistry(tmp_path / "voices")
+    prompt = ClonePrompt(
+        speaker_embedding=np.ones(4, np.float32),
+        ref_code=None,
+        ref_text=None,
+        x_vector_only=True,
+        model={"ref": "m", "tag": "m", "model_type": "base", "fingerprint": {}},
+    )
+    old, new = _tone(4.0), _tone(6.0)
+    registry.create(
+        "anna",
+        clone_record(ref=ref_record(old.duration, 24000, None, None), source={"type": "file"}),
+        write_files=reference_files(old, _tone(30.0)),
+        prompts=((prompt, None, None), (prompt, "calm", None)),
+    )
+    voice_dir = registry.get("anna").dir
+    removed = registry.replace_reference(
+        "anna", new, ref_record(new.duration, 24000, "New.", "english"), {"a": 1}
+    )
+    voice = registry.get("anna")
+    assert sorted(removed) == ["m_xvec_calm_v1", "m_xvec_v1"] and voice.prompts == {} and not voice.ready
+    assert not list((voice_dir / "prompts").glob("*")) and not list(voice_dir.glob(".ref-new*"))
+    assert voice.ref["transcript"] == "New." and voice.ref["language"] == "english"
+    assert voice.data["source"] == {"type": "file", "re_cut": {"a": 1}}
+    import soundfile as sf
+
+    assert sf.info(voice.ref_wav).duration == 6.0 and sf.info(voice.source_wav).duration == 30.0

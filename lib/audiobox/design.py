@@ -11,7 +11,7 @@ from audiobox.paths import Dirs
 from audiobox.styles import resolve_instruct
 from audiobox.tts.settings import resolve_settings
 from audiobox.tts.text import clean_text
-from audiobox.voices import VoiceRegistry, validate_slug
+from audiobox.voices import VoiceRegistry, clone_record, ref_record, reference_files
 
 
 @dataclass
@@ -36,10 +36,8 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
     """Design, clone, register. The designed reference is cached by its inputs, so reruns are cheap."""
     from audiobox.tts.synth import VoiceSpec
 
-    slug = validate_slug(request.slug)
     registry = VoiceRegistry(dirs.voices)
-    if registry.exists(slug) and not request.replace:
-        registry.create(slug, {"engine": "designed_clone"})  # raises the standard "already exists" error
+    slug = registry.ensure_available(request.slug, request.replace)
     instruct, instruct_source = resolve_instruct(request.instruct, request.instruct_style)
     ref_text = clean_text(request.ref_text)
     settings, _ = resolve_settings(request.profile, None, request.greedy, **request.knobs)
@@ -78,31 +76,23 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
     cloner = pool.synthesizer(request.clone_model, "base")
     prompt = cloner.build_clone_prompt(reference, ref_text)
 
-    def write_files(staging):
-        write_audio(staging / "ref.wav", reference.samples, reference.sample_rate)
-
+    record = clone_record(
+        engine="designed_clone",
+        display_name=request.display_name,
+        description=request.description,
+        source={
+            "type": "designed",
+            "instruct": instruct,
+            "instruct_source": instruct_source,
+            "design_model": designer.info.ref,
+            "ref_text": ref_text,
+        },
+        ref=ref_record(reference.duration, reference.sample_rate, ref_text, language),
+    )
     registry.create(
         slug,
-        {
-            "engine": "designed_clone",
-            "display_name": request.display_name or slug,
-            "description": request.description,
-            "source": {
-                "type": "designed",
-                "instruct": instruct,
-                "instruct_source": instruct_source,
-                "design_model": designer.info.ref,
-                "ref_text": ref_text,
-            },
-            "ref": {
-                "wav": "ref.wav",
-                "duration_sec": round(reference.duration, 3),
-                "sample_rate": reference.sample_rate,
-                "transcript": ref_text,
-                "language": None if language == "auto" else language,
-            },
-        },
-        write_files=write_files,
+        record,
+        write_files=reference_files(reference),
         replace=request.replace,
         prompts=((prompt, None, None),),
     )

@@ -184,32 +184,33 @@ class PreparedRef:
         return self.end - self.start
 
     def ref_info(self) -> dict:
-        """What goes into voice.json's "ref" (the registry adds nothing; ref.wav is this audio)."""
-        return {
-            "wav": "ref.wav",
-            "duration_sec": round(self.audio.duration, 3),
-            "sample_rate": self.audio.sample_rate,
-            "transcript": self.transcript,
-            "transcript_source": self.transcript_source,
-            "language": None if self.language == "auto" else self.language,
-            "detected_language": self.detected_language,
-            "segment": {"start": round(self.start, 3), "end": round(self.end, 3)},
-            "source_file": self.source,
-            "source_sha256": self.source_sha256,
-            "chosen_by": self.chosen_by,
-            "x_vector_only": self.x_vector_only,
-            "scores": {
+        """What goes into voice.json's "ref" (ref.wav is this audio)."""
+        from audiobox.voices import ref_record
+
+        return ref_record(
+            self.audio.duration,
+            self.audio.sample_rate,
+            self.transcript,
+            self.language,
+            transcript_source=self.transcript_source,
+            detected_language=self.detected_language,
+            segment={"start": round(self.start, 3), "end": round(self.end, 3)},
+            source_file=self.source,
+            source_sha256=self.source_sha256,
+            chosen_by=self.chosen_by,
+            x_vector_only=self.x_vector_only,
+            scores={
                 "score": None if self.score is None else round(self.score, 4),
                 "confidence": None if self.confidence is None else round(self.confidence, 4),
                 "avg_logprob": None if self.avg_logprob is None else round(self.avg_logprob, 4),
                 "parts": {k: round(v, 4) for k, v in self.parts.items()},
                 "quality": self.quality,
             },
-            "forced": self.forced,
-            "asr_model": self.asr_model,
-            "gain_db": round(self.gain_db, 2),
-            "scoring_version": SCORING_VERSION,
-        }
+            forced=self.forced,
+            asr_model=self.asr_model,
+            gain_db=round(self.gain_db, 2),
+            scoring_version=SCORING_VERSION,
+        )
 
     def to_dict(self) -> dict:
         return {

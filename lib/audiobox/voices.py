@@ -44,6 +44,8 @@ DELETED_PREFIX = ".deleted-"
 ZIP_MAX_ENTRIES = 512
 ZIP_MAX_TOTAL_BYTES = 512 * 1024 * 1024
 LOCK_TIMEOUT_S = 60
+SOURCE_COPY_MAX_S = 180.0  # source.wav keeps the whole recording up to this long, else the reference
+REPLACE_HINT = "use --force to replace it, or pick another name"
 
 
 def now_iso() -> str:
@@ -64,6 +66,84 @@ def validate_tone(tone: str | None) -> str | None:
     if tone is not None and (not isinstance(tone, str) or not TONE_RE.fullmatch(tone)):
         raise UserError(f"invalid tone {tone!r}: use lower-case letters, digits, '-' or '_' (max 32)")
     return tone
+
+
+# -- records: every voice.json is built from these (VoiceRegistry.create adds the common fields) --------
+
+
+def ref_record(
+    duration_sec: float, sample_rate: int, transcript: str | None, language: str | None, **details
+) -> dict:
+    """voice.json "ref": ref.wav's length and rate, what is said in it, and how it was chosen."""
+    return {
+        "wav": "ref.wav",
+        "duration_sec": round(duration_sec, 3),
+        "sample_rate": sample_rate,
+        "transcript": transcript,
+        "language": None if language in (None, "auto") else language,
+        **details,
+    }
+
+
+def clone_record(
+    *,
+    ref: dict,
+    source: dict,
+    display_name: str | None = None,
+    description: str = "",
+    engine: str = "clone_prompt",
+) -> dict:
+    """A voice that speaks through clone prompts built from its ref.wav (cloned or designed)."""
+    return {
+        "engine": engine,
+        "display_name": display_name,
+        "description": description,
+        "ref": ref,
+        "source": source,
+    }
+
+
+def builtin_record(
+    *,
+    custom_voice: dict,
+    tones: dict,
+    source: dict,
+    display_name: str | None = None,
+    description: str = "",
+) -> dict:
+    """A voice that is one of a CustomVoice model's built-in speakers (with default instruct and tones)."""
+    return {
+        "engine": "custom_voice",
+        "display_name": display_name,
+        "description": description,
+        "custom_voice": custom_voice,
+        "tones": tones,
+        "source": source,
+    }
+
+
+def reference_files(ref, recording=None) -> Callable[[Path], None]:
+    """`write_files` for VoiceRegistry.create: ref.wav, and source.wav by the one rule.
+
+    source.wav is what a later re-cut starts from (`voice-clone synth --voice SLUG --ref-start ...`):
+    the recording the reference came from (an Audio or a file) when it is at most SOURCE_COPY_MAX_S
+    long, else the reference itself.
+    """
+
+    def write(staging: Path) -> None:
+        from audiobox.audio import load_audio, write_audio
+
+        write_audio(staging / "ref.wav", ref.samples, ref.sample_rate, "wav")
+        source = recording
+        if isinstance(source, (str, Path)):
+            import soundfile as sf
+
+            source = load_audio(source) if sf.info(str(source)).duration <= SOURCE_COPY_MAX_S else None
+        if source is None or source.duration > SOURCE_COPY_MAX_S:
+            source = ref
+        write_audio(staging / "source.wav", source.samples, source.sample_rate, "wav")
+
+    return write
 
 
 @dataclass
@@ -100,6 +180,12 @@ class Voice:
     def ref_wav(self) -> Path | None:
         ref = self.ref
         return self.dir / ref["wav"] if ref and ref.get("wav") else None
+
+    @property
+    def source_wav(self) -> Path | None:
+        """The recording a new reference is cut from: source.wav, else (older voices) ref.wav."""
+        path = self.dir / "source.wav"
+        return path if path.is_file() else self.ref_wav
 
     def tones(self) -> dict[str, dict]:
         """tone -> {'instruct': ...} (custom voices) or {'prompts': [ids]} (clone voices)."""
@@ -183,6 +269,15 @@ class VoiceRegistry:
 
     def exists(self, slug: str) -> bool:
         return (self.voice_dir(slug) / "voice.json").is_file()
+
+    def ensure_available(self, slug: str, replace: bool = False, hint: str = REPLACE_HINT) -> str:
+        """The one "may a voice be written under this name" check: a valid name, free unless replacing.
+
+        `hint` is the advice after "already exists" (the caller knows its flags)."""
+        validate_slug(slug)
+        if not replace and (self.exists(slug) or self.voice_dir(slug).exists()):
+            raise UserError(f"voice {slug!r} already exists ({hint})")
+        return slug
 
     def get(self, slug: str) -> Voice:
         path = self.voice_dir(slug) / "voice.json"
@@ -275,10 +370,7 @@ class VoiceRegistry:
         target = self.voice_dir(slug)
         trash = None
         if target.exists():
-            if not replace:
-                raise UserError(
-                    f"voice {slug!r} already exists (use --force to replace it, or pick another name)"
-                )
+            self.ensure_available(slug, replace)
             trash = self.root / f"{TRASH_PREFIX}{slug}-{uuid.uuid4().hex[:8]}"
             os.replace(target, trash)
         os.replace(staging, target)
@@ -300,7 +392,7 @@ class VoiceRegistry:
         """
         validate_slug(slug)
         stamp = now_iso()
-        record = {
+        record: dict = {
             "schema_version": VOICE_SCHEMA_VERSION,
             "slug": slug,
             "display_name": slug,
@@ -315,13 +407,11 @@ class VoiceRegistry:
             "generation_defaults": {},
             **data,
         }
+        record["display_name"] = record["display_name"] or slug
         _check_voice_data(record, f"new voice {slug!r}")
         with self.lock():
             self._recover_locked()
-            if self.exists(slug) and not replace:
-                raise UserError(
-                    f"voice {slug!r} already exists (use --force to replace it, or pick another name)"
-                )
+            self.ensure_available(slug, replace)
             with staging_dir(self.root) as staging:
                 if write_files:
                     write_files(staging)
@@ -355,6 +445,29 @@ class VoiceRegistry:
         )
         return added[0]
 
+    def replace_reference(self, slug: str, ref, ref_info: dict, re_cut: dict) -> list[str]:
+        """Give a voice a new reference (Audio `ref`, its voice.json "ref" `ref_info`).
+
+        The prompts built from the old reference no longer match it: they are deleted, and their
+        ids returned. `re_cut` records where the new reference came from (under "source").
+        """
+        from audiobox.audio import write_audio
+
+        removed: list[str] = []
+
+        def mutate(record: dict, voice_dir: Path) -> None:
+            write_audio(voice_dir / "ref.wav", ref.samples, ref.sample_rate, "wav")  # atomic
+            for pid in list(record.get("prompts") or {}):
+                removed.append(pid)
+                stem = voice_dir / Path(record["prompts"].pop(pid)["file"]).with_suffix("")
+                for suffix in (".safetensors", ".json"):
+                    stem.with_suffix(suffix).unlink(missing_ok=True)
+            record["ref"] = ref_info
+            record["source"] = {**(record.get("source") or {}), "re_cut": re_cut}
+
+        self.update(slug, mutate)
+        return removed
+
     def load_prompt(self, slug: str, model_info, tone: str | None = None):
         from audiobox.tts.prompts import ClonePrompt
 
@@ -386,8 +499,7 @@ class VoiceRegistry:
         validate_slug(new)
         with self.lock():
             voice = self.get(old)
-            if self.exists(new):
-                raise UserError(f"voice {new!r} already exists")
+            self.ensure_available(new, hint="pick another name")
             record = dict(voice.data, slug=new, updated_at=now_iso())
             if record.get("display_name") == old:
                 record["display_name"] = new
@@ -471,10 +583,7 @@ class VoiceRegistry:
         data.update(slug=slug, updated_at=now_iso())
         with self.lock():
             self._recover_locked()
-            if self.exists(slug) and not force:
-                raise UserError(
-                    f"voice {slug!r} already exists (use --force to replace it, or --as NEW_NAME)"
-                )
+            self.ensure_available(slug, force, hint="use --force to replace it, or --as NEW_NAME")
             with staging_dir(self.root) as staging:
                 for rel, blob in contents.items():
                     write_new_file(staging, tuple(rel.split("/")), blob)

@@ -45,7 +45,6 @@ SELF_TEST_REF_TEXT = (
     "A clear voice reads a short paragraph for the test. It speaks calmly, "
     "with small pauses, so that the reference is easy to follow."
 )
-SOURCE_COPY_MAX_S = 180.0  # keep the decoded source beside the voice (re-selection later) up to this long
 
 
 # -- arguments ---------------------------------------------------------------------------------------------
@@ -231,6 +230,14 @@ def ref_options(args, chooser=None):
     )
 
 
+def check_voice_name(registry, args) -> None:
+    """--voice-name must be free unless --replace, or be the --voice whose reference is re-cut."""
+    replace = args.replace or args.voice_name == args.voice
+    registry.ensure_available(
+        args.voice_name, replace, hint="use --replace to replace it, or pick another name"
+    )
+
+
 def _reprocessing_requested(args) -> bool:
     """New bounds, a new transcript or a new choice re-cut a registered voice's reference; --force alone
     only rebuilds its prompt (it must not silently replace a reference the user picked)."""
@@ -260,8 +267,7 @@ def resolve_reference(args, dirs, console):
         if transcribed and not _reprocessing_requested(args):
             return registered_reference(voice, options), {"type": "voice", "voice": voice.slug}, voice
         # a voice registered by voice-split has no transcript yet: prepare its stored recording now
-        source_wav = voice.dir / "source.wav"
-        path = source_wav if source_wav.is_file() else voice.ref_wav
+        path = voice.source_wav
         source = {"type": "voice", "voice": voice.slug, "file": path.name}
     else:
         path = Path(args.ref_audio).expanduser()
@@ -391,50 +397,25 @@ def print_prepared(console, prepared) -> None:
 
 def register_reference(registry, slug, prepared, source, display_name=None, replace=False, prompts=()):
     """Create a clone voice with this reference (ref.wav, voice.json.ref, prompts) in one transaction."""
-    import numpy as np
+    from audiobox.voices import clone_record, reference_files
 
-    from audiobox.audio import load_audio, write_audio
-
-    def write_files(staging: Path) -> None:
-        write_audio(staging / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate)
-        decoded = Path(prepared.cache_dir) / "source-24k.wav"
-        if prepared.source_duration <= SOURCE_COPY_MAX_S and decoded.is_file():
-            src = load_audio(decoded)
-            write_audio(staging / "source.wav", np.asarray(src.samples), src.sample_rate)
-
-    record = {
-        "engine": "clone_prompt",
-        "display_name": display_name or slug,
-        "source": {
+    record = clone_record(
+        display_name=display_name,
+        ref=prepared.ref_info(),
+        source={
             **source,
             "sha256": prepared.source_sha256,
             "duration_sec": round(prepared.source_duration, 3),
         },
-        "ref": prepared.ref_info(),
-    }
-    return registry.create(slug, record, write_files=write_files, replace=replace, prompts=prompts)
+    )
+    decoded = Path(prepared.cache_dir) / "source-24k.wav"
+    files = reference_files(prepared.audio, decoded if decoded.is_file() else None)
+    return registry.create(slug, record, write_files=files, replace=replace, prompts=prompts)
 
 
 def replace_reference(registry, slug, prepared, source):
     """Give an existing voice a new reference; prompts built from the old one are removed."""
-    from audiobox.audio import write_audio
-
-    removed: list[str] = []
-
-    def mutate(record: dict, voice_dir: Path) -> None:
-        write_audio(voice_dir / ".ref-new.wav", prepared.audio.samples, prepared.audio.sample_rate)
-        (voice_dir / ".ref-new.wav").replace(voice_dir / "ref.wav")
-        for pid in list(record.get("prompts") or {}):
-            removed.append(pid)
-            rec = record["prompts"].pop(pid)
-            stem = voice_dir / Path(rec["file"]).with_suffix("")
-            for suffix in (".safetensors", ".json"):
-                stem.with_suffix(suffix).unlink(missing_ok=True)
-        record["ref"] = prepared.ref_info()
-        record["source"] = {**(record.get("source") or {}), "re_cut": source}
-
-    registry.update(slug, mutate)
-    return removed
+    return registry.replace_reference(slug, prepared.audio, prepared.ref_info(), source)
 
 
 def build_prompt(synth, prepared, force: bool, console):
@@ -477,17 +458,12 @@ def build_prompt(synth, prepared, force: bool, console):
 
 
 def cmd_prepare_ref(args) -> int:
-    from audiobox.voices import VoiceRegistry, validate_slug
+    from audiobox.voices import VoiceRegistry
 
     dirs = resolve_dirs(args.cache)
     console = stderr_console()
     if args.voice_name:
-        validate_slug(args.voice_name)
-        registry = VoiceRegistry(dirs.voices)
-        if registry.exists(args.voice_name) and not args.replace and args.voice_name != args.voice:
-            raise UserError(
-                f"voice {args.voice_name!r} already exists (use --replace to replace it, or pick another name)"
-            )
+        check_voice_name(VoiceRegistry(dirs.voices), args)
     prepared, source, voice = resolve_reference(args, dirs, console)
     registered = None
     if args.voice_name or (voice is not None and prepared.chosen_by != "registered"):
@@ -523,7 +499,7 @@ def cmd_synth(args) -> int:
     from audiobox.cli.common import read_text_arg as _read
     from audiobox.tts.pool import ModelPool
     from audiobox.tts.settings import resolve_settings
-    from audiobox.voices import VoiceRegistry, validate_slug, validate_tone
+    from audiobox.voices import VoiceRegistry, validate_tone
 
     started = time.perf_counter()
     dirs = resolve_dirs(args.cache, args.out)
@@ -539,11 +515,7 @@ def cmd_synth(args) -> int:
         )
     registry = VoiceRegistry(dirs.voices)
     if args.voice_name:
-        validate_slug(args.voice_name)
-        if registry.exists(args.voice_name) and not args.replace and args.voice_name != args.voice:
-            raise UserError(
-                f"voice {args.voice_name!r} already exists (use --replace to replace it, or pick another name)"
-            )
+        check_voice_name(registry, args)
     settings, settings_source = resolve_settings(args.profile, None, args.greedy, **explicit_knobs(args))
 
     prepared, source, voice = resolve_reference(args, dirs, console)

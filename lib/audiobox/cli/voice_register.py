@@ -14,7 +14,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int
 from audiobox.cli.voice_split import (
@@ -201,30 +200,26 @@ def dispatch(argv) -> int:
     stages.end()
 
     # 4. register: ref.wav, the prompt and voice.json in one locked transaction
-    from audiobox.audio import load_audio, write_audio
+    from audiobox.voices import clone_record, reference_files
 
     stages.start("register", f"voice {slug!r}")
-    source_meta = dict(
-        result.source.meta,
-        trim=[result.trim.start, result.trim.end],
-        clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
-        n_clips=len(result.clips),
-        clips_dir=str(result.out_dir),
+    record = clone_record(
+        display_name=args.display_name,
+        ref=prepared.ref_info(),
+        source=dict(
+            result.source.meta,
+            trim=[result.trim.start, result.trim.end],
+            clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
+            n_clips=len(result.clips),
+            clips_dir=str(result.out_dir),
+        ),
     )
-    data = {
-        "engine": "clone_prompt",
-        "display_name": args.display_name or slug,
-        "ref": prepared.ref_info(),
-        "source": source_meta,
-    }
-
-    def write_files(staging: Path) -> None:
-        write_audio(staging / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate, "wav")
-        # the whole reference clip, so `voice-clone synth --voice SLUG --force` can re-cut it later
-        write_audio(staging / "source.wav", load_audio(result.reference.path).samples, 24000, "wav")
-
     voice = registry.create(
-        slug, data, replace=args.force, write_files=write_files, prompts=((prompt, None, None),)
+        slug,
+        record,
+        replace=args.force,
+        write_files=reference_files(prepared.audio, result.reference.path),
+        prompts=((prompt, None, None),),
     )
     (prompt_id,) = voice.prompts
     stages.end(f"prompt {prompt_id}")

@@ -129,13 +129,8 @@ def split_options(args: argparse.Namespace, out_dir: Path | None):
 
 def check_voice_name(registry, slug: str | None, force: bool) -> None:
     """Fail before any heavy work: bad slug, or an existing voice without --force."""
-    if slug is None:
-        return
-    from audiobox.voices import validate_slug
-
-    validate_slug(slug)
-    if registry.exists(slug) and not force:
-        raise UserError(f"voice {slug!r} already exists (use --force to replace it, or pick another name)")
+    if slug is not None:
+        registry.ensure_available(slug, force)
 
 
 def choose_reference(result, console) -> None:
@@ -169,31 +164,28 @@ def choose_reference(result, console) -> None:
 
 def register_split_voice(registry, slug: str, result, *, display_name: str | None, replace: bool):
     """Register the reference clip as a clone voice (ref.wav + source); a prompt is added later."""
-    from audiobox.audio import TTS_SAMPLE_RATE, write_audio
+    from audiobox.audio import TTS_SAMPLE_RATE, Audio
+    from audiobox.voices import clone_record, ref_record, reference_files
 
-    samples = result.reference_samples
-    if samples is None:
+    if result.reference_samples is None:
         raise UserError("no reference clip to register")
-    ref = {
-        "wav": "ref.wav",
-        "duration_sec": round(len(samples) / TTS_SAMPLE_RATE, 3),
-        "sample_rate": TTS_SAMPLE_RATE,
-        "transcript": None,
-        "language": None,
-        "origin": "voice-split",
-        "source_start": round(result.reference.start, 3),
-        "source_end": round(result.reference.end, 3),
-        "measures": result.reference.measures,
-    }
-    source = dict(result.source.meta, trim=[result.trim.start, result.trim.end], n_clips=len(result.clips))
-    data = {"engine": "clone_prompt", "display_name": display_name or slug, "ref": ref, "source": source}
-
-    def write_files(staging: Path) -> None:
-        # ref.wav is what speaks; source.wav is what `voice-clone synth --voice SLUG --force` re-cuts and transcribes
-        write_audio(staging / "ref.wav", samples, TTS_SAMPLE_RATE, "wav")
-        write_audio(staging / "source.wav", samples, TTS_SAMPLE_RATE, "wav")
-
-    return registry.create(slug, data, write_files=write_files, replace=replace)
+    ref = Audio(result.reference_samples, TTS_SAMPLE_RATE)
+    record = clone_record(
+        display_name=display_name,
+        ref=ref_record(
+            ref.duration,
+            ref.sample_rate,
+            None,
+            None,
+            origin="voice-split",
+            source_start=round(result.reference.start, 3),
+            source_end=round(result.reference.end, 3),
+            measures=result.reference.measures,
+        ),
+        source=dict(result.source.meta, trim=[result.trim.start, result.trim.end], n_clips=len(result.clips)),
+    )
+    # the clip is both what speaks and what voice-clone later transcribes and re-cuts
+    return registry.create(slug, record, write_files=reference_files(ref, ref), replace=replace)
 
 
 def result_json(result, voice=None) -> dict:

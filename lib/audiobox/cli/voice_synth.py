@@ -456,7 +456,7 @@ def cmd_register_builtin(args) -> int:
     from audiobox.languages import normalize_language
     from audiobox.styles import resolve_instruct
     from audiobox.tts.models import read_model_info, require_type
-    from audiobox.voices import VoiceRegistry, validate_slug, validate_tone
+    from audiobox.voices import VoiceRegistry, builtin_record, validate_slug, validate_tone
 
     dirs = resolve_dirs(args.cache)
     slug = validate_slug(args.voice_name)
@@ -489,18 +489,14 @@ def cmd_register_builtin(args) -> int:
 
         voice = registry.update(slug, mutate)
     else:
-        voice = registry.create(
-            slug,
-            {
-                "engine": "custom_voice",
-                "display_name": args.display_name or slug,
-                "description": args.description,
-                "custom_voice": cv,
-                "tones": tones,
-                "source": {"type": "builtin", "speaker": speaker, "model": args.model},
-            },
-            replace=args.force,
+        record = builtin_record(
+            display_name=args.display_name,
+            description=args.description,
+            custom_voice=cv,
+            tones=tones,
+            source={"type": "builtin", "speaker": speaker, "model": args.model},
         )
+        voice = registry.create(slug, record, replace=args.force)
     print(f"registered {voice.slug}: speaker {speaker}" + (f", tone {args.tone}" if args.tone else ""))
     print(f'next: voice-synth speak --voice {voice.slug} --text "Hello"')
     return 0
