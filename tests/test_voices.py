@@ -201,17 +201,24 @@ def test_prompts_round_trip_as_safetensors_and_refuse_other_models(tiny_models, 
         registry.load_prompt("cloned", read_model_info("Qwen/Qwen3-TTS-12Hz-1.7B-Base"))
 
 
-def test_voice_and_its_prompt_are_created_in_one_transaction(tmp_path):
+def xvec_prompt():
+    """A minimal real ClonePrompt (x-vector only) for registry tests that need no model."""
     from audiobox.tts.prompts import ClonePrompt
 
-    registry = VoiceRegistry(tmp_path / "voices")
-    prompt = ClonePrompt(
+    return ClonePrompt(
         speaker_embedding=np.ones(4, np.float32),
         ref_code=None,
         ref_text=None,
         x_vector_only=True,
         model={"ref": "m", "tag": "m", "model_type": "base", "fingerprint": {}},
     )
+
+
+def test_voice_and_its_prompt_are_created_in_one_transaction(tmp_path):
+    from audiobox.tts.prompts import ClonePrompt
+
+    registry = VoiceRegistry(tmp_path / "voices")
+    prompt = xvec_prompt()
     voice = registry.create("together", {"engine": "clone_prompt"}, prompts=((prompt, "calm", {"note": 1}),))
     ((pid, rec),) = voice.prompts.items()
     assert pid == "m_xvec_calm_v1" and rec["tone"] == "calm" and rec["note"] == 1 and voice.ready
@@ -286,17 +293,10 @@ def test_one_availability_check(tmp_path):
 
 
 def test_replace_reference_drops_the_prompts_of_the_old_one(tmp_path):
-    from audiobox.tts.prompts import ClonePrompt
     from audiobox.voices import clone_record, ref_record, reference_files
 
     registry = VoiceRegistry(tmp_path / "voices")
-    prompt = ClonePrompt(
-        speaker_embedding=np.ones(4, np.float32),
-        ref_code=None,
-        ref_text=None,
-        x_vector_only=True,
-        model={"ref": "m", "tag": "m", "model_type": "base", "fingerprint": {}},
-    )
+    prompt = xvec_prompt()
     old, new = _tone(4.0), _tone(6.0)
     registry.create(
         "anna",
