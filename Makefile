@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
 .PHONY: help venv system-deps test lint build build-gpu publish-cpu publish-cuda-base publish-cuda \
-	publish-cuda128 test-local test-local-fast synth-test vast-search vast-shell vast-run vast-status vast-destroy
+	publish-cuda128 test-local test-local-fast synth-test vast-search vast-shell vast-run vast-status vast-reap vast-destroy
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -15,16 +15,16 @@ $(VENV)/.installed: pyproject.toml scripts/strip-torchaudio-ext.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,cloud]'
 	scripts/strip-torchaudio-ext.sh $(PY)
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv and install the project (CPU torch first)
 
-system-deps: ## install ffmpeg/sox/espeak-ng (+ chromium for the web-page test) from the distribution (needs root)
+system-deps: ## install ffmpeg/sox/espeak-ng/rsync (+ chromium for the web-page test) from the distribution (needs root)
 	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
-		|| ! command -v chromium >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox espeak-ng chromium >/dev/null; \
+		|| ! command -v chromium >/dev/null || ! command -v rsync >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox espeak-ng chromium rsync >/dev/null; \
 	fi
 
 test: venv lint ## offline test suite on tiny real checkpoints (runs lint first)
@@ -83,11 +83,14 @@ vast-search: $(VENV)/.cloud-installed ## offers by DLPerf per dollar (QUERY= ove
 vast-shell: $(VENV)/.cloud-installed ## rent a GPU and open a shell; destroyed on exit unless VAST_ARGS=--keep
 	scripts/vast.sh shell $(VAST_ARGS)
 
-vast-run: $(VENV)/.cloud-installed ## TASKS=file or ARGS='-- app ...': run on a GPU, pull /work, destroy
-	scripts/vast.sh run $(VAST_ARGS) $(if $(TASKS),--tasks "$(TASKS)") $(ARGS)
+vast-run: $(VENV)/.cloud-installed ## TASKS=file or ARGS='-- app ...' [SHARDS=K]: run on GPUs, pull /work, destroy
+	scripts/vast.sh run $(VAST_ARGS) $(if $(SHARDS),--shards $(SHARDS)) $(if $(TASKS),--tasks "$(TASKS)") $(ARGS)
 
-vast-status: $(VENV)/.cloud-installed ## this tool's instances
+vast-status: $(VENV)/.cloud-installed ## this tool's instances, and which are orphans
 	scripts/vast.sh status
+
+vast-reap: $(VENV)/.cloud-installed ## destroy every instance of this tool no live run owns (VAST_ARGS=--dry-run)
+	scripts/vast.sh reap $(VAST_ARGS)
 
 vast-destroy: $(VENV)/.cloud-installed ## destroy instance ID=
 	@test -n "$(ID)" || { echo "usage: make vast-destroy ID=<instance id>"; exit 2; }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/vast.sh search|run|shell|status|destroy ...: vast.ai runs (see docs/docker-and-cloud.md).
+# scripts/vast.sh search|run|shell|status|reap|destroy ...: vast.ai runs (see docs/docker-and-cloud.md).
 # Thin launcher for audiobox.cloud.vast (standard library only). Reads .env when present.
 # `run` destroys the instance on every exit path unless --keep.
 set -euo pipefail
@@ -20,4 +20,4 @@ if [[ -x "$repo/.venv/bin/vastai" && -z "${VASTAI_BIN:-}" ]]; then
 fi
 export PAB_REPO="$repo"
 export PYTHONPATH="$repo/lib${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python_bin" -m audiobox.cloud.vast "$@"
+exec "$python_bin" -m audiobox.cli.vast "$@"
