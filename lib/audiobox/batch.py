@@ -283,6 +283,7 @@ class BatchOptions:
     judge_asr_model: str | None = None
     fail_fast: bool = False
     pause_s: float = DIALOGUE_PAUSE_S
+    shard: Any = None  # shard.Shard: render only this shard's items (see audiobox.shard)
 
 
 @dataclass
@@ -422,8 +423,11 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
 class Manifest:
     """manifest.json: one entry per item, rewritten atomically after every change."""
 
-    def __init__(self, path: Path, script: Script, planned: list[PlannedItem], out_dir: Path):
+    def __init__(
+        self, path: Path, script: Script, planned: list[PlannedItem], out_dir: Path, shard: dict | None = None
+    ):
         self.path = path
+        self._position = {plan.item.number: i for i, plan in enumerate(planned)}
         previous = self._load_previous(path)
         self.data = {
             "version": MANIFEST_VERSION,
@@ -439,6 +443,8 @@ class Manifest:
             "summary": {},
             "dialogue": None,
         }
+        if shard is not None:
+            self.data["shard"] = shard
         done_by_key = {e["key"]: e for e in previous.get("items", []) if e.get("status") == "done"}
         for plan in planned:
             old = done_by_key.get(plan.key)
@@ -471,7 +477,7 @@ class Manifest:
         return data if isinstance(data, dict) and data.get("version") == MANIFEST_VERSION else {}
 
     def entry(self, number: int) -> dict:
-        return self.data["items"][number - 1]
+        return self.data["items"][self._position[number]]
 
     def update(self, number: int, **fields) -> None:
         self.entry(number).update(fields)
@@ -537,11 +543,26 @@ def run_batch(
     registry = registry or VoiceRegistry(dirs.voices)
     planned = plan_script(script, registry, options)
     out_dir = Path(options.out_dir) if options.out_dir else dirs.work / "batch" / script.name
+    manifest_path, shard_info = out_dir / "manifest.json", None
+    if options.shard is not None:
+        from audiobox.shard import numbers_in
+
+        if script.kind == "dialogue":
+            raise UserError(f"{script.path}: a dialogue renders into one file; run it without --shard")
+        mine = numbers_in(script.items, options.shard)
+        shard_info = {
+            "index": options.shard.index,
+            "count": options.shard.count,
+            "items": sorted(mine),
+            "total": len(planned),
+        }
+        planned = [p for p in planned if p.item.number in mine]
+        manifest_path = out_dir / options.shard.manifest_name
     out_dir.mkdir(parents=True, exist_ok=True)
     if script.kind == "dialogue":
         parts_dir = out_dir / f"{script.name}.parts"
         parts_dir.mkdir(exist_ok=True)
-    manifest = Manifest(out_dir / "manifest.json", script, planned, out_dir)
+    manifest = Manifest(manifest_path, script, planned, out_dir, shard_info)
     stats = _Stats()
     failures: list[str] = []
     todo = [p for p in planned if manifest.entry(p.item.number)["status"] != "done"]
@@ -894,6 +915,18 @@ def add_batch_parser(
         help="ASR for the checks (see speak --help)",
     )
     parser.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
+    parser.add_argument(
+        "--shard",
+        metavar="I/K",
+        help="render only shard I of K (1-based; items of a voice kept together, shards balanced by "
+        "text length) into manifest.shard-I-of-K.json; 'auto' or 'auto/K' takes I from a Kubernetes "
+        "Indexed Job (JOB_COMPLETION_INDEX) or a Slurm array (SLURM_ARRAY_TASK_ID)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="check that every shard in the output dir is complete and write the one manifest.json",
+    )
     parser.add_argument("--json", action="store_true", help="print the result summary as JSON on stdout")
     add_output_format(parser)
     add_generation(parser)
@@ -908,11 +941,24 @@ def add_batch_parser(
 def cmd_batch(args) -> int:
     from audiobox.cli.common import explicit_knobs, print_json, runtime_options, stderr_console
     from audiobox.paths import resolve_dirs
+    from audiobox.shard import merge, parse_shard
     from audiobox.tts.pool import ModelPool
     from audiobox.voices import VoiceRegistry
 
     dirs = resolve_dirs(args.cache, args.out)
     script = parse_script(args.script)
+    if args.merge:
+        if args.shard:
+            raise UserError("--merge and --shard: merge after the shards have run")
+        merged = merge(Path(args.out_exact) if args.out_exact else dirs.work / "batch" / script.name)
+        print(
+            f"merged {merged.shards} shards: {merged.done}/{merged.items} items done; manifest: {merged.manifest_path}"
+        )
+        if args.json:
+            print_json(
+                {"manifest": str(merged.manifest_path), "shards": merged.shards, "items": merged.items}
+            )
+        return 0
     options = BatchOptions(
         out_dir=Path(args.out_exact) if args.out_exact else None,
         format=args.format,
@@ -929,6 +975,7 @@ def cmd_batch(args) -> int:
         judge_asr_model=args.asr_model,
         fail_fast=args.fail_fast,
         pause_s=args.pause,
+        shard=parse_shard(args.shard) if args.shard else None,
     )
     console = stderr_console()
     registry = VoiceRegistry(dirs.voices)

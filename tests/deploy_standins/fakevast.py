@@ -61,7 +61,7 @@ class FakeVast:
             self.next_port = 40022
             self.boot_polls = 0  # `show instance` calls that still see `loading`
             self.ssh_refusals = 0  # SSH connections refused after `running` (sshd not up yet)
-            self.python = sys.executable  # what /opt/venv/bin/python3 is on the fake hosts
+            self.python = sys.executable  # its virtualenv is /opt/venv on the fake hosts
 
     def close(self) -> None:
         self.reset(None)
@@ -141,11 +141,11 @@ class FakeVast:
         root = self.host_root(inst["id"])
         for d in ROOT_DIRS:
             (root / d).mkdir(parents=True, exist_ok=True)
+        # The image's /opt/venv: this test run's virtualenv (its pyvenv.cfg makes it one).
+        venv_root = Path(self.python).parent.parent
+        if not (root / "opt" / "venv").exists():
+            (root / "opt" / "venv").symlink_to(venv_root)
         venv = root / "opt" / "venv" / "bin"
-        venv.mkdir(parents=True, exist_ok=True)
-        for name in ("python", "python3"):
-            if not (venv / name).exists():
-                (venv / name).symlink_to(self.python)
         ports = self.state_dir / "ports"
         ports.mkdir(exist_ok=True)
         (ports / f"{inst['ssh_port']}.json").write_text(

@@ -57,7 +57,9 @@ from audiobox.cloud.vastapi import (
     now_iso,
     this_host,
 )
+from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json
+from audiobox.shard import gather, merge
 
 DEFAULT_QUERY = "reliability > 0.98 gpu_ram >= 20 compute_cap >= 800 compute_cap < 1200"
 DEFAULT_ORDER = "dlperf_per_dphtotal-"
@@ -329,7 +331,13 @@ class Deployment:
         self._create(slot)
         self._wait_running(slot)
         self._upload(slot)
-        failures = self._open_shell(slot) if self.opts.shell else self._run_tasks(slot)
+        try:
+            failures = self._open_shell(slot) if self.opts.shell else self._run_tasks(slot)
+        except DeployError:
+            if self.opts.shards > 1 and not self.stop.is_set():
+                with contextlib.suppress(DeployError, _Stopped):
+                    self._pull(slot)  # what the shard finished, for its next attempt to resume from
+            raise
         self._pull(slot)
         return failures
 
@@ -420,6 +428,17 @@ class Deployment:
             rc = self._call(remote.push(src, dest), timeout=1800, what="cache push")
             if rc != 0:
                 raise DeployError(f"pushing {path} failed (rsync exit {rc})")
+        earlier = slot.run_dir / "work"
+        if self.opts.shards > 1 and earlier.is_dir() and any(earlier.iterdir()):
+            # A shard running again continues from what its earlier attempt finished and pulled:
+            # `voice-synth batch --shard` skips the items its manifest records as done.
+            rc = self._call(
+                remote.push(f"{earlier}/", f"{remote.target}:{REMOTE_WORK_DIR}/"),
+                timeout=1800,
+                what="resume push",
+            )
+            if rc != 0:
+                raise DeployError(f"pushing the shard's earlier output failed (rsync exit {rc})")
         batches = [t for t in self.opts.tasks if t.batch_items]
         if batches:
             local_dir = self.run_dir / "batches"
@@ -682,6 +701,8 @@ class Deployment:
                     if self.opts.fail_fast and any(s.status == "failed" for s in self.slots):
                         break
                 exit_code, reason = self._outcome()
+                if exit_code == EXIT_OK and self.opts.shards > 1 and self.opts.pull:
+                    self._merge_shards()
             except Interrupted as exc:
                 exit_code, reason = EXIT_SIGNAL_BASE + exc.signum, f"interrupted by {exc}"
                 self.log(reason)
@@ -695,6 +716,20 @@ class Deployment:
                 guard.defer()
                 exit_code = self.finish(exit_code, reason, guard, threads)
         return exit_code
+
+    def _merge_shards(self) -> None:
+        """The shards' batch outputs, copied together under work/ with one manifest.json each."""
+        merged = []
+        try:
+            out_dirs = gather([s.run_dir / "work" for s in self.slots], self.run_dir / "work")
+            for out_dir in out_dirs:
+                result = merge(out_dir, self.opts.shards)
+                self.log(f"merged {result.shards} shards: {result.done}/{result.items} items in {out_dir}")
+                merged.append(str(result.manifest_path))
+        except UserError as exc:
+            raise DeployError(f"merging the shards: {exc}", EXIT_TASKS_FAILED) from exc
+        self.summary["merged"] = merged
+        self.summary["pulled_to"] = str(self.run_dir / "work")
 
     def _outcome(self) -> tuple[int, str]:
         failed = [s for s in self.slots if s.status != "ok"]
