@@ -587,3 +587,21 @@ def test_status_destroy_and_search_commands(harness):
     proc = h.tool("search")
     assert proc.returncode == 0 and "RTX 3090" in proc.stdout
     assert h.fake.searches[-1]["allocated_storage"] == 60
+
+
+def test_the_pull_after_a_timeout_ends_well_before_the_self_destruct(tmp_path):
+    """After the deadline, a pull may use half the teardown grace at most (and never an hour):
+    the destroy, then the instance's own self-destruct, come after it."""
+    from audiobox.cloud.run import Deployment, RunOptions
+    from audiobox.cloud.vastapi import Log
+
+    opts = RunOptions(
+        repo=tmp_path, job="j", tasks=[], image="x", run_dir=tmp_path, max_duration_s=10, teardown_grace_s=100
+    )
+    run = Deployment(opts, vast=None, log=Log())
+    assert 55 < run._teardown_budget() <= 60
+    assert run.self_destruct_at - time.time() == pytest.approx(110, abs=2)
+    run.deadline -= 50  # the deadline passed 40 s ago: 10 s of the grace's first half remain
+    assert 5 < run._teardown_budget() <= 10
+    run.deadline -= 20
+    assert run._teardown_budget() == 0
