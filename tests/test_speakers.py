@@ -137,6 +137,17 @@ def test_single_short_span_gives_one_window(speaker_encoder):
     assert windows.times[0][1] == pytest.approx(1.2)
 
 
+def test_mel_frames_match_resemblyzers_own():
+    """The numpy front end gives the encoder the numbers it was trained on (librosa's)."""
+    from audiobox.speakers import _import_resemblyzer, mel_frames
+
+    wav = np.random.default_rng(3).normal(0, 0.1, 16000 + 77).astype(np.float32)
+    theirs = _import_resemblyzer().audio.wav_to_mel_spectrogram(wav)
+    ours = mel_frames(wav)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
+
+
 def test_settings_are_checked():
     with pytest.raises(UserError, match="between 0 and 1"):
         SpeakerSettings(cluster_threshold=1.5).validate()

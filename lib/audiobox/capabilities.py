@@ -18,6 +18,7 @@ PACKAGES = (
     "ctranslate2",
     "demucs",
     "silero-vad",
+    "resemblyzer",
     "yt-dlp",
     "onnxruntime",
     "soundfile",

@@ -47,6 +47,7 @@ WINDOW_S = WINDOW_FRAMES * FRAME_S
 LEVEL_DBFS = -20.0  # every span is brought to this level, so loudness does not move the embedding
 BATCH_WINDOWS = 128
 SPEAKERS_VERSION = 1
+NEEDS_ENCODER = "telling speakers apart needs Resemblyzer"
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,9 +70,7 @@ def _import_resemblyzer():
         return resemblyzer
     except ModuleNotFoundError as exc:
         if exc.name not in ("webrtcvad", "pkg_resources"):
-            raise UserError(
-                "telling speakers apart needs Resemblyzer: pip install resemblyzer==0.1.4"
-            ) from exc
+            raise UserError(f"{NEEDS_ENCODER}: pip install 'py-audio-box[qa]'") from exc
     for name in [
         m for m in sys.modules if m == "resemblyzer" or m.startswith("resemblyzer.") or m == "webrtcvad"
     ]:
@@ -86,6 +85,56 @@ def _import_resemblyzer():
     import resemblyzer
 
     return resemblyzer
+
+
+_MEL_BASIS: list[np.ndarray] = []
+
+
+def _mel_basis(n_fft: int = 400, n_mels: int = 40, rate: int = ENCODER_RATE) -> np.ndarray:
+    """Slaney-style mel filterbank (what librosa.filters.mel gives with its defaults), in numpy."""
+    if _MEL_BASIS:
+        return _MEL_BASIS[0]
+
+    def hz_to_mel(f):
+        f = np.asarray(f, np.float64)
+        lin = f / (200.0 / 3)
+        log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+        return np.where(f >= 1000.0, log_part, lin)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, np.float64)
+        return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
+
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(rate / 2), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    _MEL_BASIS.append(weights.astype(np.float32))
+    return _MEL_BASIS[0]
+
+
+def mel_frames(wav: np.ndarray, n_fft: int = 400, hop: int = 160) -> np.ndarray:
+    """(frames, 40) power mel spectrogram, 25 ms Hann windows every 10 ms, centred: the encoder's input.
+
+    Same numbers as Resemblyzer's `wav_to_mel_spectrogram` (librosa), without librosa: its first
+    call in a process JIT-loads numba code, 10-20 s on a busy 2-core box.
+    """
+    padded = np.pad(np.asarray(wav, np.float32), n_fft // 2)
+    count = 1 + max(0, padded.size - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    power = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
+    return (power.astype(np.float32) @ _mel_basis(n_fft).T).astype(np.float32)
+
+
+def encoder_available() -> bool:
+    """Whether Resemblyzer is installed (the `qa` extra), without importing it (or torch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("resemblyzer") is not None
 
 
 def _at_level(x: np.ndarray, dbfs: float = LEVEL_DBFS, max_gain: float = 10.0) -> np.ndarray:
@@ -106,7 +155,6 @@ class SpeakerEncoder:
     def __init__(self, device: str = "cpu") -> None:
         resemblyzer = _import_resemblyzer()
         self._encoder = resemblyzer.VoiceEncoder(device=device, verbose=False)
-        self._mel = resemblyzer.audio.wav_to_mel_spectrogram
 
     def embed(self, samples: np.ndarray, sample_rate: int) -> np.ndarray | None:
         """One embedding for a whole utterance (leading/trailing silence cut), or None if under 0.5 s."""
@@ -149,7 +197,7 @@ class SpeakerEncoder:
             wav = audio[max(0, a) : b]
             if wav.size == 0:
                 continue
-            mel = self._mel(_at_level(wav))
+            mel = mel_frames(_at_level(wav))
             if mel.shape[0] < WINDOW_FRAMES:
                 mel = np.pad(mel, ((0, WINDOW_FRAMES - mel.shape[0]), (0, 0)))
             last = mel.shape[0] - WINDOW_FRAMES
@@ -316,7 +364,20 @@ class SpeakerMap:
         return out
 
     def usable_s(self, speaker_id: int) -> float:
-        return float(sum(r.duration for r in self.regions(speaker_id)))
+        """Seconds of this speaker's speech inside its regions (pauses not counted)."""
+        mine = [Span(s.start, s.end) for s in self.segments if s.speaker == speaker_id]
+        return float(sum(s.duration for s in restrict_spans(mine, self.regions(speaker_id))))
+
+    def similarity_in(self, span: Span, speaker_id: int) -> float | None:
+        """How close the speech in `span` is to the speaker: its segments' cosine to the centroid,
+        weighted by how much of each lies in the span (None when none of its segments does)."""
+        total = weight = 0.0
+        for seg in self.segments:
+            overlap = min(span.end, seg.end) - max(span.start, seg.start)
+            if seg.speaker == speaker_id and overlap > 0:
+                total += seg.similarity * overlap
+                weight += overlap
+        return round(total / weight, 4) if weight else None
 
     def sample_span(self, speaker_id: int, max_s: float = 8.0) -> Span | None:
         """A stretch to listen to: the start of the speaker's longest usable region."""
@@ -602,3 +663,49 @@ def choose_speaker(
             f"{'s' if len(smap.speakers) != 1 else ''} found ({found})"
         )
     return ChosenSpeaker(smap.speaker(choice.rank), f"rank {choice.rank}")
+
+
+@dataclass(frozen=True)
+class SpeakerSelection:
+    """The speakers found and the one chosen; what voice-split keeps and writes to clips.json."""
+
+    map: SpeakerMap
+    chosen: ChosenSpeaker
+
+    @property
+    def regions(self) -> list[Span] | None:
+        """Where clips may come from; None with a single speaker (nothing to keep out)."""
+        if len(self.map.speakers) < 2:
+            return None
+        return self.map.regions(self.chosen.speaker.id)
+
+    def to_json(self) -> dict:
+        sims = self.chosen.match_similarity or {}
+        return {
+            "chosen": self.chosen.speaker.id,
+            "reason": self.chosen.reason,
+            "found": [
+                s.to_json()
+                | {"clean_s": round(self.map.usable_s(s.id), 3)}
+                | ({"match_similarity": round(sims[s.id], 4)} if s.id in sims else {})
+                for s in self.map.speakers
+            ],
+            "unclear_s": round(self.map.unclear_s, 3),
+            "encoder": ENCODER_NAME,
+        }
+
+
+def restrict_spans(spans: list[Span], regions: list[Span], min_s: float = 0.0) -> list[Span]:
+    """The parts of `spans` that lie inside `regions`, longer than `min_s`."""
+    out = []
+    for s in spans:
+        for r in regions:
+            a, b = max(s.start, r.start), min(s.end, r.end)
+            if b - a > min_s:
+                out.append(Span(round(a, 4), round(b, 4)))
+    return out
+
+
+def within_one(span: Span, regions: list[Span], tolerance: float = 0.02) -> bool:
+    """True when `span` lies inside a single region (so no other voice sits between its ends)."""
+    return any(r.start - tolerance <= span.start and span.end <= r.end + tolerance for r in regions)

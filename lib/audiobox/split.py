@@ -3,6 +3,9 @@
 Stages (each with progress and a timing):
   1. source   `audiobox.sources`: download (cached by video id) or a local file; trim validated.
   2. vad      Silero (sequence ONNX) on the trimmed audio at 16 kHz: where is anyone talking.
+     speakers `audiobox.speakers`: who talks when; one speaker is chosen (most speech, rank N, or
+              closest to a sample) and, when there are several, only the stretches where that
+              speaker talks alone feed the next stages.
   3. windows  groups of consecutive speech spans, at most `window_s` long, ranked by how much of
               them is speech; only the best (speech-dense) ones go to Demucs, never the whole file.
   4. separate Demucs vocals per window (model loaded once), then a second VAD pass on the vocals.
@@ -32,6 +35,19 @@ from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
 from audiobox.separate import LoadedSeparator, SeparatorOptions, load_separator
 from audiobox.sources import SourceMedia, TrimRange, format_timestamp, resolve_source, validate_trim
+from audiobox.speakers import (
+    NEEDS_ENCODER,
+    SpeakerChoice,
+    SpeakerEncoder,
+    SpeakerMap,
+    SpeakerSelection,
+    SpeakerSettings,
+    choose_speaker,
+    encoder_available,
+    restrict_spans,
+    speaker_lines,
+    within_one,
+)
 from audiobox.stagecache import cached_file, cached_json, read_json
 from audiobox.vad import VAD_SAMPLE_RATE, Span, VadSettings, load_vad, merge_spans, speech_seconds
 
@@ -65,6 +81,9 @@ class SplitOptions:
     max_scan_s: float | None = None  # only scan the first N seconds of the (trimmed) source
     out_dir: Path | None = None  # where clips are written (created)
     refresh: bool = False  # ignore caches (they are rewritten)
+    speaker: SpeakerChoice = field(default_factory=SpeakerChoice)  # whose clips: auto, rank N, --match
+    speaker_settings: SpeakerSettings = field(default_factory=SpeakerSettings)
+    find_speakers: bool = True  # False: skip the speaker stage (a library caller who knows it is one voice)
 
     def clip_bounds(self) -> tuple[float, float]:
         lo = self.min_clip_s if self.min_clip_s is not None else max(2.0, 0.5 * self.length)
@@ -85,6 +104,9 @@ class SplitOptions:
             raise UserError("--windows must be at least 1")
         if self.max_scan_s is not None and self.max_scan_s <= 0:
             raise UserError("--max-scan-seconds must be positive")
+        self.speaker_settings.validate()
+        if self.speaker.match is not None and not Path(self.speaker.match).is_file():
+            raise UserError(f"--match: no such file: {self.speaker.match}")
 
 
 @dataclass
@@ -110,6 +132,8 @@ class Clip:
     measures: dict[str, Any]
     from_vocals: bool
     window: int
+    speaker: int | None = None  # the chosen speaker's id (None when the speaker stage was skipped)
+    speaker_similarity: float | None = None  # its speech's cosine to that speaker's centroid (speaker map)
 
     @property
     def duration(self) -> float:
@@ -125,6 +149,8 @@ class Clip:
             "score": round(self.score, 4),
             "from_vocals": self.from_vocals,
             "window": self.window,
+            "speaker": self.speaker,
+            "speaker_similarity": self.speaker_similarity,
             "measures": self.measures,
         }
 
@@ -144,6 +170,36 @@ class SplitResult:
     warnings: list[str] = field(default_factory=list)
     reference_samples: np.ndarray | None = field(default=None, repr=False)
     reference_chosen_by: str = "auto"  # "user" after use_clip_as_reference
+    speakers: SpeakerSelection | None = None  # who was found and who was kept
+
+
+@dataclass
+class SpeakerListing:
+    """voice-split --list-speakers: the speakers found, a sample clip of each, and the choice."""
+
+    source: SourceMedia
+    trim: TrimRange
+    selection: SpeakerSelection
+    samples: dict[int, tuple[Path, Span]]  # speaker id -> a short wav to listen to, its times in the source
+    audio_s: float
+    speech_s: float
+    timings: dict[str, float]
+
+    def to_json(self) -> dict:
+        data = self.selection.to_json()
+        for entry in data["found"]:
+            path, span = self.samples.get(entry["id"], (None, None))
+            entry["sample"] = str(path) if path else None
+            entry["sample_span"] = span.to_list() if span else None
+        return {
+            "source": self.source.meta,
+            "source_file": str(self.source.path),
+            "trim": [self.trim.start, self.trim.end],
+            "audio_s": round(self.audio_s, 3),
+            "speech_s": round(self.speech_s, 3),
+            "speakers": data,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
 
 
 # ----------------------------------------------------------------------------- progress
@@ -164,6 +220,7 @@ class RichProgress(Progress):
     LABELS = {
         "download": "download",
         "vad": "speech map (VAD)",
+        "speakers": "speakers",
         "separate": "vocals (Demucs)",
         "export": "export clips",
     }
@@ -222,7 +279,9 @@ def select_windows(
 ) -> list[Window]:
     """Greedy: the window with the most speech among the spans not yet covered, `count` times.
 
-    A window is a group of consecutive uncovered spans at most `window_s` long, widened by
+    A window is the longest group of consecutive uncovered spans from one span on that is at most
+    `window_s` long and at least `min_density` speech (one speaker's spans are sparse: the other
+    voices' turns are gaps), widened by
     `margin_s` (never into a neighbouring window), so Demucs never cuts a word.
     """
     covered = [False] * len(spans)
@@ -232,13 +291,16 @@ def select_windows(
         for i, first in enumerate(spans):
             if covered[i]:
                 continue
-            speech, j = 0.0, i
+            speech, j, fit = 0.0, i, None
             while j < len(spans) and not covered[j] and (j == i or spans[j].end - first.start <= window_s):
                 speech += spans[j].duration
                 j += 1
-            length = min(window_s, spans[j - 1].end - first.start)
-            if speech / max(1e-9, length + 2 * margin_s) < min_density:
+                length = min(window_s, spans[j - 1].end - first.start)
+                if speech / max(1e-9, length + 2 * margin_s) >= min_density:
+                    fit = (speech, j)  # the longest group from span i that is still dense enough
+            if fit is None:
                 continue
+            speech, j = fit
             if best is None or speech > best[0] + 1e-9:
                 best = (speech, i, j)
         if best is None:
@@ -373,17 +435,54 @@ class VoiceSplitter:
         self.progress = progress or Progress()
         self.vad = load_vad()
         self._separator: LoadedSeparator | None = None
+        self._encoder: SpeakerEncoder | None = None
+        self._samples: dict[Path, tuple[np.ndarray, list[Span]]] = {}
 
     def separator(self, options: SeparatorOptions) -> LoadedSeparator:
         if self._separator is None or self._separator.options != options:
             self._separator = load_separator(options)
         return self._separator
 
-    def prepare(self, opts: SplitOptions) -> None:
-        """Load Demucs now (if it will be needed), so a missing model fails before any download."""
+    def speaker_encoder(self) -> SpeakerEncoder:
+        if self._encoder is None:
+            self._encoder = SpeakerEncoder()
+        return self._encoder
+
+    def prepare(self, opts: SplitOptions, listing: bool = False) -> None:
+        """Check the --match sample and load Demucs now (if it will be needed), so a bad sample or a
+        missing model fails before any download. `listing`: for `list_speakers` (no Demucs)."""
         opts.validate()
-        if opts.separate:
+        self._speakers_possible(opts, listing)
+        if opts.speaker.match is not None:
+            self.match_sample(opts.speaker.match)
+        if opts.separate and not listing:
             self.separator(opts.separator)
+
+    @staticmethod
+    def _speakers_possible(opts: SplitOptions, listing: bool = False) -> bool:
+        """Whether the speaker stage can run; a UserError when the user asked for one speaker (or a
+        listing) and Resemblyzer is missing (auto then keeps every voice, with a warning)."""
+        if listing and not encoder_available():
+            raise UserError(f"--list-speakers: {NEEDS_ENCODER}: pip install 'py-audio-box[qa]'")
+        if not opts.find_speakers or encoder_available():
+            return opts.find_speakers
+        if opts.speaker != SpeakerChoice():
+            raise UserError(f"--speaker N and --match: {NEEDS_ENCODER}: pip install 'py-audio-box[qa]'")
+        return False
+
+    def match_sample(self, path: Path) -> tuple[np.ndarray, list[Span]]:
+        """The --match sample at 16 kHz and its speech spans; a UserError when it holds no speech."""
+        path = Path(path)
+        if path not in self._samples:
+            audio = load_audio(path, VAD_SAMPLE_RATE).samples
+            spans = self.vad.speech_spans(audio, VAD_SAMPLE_RATE)
+            if speech_seconds(spans) < 1.0:
+                raise UserError(
+                    f"--match {path.name}: only {speech_seconds(spans):.1f} s of speech; "
+                    "give a sample with at least a few seconds of the wanted voice"
+                )
+            self._samples[path] = (audio, spans)
+        return self._samples[path]
 
     def run(
         self, opts: SplitOptions, source: SourceMedia | None = None, trim: TrimRange | None = None
@@ -404,21 +503,36 @@ class VoiceSplitter:
             raise UserError(
                 f"no speech found in {source.path.name}{scan.where()} (VAD found {speech_total:.1f} s)"
             )
-        windows = self.speech_windows(opts, raw_spans, total_s, warnings)
+        selection = None
+        if opts.find_speakers and not self._speakers_possible(opts):
+            warnings.append(
+                f"every voice kept: {NEEDS_ENCODER} (pip install 'py-audio-box[qa]'), so the clips may mix speakers"
+            )
+        elif opts.find_speakers:
+            with _timed(timings, "speakers_s"):
+                selection = self.speakers(opts, scan, raw_spans)
+        regions = selection.regions if selection else None
+        if regions is not None:
+            self._require_clean_speech(opts, selection, min(3.0, opts.clip_bounds()[0]))
+        windows = self.speech_windows(
+            opts, raw_spans if regions is None else restrict_spans(raw_spans, regions), total_s, warnings
+        )
         with _timed(timings, "separate_s"):
             sep = self.separator(opts.separator) if opts.separate else None
             audio, separated_s = self.window_audio(opts, scan, windows, raw_spans, sep, warnings)
-            scored = self.score_candidates(opts, windows, audio)
+            scored = self.score_candidates(opts, windows, audio, regions)
             if sep is not None:
                 self.progress.done("separate", f"{separated_s:.0f} s of {total_s:.0f} s")
         if not scored:
+            if regions is not None:
+                self._require_clean_speech(opts, selection, float("inf"))
             lo, _hi = opts.clip_bounds()
             raise UserError(
                 f"no usable speech in {source.path.name}{scan.where()}: no stretch of at least {lo:.1f} s "
                 f"without a pause over {opts.max_pause_s:.1f} s"
             )
         with _timed(timings, "export_s"):
-            clips, reference, ref_samples = self.export(opts, scan, windows, audio, scored)
+            clips, reference, ref_samples = self.export(opts, scan, windows, audio, scored, selection)
         timings["total_s"] = time.monotonic() - t0
 
         result = SplitResult(
@@ -442,6 +556,7 @@ class VoiceSplitter:
             },
             warnings=warnings,
             reference_samples=ref_samples,
+            speakers=selection,
         )
         for w in warnings:
             self.progress.warn(w)
@@ -511,6 +626,112 @@ class VoiceSplitter:
         spans = [Span(float(a), float(b)) for a, b in data["spans"]]
         self.progress.done("vad", "cached" if reused else f"{speech_seconds(spans):.0f} s speech")
         return spans, float(data["audio_s"])
+
+    # -- stage 2b: who speaks when, and whose clips to keep
+    def speaker_map(self, opts: SplitOptions, scan: _Scan, raw_spans: list[Span]) -> SpeakerMap:
+        """The speakers of the scanned range (times from the trim start), cached like the VAD map."""
+        settings = opts.speaker_settings
+        key = sha256_json({"vad": RAW_VAD.key(), "speakers": settings.key()})[:8]
+        path = scan.cache_dir / f"speakers_{scan.range_key}_{key}.json"
+        self.progress.stage("speakers", speech_seconds(raw_spans))
+
+        def compute() -> dict:
+            from audiobox.speakers import find_speakers
+
+            audio16 = load_audio(
+                scan.source.path, VAD_SAMPLE_RATE, start=scan.trim.start or None, end=scan.scan_end
+            ).samples
+            smap = find_speakers(
+                audio16,
+                raw_spans,
+                self.speaker_encoder(),
+                settings,
+                on_progress=lambda done_s: self.progress.update("speakers", done_s),
+            )
+            return smap.to_json() | {
+                "source_sha256": scan.file_hash,
+                "trim": [scan.trim.start, scan.scan_end],
+            }
+
+        def valid(data: dict) -> bool:
+            try:
+                SpeakerMap.from_json(data, settings)
+            except (ValueError, KeyError, TypeError):
+                return False
+            return True
+
+        data, reused = cached_json(path, refresh=opts.refresh, make=compute, valid=valid)
+        smap = SpeakerMap.from_json(data, settings)
+        count = len(smap.speakers)
+        self.progress.done(
+            "speakers", ("cached, " if reused else "") + f"{count} speaker{'s' if count != 1 else ''}"
+        )
+        return smap
+
+    def speakers(self, opts: SplitOptions, scan: _Scan, raw_spans: list[Span]) -> SpeakerSelection:
+        """The speaker map and the speaker `opts.speaker` asks for."""
+        smap = self.speaker_map(opts, scan, raw_spans)
+        sample = None
+        if opts.speaker.match is not None and smap.speakers:
+            audio, spans = self.match_sample(opts.speaker.match)
+            sample = self.speaker_encoder().embed_speech(audio, VAD_SAMPLE_RATE, spans)
+        return SpeakerSelection(smap, choose_speaker(smap, opts.speaker, sample))
+
+    @staticmethod
+    def _require_clean_speech(opts: SplitOptions, selection: SpeakerSelection, need_s: float) -> None:
+        """A UserError naming the speakers when the chosen one has too little clean speech."""
+        chosen = selection.chosen
+        clean = selection.map.usable_s(chosen.speaker.id)
+        if clean >= need_s:
+            return
+        need = (
+            f"a reference needs at least {min(need_s, 3.0):.1f} s"
+            if need_s < float("inf")
+            else (f"no stretch of at least {opts.clip_bounds()[0]:.1f} s came out of it")
+        )
+        raise UserError(
+            f"speaker {chosen.speaker.id} ({chosen.reason}) has too little clean speech for a reference: "
+            f"{clean:.1f} s where that voice talks alone in turns of at least "
+            f"{opts.speaker_settings.min_turn_s:.1f} s ({need}). Speakers found: "
+            + "; ".join(speaker_lines(selection.map))
+            + ". Pick another with --speaker N or --match FILE."
+        )
+
+    def list_speakers(
+        self,
+        opts: SplitOptions,
+        source: SourceMedia | None = None,
+        trim: TrimRange | None = None,
+        sample_dir: Path | None = None,
+        sample_s: float = 8.0,
+    ) -> SpeakerListing:
+        """Stages 1, 2 and the speaker stage only; writes `speaker_<id>.wav` samples into `sample_dir`."""
+        timings: dict[str, float] = {}
+        t0 = time.monotonic()
+        if source is None or trim is None:
+            source, trim = self.resolve(opts)
+        scan = self._scan(opts, source, trim)
+        raw_spans, total_s = self.speech_map(opts, scan)
+        if speech_seconds(raw_spans) < 1.0:
+            raise UserError(f"no speech found in {source.path.name}{scan.where()}")
+        with _timed(timings, "speakers_s"):
+            selection = self.speakers(opts, scan, raw_spans)
+        samples: dict[int, tuple[Path, Span]] = {}
+        if sample_dir is not None:
+            sample_dir.mkdir(parents=True, exist_ok=True)
+            for speaker in selection.map.speakers:
+                span = selection.map.sample_span(speaker.id, sample_s)
+                if span is None:
+                    continue
+                in_source = span.shifted(trim.start)
+                mix = load_audio(
+                    source.path, TTS_SAMPLE_RATE, start=in_source.start, end=in_source.end
+                ).samples
+                path = sample_dir / f"speaker_{speaker.id}.wav"
+                write_audio(path, _fade(mix, TTS_SAMPLE_RATE), TTS_SAMPLE_RATE, "wav")
+                samples[speaker.id] = (path, in_source)
+        timings["total_s"] = time.monotonic() - t0
+        return SpeakerListing(source, trim, selection, samples, total_s, speech_seconds(raw_spans), timings)
 
     # -- stage 3: speech-dense windows
     def speech_windows(
@@ -609,18 +830,30 @@ class VoiceSplitter:
 
     # -- stage 5: candidate clips, scored
     def score_candidates(
-        self, opts: SplitOptions, windows: list[Window], audio: list[_WindowAudio]
+        self,
+        opts: SplitOptions,
+        windows: list[Window],
+        audio: list[_WindowAudio],
+        regions: list[Span] | None = None,
     ) -> list[tuple[float, Span, Any]]:
-        """(score, span in the scanned range, (window index, measures)) for every candidate clip."""
+        """(score, span in the scanned range, (window index, measures)) for every candidate clip.
+
+        With `regions` (the chosen speaker's, in the scanned range) a clip lies inside one of them.
+        """
         lo, hi = opts.clip_bounds()
         scored: list[tuple[float, Span, Any]] = []
         for allow_short in (False, True):
             for wi, (win, wa) in enumerate(zip(windows, audio)):
-                for cand in candidate_clips(wa.spans, lo, hi, opts.length, opts.max_pause_s, allow_short):
+                spans = wa.spans
+                if regions is not None:
+                    spans = restrict_spans(spans, [r.shifted(-win.start) for r in regions], min_s=0.25)
+                for cand in candidate_clips(spans, lo, hi, opts.length, opts.max_pause_s, allow_short):
+                    if regions is not None and not within_one(cand.shifted(win.start), regions):
+                        continue
                     a, b = int(cand.start * TTS_SAMPLE_RATE), int(cand.end * TTS_SAMPLE_RATE)
                     inner = [
                         Span(s.start - cand.start, s.end - cand.start)
-                        for s in wa.spans
+                        for s in spans
                         if s.start >= cand.start - 1e-6 and s.end <= cand.end + 1e-6
                     ]
                     score, measures = measure_clip(wa.samples[a:b], TTS_SAMPLE_RATE, inner)
@@ -637,8 +870,11 @@ class VoiceSplitter:
         windows: list[Window],
         audio: list[_WindowAudio],
         scored: list[tuple[float, Span, Any]],
+        selection: SpeakerSelection | None = None,
     ) -> tuple[list[Clip], Clip | None, np.ndarray | None]:
-        """The best clips (written when opts.out_dir is set), the reference clip and its samples."""
+        """The best clips (written when opts.out_dir is set), the reference clip and its samples.
+
+        With a speaker `selection` each clip records that speaker and its similarity to it."""
         best_first = pick_clips(scored, max(opts.clips, 1), opts.length)[: opts.clips]
         reference = self._pick_reference(scored)
         out_dir = Path(opts.out_dir) if opts.out_dir else None
@@ -652,6 +888,10 @@ class VoiceSplitter:
         def clip(index: int, path: Path | None, item) -> Clip:
             score, span, (wi, measures) = item
             offset = scan.trim.start
+            speaker = similarity = None
+            if selection is not None:
+                speaker = selection.chosen.speaker.id
+                similarity = selection.map.similarity_in(span, speaker)
             return Clip(
                 index,
                 path,
@@ -661,6 +901,8 @@ class VoiceSplitter:
                 measures,
                 audio[wi].from_vocals,
                 wi,
+                speaker,
+                similarity,
             )
 
         if out_dir is not None:
@@ -749,6 +991,7 @@ def manifest(result: SplitResult) -> dict:
             {"start": round(w.start, 3), "end": round(w.end, 3), "speech_s": round(w.speech_s, 3)}
             for w in result.windows
         ],
+        "speakers": result.speakers.to_json() if result.speakers else None,
         "stats": result.stats,
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "warnings": result.warnings,

@@ -164,6 +164,74 @@ def read_text_arg(text: str | None, text_file: str | None) -> str:
     return text or ""
 
 
+def add_speaker_args(parser: argparse.ArgumentParser) -> None:
+    """voice-split/voice-register: whose voice to keep when a recording has several."""
+    who = parser.add_argument_group("speaker (interviews, podcasts: several voices)")
+    who.add_argument(
+        "--speaker",
+        default="auto",
+        metavar="auto|N",
+        help="whose clips: auto = the speaker with the most speech; N = the Nth by speech time "
+        "(see --list-speakers). Clips and the reference come from that speaker only",
+    )
+    who.add_argument(
+        "--match",
+        metavar="FILE",
+        help="the speaker whose voice is closest to this short sample (a few seconds)",
+    )
+    who.add_argument(
+        "--list-speakers",
+        action="store_true",
+        help="print the speakers found (speech time, turns, a short sample wav of each to listen to) and stop",
+    )
+
+
+def show_speakers(splitter, opts, dirs, as_json: bool, progress=None) -> int:
+    """--list-speakers: find the speakers, write a sample of each, print them (or JSON) and stop."""
+    splitter.prepare(opts, listing=True)
+    source, trim = splitter.resolve(opts)
+    listing = splitter.list_speakers(opts, source, trim, sample_dir=dirs.work / source.source_id / "speakers")
+    if progress is not None:
+        progress.close()
+    if as_json:
+        print_json(listing.to_json())
+        return 0
+    data = listing.to_json()["speakers"]
+    found = data["found"]
+    print(
+        f"{len(found)} speaker{'s' if len(found) != 1 else ''} in {source.path.name} "
+        f"({listing.speech_s:.1f} s of speech in {listing.audio_s:.1f} s"
+        + (f"; {data['unclear_s']:.1f} s unclear: overlapping or too short" if data["unclear_s"] else "")
+        + ")"
+    )
+    for entry in found:
+        mark = f"   <- chosen: {data['reason']}" if entry["id"] == data["chosen"] else ""
+        match = f", {entry['match_similarity']:.2f} like the sample" if "match_similarity" in entry else ""
+        print(
+            f"  speaker {entry['id']}: {entry['speech_s']:6.1f} s speech, {entry['turns']:3d} turns, "
+            f"{entry['clean_s']:6.1f} s clean{match}{mark}"
+        )
+        if entry["sample"]:
+            print(f"             listen: {entry['sample']}")
+    print(
+        "pick one with --speaker N (or --match FILE); clips and the reference then come from that voice only"
+    )
+    return 0
+
+
+def speaker_note(result) -> dict | None:
+    """Whose voice a split kept, for voice.json and the summary line."""
+    if result.speakers is None:
+        return None
+    chosen, found = result.speakers.chosen, len(result.speakers.map.speakers)
+    return {
+        "id": chosen.speaker.id,
+        "of": found,
+        "reason": chosen.reason,
+        "text": f"speaker {chosen.speaker.id} of {found} ({chosen.reason})",
+    }
+
+
 def print_json(data, file=None) -> None:
     out = file or sys.stdout
     out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")

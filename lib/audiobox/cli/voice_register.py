@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int
+from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int, speaker_note
 from audiobox.cli.voice_split import (
     add_source_args,
     add_split_args,
@@ -32,6 +32,7 @@ EPILOG = """examples:
   voice-register --url "https://www.youtube.com/watch?v=ID" --start 2:00 --end 7:00 --voice-name host
   voice-register --audio interview.wav --voice-name guest --text "Nice to meet you." --language english
   voice-register --audio talk.mp3 --voice-name lecturer --skip-synth   # prompt built, no test sentence
+  voice-register --audio podcast.mp3 --voice-name guest --speaker 2     # the second voice by speech time
 """
 
 
@@ -129,6 +130,16 @@ def dispatch(argv) -> int:
     dirs = resolve_dirs(cache=args.cache, out=args.out)
     registry = VoiceRegistry(dirs.voices)
     slug = args.voice_name
+    if args.list_speakers:
+        from audiobox.cli.common import show_speakers
+        from audiobox.split import RichProgress, VoiceSplitter
+
+        progress = RichProgress(console)
+        try:
+            splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+            return show_speakers(splitter, split_options(args, None), dirs, args.json, progress)
+        finally:
+            progress.close()
     info, language, ref_language, text = _precheck(args, dirs, registry)
     opts = split_options(args, None)
     opts.validate()
@@ -153,6 +164,7 @@ def dispatch(argv) -> int:
         raise UserError("no reference clip came out of the split")
     stages.end(
         f"{len(result.clips)} clips + reference ({result.reference.duration:.1f} s) in {result.out_dir}"
+        + (f"; {speaker_note(result)['text']}" if result.speakers else "")
     )
 
     # 2. reference: best segment + transcript, exactly as voice-clone prepares one
@@ -212,6 +224,7 @@ def dispatch(argv) -> int:
             clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
             n_clips=len(result.clips),
             clips_dir=str(result.out_dir),
+            speaker=speaker_note(result),
         ),
     )
     voice = registry.create(
@@ -252,7 +265,11 @@ def dispatch(argv) -> int:
         "reference": prepared.to_dict() | {"audio": None},
         "takes": take_files,
         "stage_seconds": stages.times,
-        "split": {"stats": result.stats, "warnings": result.warnings},
+        "split": {
+            "stats": result.stats,
+            "warnings": result.warnings,
+            "speakers": result.speakers.to_json() if result.speakers else None,
+        },
         "next": next_cmd,
     }
     summary["reference"].pop("audio", None)

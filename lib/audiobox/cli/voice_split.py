@@ -1,7 +1,8 @@
 """voice-split: pull clean voice clips out of a link or a recording (and optionally register a voice).
 
-Stages: download (yt-dlp, cached) -> speech map (Silero VAD) -> vocals of the speech-dense windows
-(Demucs, in-process) -> ranked clips that start and end inside speech -> 24 kHz mono wav files.
+Stages: download (yt-dlp, cached) -> speech map (Silero VAD) -> speakers (who talks when; one is
+chosen) -> vocals of that speaker's speech-dense windows (Demucs, in-process) -> ranked clips that
+start and end inside that speaker's speech -> 24 kHz mono wav files.
 """
 
 from __future__ import annotations
@@ -11,13 +12,25 @@ import shlex
 import sys
 from pathlib import Path
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, non_negative_int, positive_float
+from audiobox.cli.common import (
+    HelpFormatter,
+    Parser,
+    add_dirs,
+    add_speaker_args,
+    non_negative_int,
+    positive_float,
+    show_speakers,
+    speaker_note,
+)
 from audiobox.errors import UserError, run_main
 
 EPILOG = """examples:
   voice-split --url "https://www.youtube.com/watch?v=ID" --start 1:30 --end 6:00 --clips 5
   voice-split --audio interview.mp3 --voice-name host --length 12
   voice-split --audio podcast.wav --demucs-repo ~/models/demucs --interactive --voice-name guest
+  voice-split --audio interview.mp3 --list-speakers          # who talks, how long; a sample of each
+  voice-split --audio interview.mp3 --speaker 2 --voice-name guest
+  voice-split --audio interview.mp3 --match guest_sample.wav --voice-name guest
 """
 
 
@@ -53,6 +66,7 @@ def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> N
         metavar="SEC",
         help="only look at the first SEC seconds (after --start)",
     )
+    add_speaker_args(parser)
     sep = parser.add_argument_group("vocals separation")
     sep.add_argument("--separator-model", default="htdemucs", metavar="NAME", help="Demucs model name")
     sep.add_argument("--demucs-repo", metavar="DIR", help="local Demucs model repo (<name>.yaml + weights)")
@@ -99,6 +113,7 @@ def split_options(args: argparse.Namespace, out_dir: Path | None):
     """SplitOptions from parsed flags (shared with voice-register)."""
     from audiobox.separate import SeparatorOptions
     from audiobox.sources import parse_timestamp
+    from audiobox.speakers import SpeakerChoice
     from audiobox.split import SplitOptions
 
     if args.windows is not None and args.windows < 1:
@@ -124,6 +139,7 @@ def split_options(args: argparse.Namespace, out_dir: Path | None):
         ),
         out_dir=out_dir,
         refresh=args.refresh,
+        speaker=SpeakerChoice.parse(args.speaker, args.match),
     )
 
 
@@ -182,7 +198,12 @@ def register_split_voice(registry, slug: str, result, *, display_name: str | Non
             source_end=round(result.reference.end, 3),
             measures=result.reference.measures,
         ),
-        source=dict(result.source.meta, trim=[result.trim.start, result.trim.end], n_clips=len(result.clips)),
+        source=dict(
+            result.source.meta,
+            trim=[result.trim.start, result.trim.end],
+            n_clips=len(result.clips),
+            speaker=speaker_note(result),
+        ),
     )
     # the clip is both what speaks and what voice-clone later transcribes and re-cuts
     return registry.create(slug, record, write_files=reference_files(ref, ref), replace=replace)
@@ -218,7 +239,11 @@ def dispatch(argv) -> int:
     progress = RichProgress(console)
     try:
         splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-        splitter.prepare(opts)  # a missing Demucs model fails here, before any download
+        if args.list_speakers:
+            return show_speakers(splitter, opts, dirs, args.json, progress)
+        splitter.prepare(
+            opts
+        )  # a bad --match sample or a missing Demucs model fails here, before any download
         source, trim = splitter.resolve(opts)
         opts.out_dir = dirs.work / (args.voice_name or source.source_id)
         result = splitter.run(opts, source, trim)
@@ -237,6 +262,7 @@ def dispatch(argv) -> int:
     console.print(
         f"{len(result.clips)} clips in {result.out_dir}"
         + (f" (+ reference.wav, {result.reference.duration:.1f} s)" if result.reference else "")
+        + (f"; {speaker_note(result)['text']}" if result.speakers else "")
     )
     console.print(
         f"Demucs ran on {result.stats['separated_s']:.0f} s of {result.stats['audio_s']:.0f} s; "
