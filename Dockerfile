@@ -29,12 +29,17 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 WORKDIR /app
 # Dependency layer first: it depends on pyproject.toml only, so a code change does not reinstall
 # every dependency. An empty package stands in for the code; the real code is installed below
-# with --no-deps.
+# with --no-deps. The `qa` extra brings Resemblyzer (voice-split's speaker step and the take checks);
+# its webrtcvad dependency is an sdist, so a compiler is present for that install only.
 COPY pyproject.toml README.md* ./
 COPY scripts/strip-torchaudio-ext.sh scripts/strip-torchaudio-ext.sh
 RUN mkdir -p lib/audiobox && touch lib/audiobox/__init__.py \
  && { [ -f README.md ] || : > README.md; } \
- && pip install . \
+ && apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install "/app[qa]" \
+ && apt-get purge -y --auto-remove gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/* \
  && scripts/strip-torchaudio-ext.sh python
 COPY . .
 RUN pip install --no-deps --force-reinstall . \
