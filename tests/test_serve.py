@@ -87,6 +87,7 @@ def served(tiny_models, tmp_path_factory):
         models={"base": str(tiny_models / "base"), "custom_voice": cv},
         runtime=RuntimeOptions(device="cpu", dtype="float32", threads=1),
         judge_asr="none",
+        asr_model=str(tiny_models / "whisper"),
     )
     app = create_app(config)
     server, thread, url = _start(app)
@@ -239,6 +240,44 @@ def test_voices_api_export_import_delete(served):
     assert httpx.delete(url + "/v1/audio/voices/anna-copy").json()["deleted"] is True
     assert httpx.get(url + "/v1/audio/voices/anna-copy").status_code == 404
     assert httpx.delete(url + "/v1/audio/voices/vivian").status_code == 404  # built-ins stay
+
+
+def test_create_a_voice_from_an_uploaded_clip_then_speak_with_it(served, tmp_path_factory):
+    """POST /v1/audio/voices runs voice-clone's reference pipeline and quality gate on the upload."""
+    import httpx
+    from clone_audio import CLEAN_TEXT, shared_clone_audio
+
+    audio = shared_clone_audio(tmp_path_factory)
+    url = served["url"]
+
+    def upload(name, path, **data):
+        return httpx.post(
+            url + "/v1/audio/voices",
+            files={"file": (path.name, path.read_bytes())},
+            data={"name": name, **data},
+            timeout=300,
+        )
+
+    made = upload("guest", audio.clean, transcript=CLEAN_TEXT, language="english")
+    assert made.status_code == 201, made.text
+    assert made.json()["id"] == "guest" and made.json()["kind"] == "clone"
+    assert made.json()["transcript"]
+    pcm = (
+        served["client"]
+        .audio.speech.create(
+            model="qwen3-tts", voice="guest", input="Hello.", response_format="pcm", extra_body={"seed": 1}
+        )
+        .content
+    )
+    assert len(pcm) > 0 and len(pcm) % 2 == 0
+    again = upload("guest", audio.clean, transcript=CLEAN_TEXT)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "voice_exists"
+    for bad in (audio.silent, audio.not_audio):
+        refused = upload("nobody", bad, transcript="words")
+        assert refused.status_code == 400, refused.text
+        assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
+    assert httpx.get(url + "/v1/audio/voices/nobody").status_code == 404
+    assert upload("../x", audio.clean).status_code == 400
 
 
 def test_load_eight_clients_fifty_requests_with_disconnects(served):

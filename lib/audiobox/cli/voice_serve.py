@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "whisper", "sphinx", "none"),
         help="ASR that select_best uses to check takes",
     )
+    parser.add_argument(
+        "--asr-model",
+        default="small",
+        help="faster-whisper model for uploaded clips sent without a transcript",
+    )
     add_dirs(parser, out=False)
     return parser
 
@@ -99,6 +104,7 @@ def _main(argv) -> int:
         ),
         max_batch=args.max_batch,
         judge_asr=args.judge_asr,
+        asr_model=args.asr_model,
     )
     from audiobox.serve.app import serve
 

@@ -287,6 +287,22 @@ def create_app(config: ServeConfig, service: SpeechService | None = None) -> Fas
         path = await run_in_threadpool(service.registry.export_zip, voice_id, folder / f"{voice_id}.zip")
         return FileResponse(path, media_type="application/zip", filename=path.name)
 
+    @app.post("/v1/audio/voices")
+    async def create_voice(
+        name: str = Form(..., min_length=1, max_length=64),
+        file: UploadFile = File(...),
+        transcript: str | None = Form(None, max_length=2000),
+        language: str = Form("auto", max_length=40),
+    ):
+        with tempfile.TemporaryDirectory(prefix="voice-serve-clip-") as folder:
+            suffix = Path(file.filename or "clip").suffix.lower()[:8]
+            clip = Path(folder) / f"upload{suffix if suffix.isascii() and suffix[1:].isalnum() else ''}"
+            clip.write_bytes(await file.read())
+            voice = await run_in_threadpool(
+                service.create_voice, name, clip, Path(file.filename or "clip").name, transcript, language
+            )
+        return JSONResponse(voice, status_code=201)
+
     @app.post("/v1/audio/voices/import")
     async def import_voice(
         file: UploadFile = File(...),

@@ -35,6 +35,7 @@ class ServeConfig:
     limits: Limits = Limits()
     max_batch: int = 8
     judge_asr: str = "auto"  # ASR used by select_best (audiobox.takes)
+    asr_model: str = "small"  # faster-whisper model transcribing uploaded clips without a transcript
 
     @property
     def model_ids(self) -> list[str]:

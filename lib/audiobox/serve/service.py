@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -84,6 +85,56 @@ class SpeechService:
         if voice_id.lower() in self.builtin_speakers():
             return builtin_object(voice_id.lower())
         raise ApiError(404, f"voice {voice_id!r} not found", "voice_not_found", "voice")
+
+    def create_voice(self, name: str, clip: Path, filename: str, transcript: str | None, language: str):
+        """A clone voice from an uploaded clip, through the voice-clone reference pipeline: decode,
+        find speech, pick and check a segment against the same quality gate (refused clips are a
+        400 with the reason), transcribe it unless a transcript came with it, build the prompt with
+        the served Base model, register voice + prompt in one transaction."""
+        from audiobox.refprep import RefOptions, prepare_reference
+        from audiobox.voices import validate_slug
+
+        validate_slug(name)
+        if self.registry.exists(name):
+            raise ApiError(
+                409, f"voice {name!r} already exists (delete it first or pick another name)", "voice_exists"
+            )
+        transcript = " ".join((transcript or "").split()) or None
+        options = RefOptions(
+            ref_text=transcript, language=normalize_language(language), asr_model=self.config.asr_model
+        )
+
+        def load_asr():
+            from audiobox.asr import load_asr as load
+
+            return load(options.asr_model, cache_dir=self.config.dirs.stage("asr"))
+
+        prepared = prepare_reference(clip, self.config.dirs.stage("refs"), options, asr_loader=load_asr)
+        synth = self.engine_for(self.config.models["base"], "base").synth
+        prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=False)
+
+        def write_files(staging: Path) -> None:
+            from audiobox.audio import write_audio
+
+            write_audio(staging / "ref.wav", prepared.audio.samples, prepared.audio.sample_rate)
+
+        record = {
+            "engine": "clone_prompt",
+            "display_name": name,
+            "source": {
+                "type": "upload",
+                "filename": filename,
+                "sha256": prepared.source_sha256,
+                "duration_sec": round(prepared.source_duration, 3),
+            },
+            "ref": prepared.ref_info(),
+        }
+        extra = {
+            "ref_segment": [round(prepared.start, 3), round(prepared.end, 3)],
+            "transcript": prepared.transcript,
+        }
+        self.registry.create(name, record, write_files=write_files, prompts=((prompt, None, extra),))
+        return self.get_voice(name)
 
     # ------------------------------------------------------------------ speech
     def plan(self, order: SpeechOrder) -> PlannedSpeech:
