@@ -250,11 +250,11 @@ def test_resemblyzer_imports_even_when_webrtcvad_is_broken():
 
 
 def test_review_of_a_speak_run_writes_best_scoreboard_and_words(defect_takes, speech, tmp_path):
-    import argparse
     import json
 
     import soundfile as sf
-    from audiobox.takes import review_speak_result
+    from audiobox.cli.voice_synth import print_review
+    from audiobox.takes import ReviewOptions, review_speak_result
     from rich.console import Console
 
     named = {k: defect_takes[k] for k in ("truncated", "clean", "clipped")}
@@ -266,12 +266,12 @@ def test_review_of_a_speak_run_writes_best_scoreboard_and_words(defect_takes, sp
         takes=takes,
         meta={"text": TEXT, "language": "english", "voice": {"id": "speaker-x", "engine": "custom_voice"}},
     )
-    args = argparse.Namespace(
-        select_best=True, qa=False, align_words=True, qa_asr="sphinx", asr_model=None, format="wav"
-    )
+    options = ReviewOptions(select_best=True, align_words=True, asr="sphinx", format="wav")
     dirs = SimpleNamespace(stage=lambda name: tmp_path / name, voices=tmp_path / "voices")
     console = Console(record=True, width=150)
-    assert review_speak_result(args, result, dirs, console) == 0
+    review = review_speak_result(result, dirs, options)
+    assert not review.failed and review.best_file == run_dir / "best.wav"
+    print_review(console, review, run_dir)
     best, rate = sf.read(run_dir / "best.wav", dtype="float32")
     assert rate == SR and len(best) == len(defect_takes["clean"])
     meta = json.loads((run_dir / "takes.meta.json").read_text())

@@ -80,3 +80,19 @@ def guess_language(text: str) -> str:
     if best == "chinese" and counts["japanese"]:
         return "japanese"
     return best
+
+
+def text_chars(text: str) -> int:
+    """Characters that take time to say: letters/digits/CJK plus word gaps (collapsed whitespace)."""
+    return len(" ".join(text.split()))
+
+
+def expected_seconds(text: str, language: str | None = None) -> float:
+    """How long natural speech of `text` lasts at the language's typical pace ('auto': guessed)."""
+    lang = language if language and language != AUTO else guess_language(text)
+    return text_chars(text) / pace(lang).chars_per_second
+
+
+def pace_ratio(text: str, speech_s: float, language: str | None = None) -> float:
+    """How much faster than the usual pace `text` was said in `speech_s` seconds (1 = typical)."""
+    return expected_seconds(text, language) / max(speech_s, 0.25)

@@ -220,11 +220,6 @@ def _span_masks(
     return speech, ~near
 
 
-def text_chars(text: str) -> int:
-    """Characters that take time to say: letters/digits/CJK plus word gaps (collapsed whitespace)."""
-    return len(" ".join(text.split()))
-
-
 def measure(
     samples: np.ndarray,
     sample_rate: int,
@@ -273,12 +268,10 @@ def measure(
     )
     cps = ratio = None
     if transcript is not None and transcript.strip():
-        from audiobox.languages import guess_language, pace
+        from audiobox.languages import pace_ratio, text_chars
 
-        lang = language if language and language != "auto" else guess_language(transcript)
-        chars = text_chars(transcript)
-        cps = chars / max(speech_s, 0.25)
-        ratio = cps / pace(lang).chars_per_second
+        cps = text_chars(transcript) / max(speech_s, 0.25)
+        ratio = pace_ratio(transcript, speech_s, language)
     return QualityMeasures(
         duration_s=duration,
         peak=float(np.max(np.abs(x))),

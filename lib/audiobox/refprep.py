@@ -46,7 +46,8 @@ import numpy as np
 from audiobox.audio import TTS_SAMPLE_RATE, Audio, load_audio, write_audio
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
-from audiobox.quality import QUALITY_VERSION, frame_powers, loudness_gain, measure, quality_score, text_chars
+from audiobox.languages import pace_ratio, text_chars
+from audiobox.quality import QUALITY_VERSION, frame_powers, loudness_gain, measure, quality_score
 from audiobox.stagecache import cached_file, cached_json
 
 SCORING_VERSION = 1  # bump when candidate planning or scoring changes: cached selections recompute
@@ -426,27 +427,17 @@ def coverage_of(
     return covered / total, uncovered
 
 
-def rate_ratio(text: str, speech_s: float, language: str | None) -> float:
-    from audiobox.languages import guess_language, pace
-
-    lang = language if language and language != "auto" else guess_language(text)
-    return text_chars(text) / max(speech_s, 0.25) / pace(lang).chars_per_second
-
-
 MAX_VERIFY_WER = 0.5
 
 
-def _words(text: str) -> str:
-    return " ".join("".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in text).split())
-
-
-def verify_words(ref_text: str, heard: dict, min_confidence: float | None = None) -> dict:
+def verify_words(
+    ref_text: str, heard: dict, min_confidence: float | None = None, language: str = "auto"
+) -> dict:
     """Compare a given transcript with whisper's. Only a confident whisper can call it a mismatch."""
-    import jiwer
+    from audiobox.takes.text import error_rate
 
     confidence = float(heard.get("confidence", math.exp(min(0.0, float(heard["avg_logprob"])))))
-    expected, got = _words(ref_text), _words(heard.get("text", ""))
-    wer = float(jiwer.wer(expected, got or "-")) if expected else 1.0
+    wer = error_rate(ref_text, heard.get("text", ""), language)
     floor = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
     verdict = "unsure" if confidence < floor else ("mismatch" if wer > MAX_VERIFY_WER else "match")
     return {
@@ -633,7 +624,7 @@ class RefPreparer:
         words = [Word(**w) for w in data.get("words", [])]
         cand.coverage, cand.uncovered = coverage_of(words, _relative_spans(spans, cand.start, cand.end))
         if cand.transcript.strip():
-            cand.rate_ratio = rate_ratio(
+            cand.rate_ratio = pace_ratio(
                 cand.transcript, cand.speech_s, lang or _language_name(cand.language)
             )
         self._check(cand)
@@ -841,11 +832,11 @@ class RefPreparer:
         for cand in cands:
             if opts.ref_text:
                 cand.transcript = opts.ref_text
-                cand.rate_ratio = rate_ratio(opts.ref_text, cand.speech_s, lang)
+                cand.rate_ratio = pace_ratio(opts.ref_text, cand.speech_s, lang)
                 if opts.verify_ref_text:
                     self.progress(f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)")
                     heard = self.transcribe(audio, base, cand.start, cand.end)
-                    cand.verification = verify_words(opts.ref_text, heard, opts.min_confidence)
+                    cand.verification = verify_words(opts.ref_text, heard, opts.min_confidence, opts.language)
             self._check(cand)
 
     # -- the whole thing -----------------------------------------------------------------------------

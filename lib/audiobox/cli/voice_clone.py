@@ -802,14 +802,9 @@ def cmd_self_test(args) -> int:
                 args.whisper_model, device=args.whisper_device, cache_dir=dirs.stage("asr")
             )
             heard = transcriber.transcribe(prepared.audio, language="english", temperature=0.0)
-            import jiwer
+            from audiobox.takes.text import error_rate
 
-            def norm(s):
-                return " ".join(
-                    "".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in s).split()
-                )
-
-            wer = float(jiwer.wer(norm(SELF_TEST_REF_TEXT), norm(heard.text) or "-"))
+            wer = error_rate(SELF_TEST_REF_TEXT, heard.text, "english")
             status = "ok" if wer <= 0.35 else "warn"
             check(
                 "whisper",

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from audiobox.cli.batch import add_batch_parser, cmd_batch
 from audiobox.cli.common import (
     HelpFormatter,
     Parser,
@@ -25,6 +26,7 @@ from audiobox.errors import UserError, run_main
 from audiobox.paths import resolve_dirs
 from audiobox.tts.models import DEFAULT_MODELS
 
+ASR_CHOICES = ("auto", "whisper", "sphinx", "none")  # audiobox.takes.load_transcriber
 EPILOG = """examples:
   voice-synth speak --speaker Ryan --text "Hello"
   voice-synth speak --voice narrator --text-file chapter1.txt --chunk --variants 3
@@ -192,18 +194,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_take_checks(speak) -> None:
     """--select-best / --qa / --align-words (audiobox.takes)."""
-    from audiobox.takes import add_take_arguments
-
-    add_take_arguments(speak)
+    group = speak.add_argument_group("take checks")
+    group.add_argument(
+        "--select-best",
+        action="store_true",
+        help="check every take (words, voice, acoustics, pace) and write the best one as best.<format>; "
+        "a take failing a hard check is never picked",
+    )
+    group.add_argument(
+        "--qa", action="store_true", help="check the takes and print/save the scoreboard, pick nothing"
+    )
+    group.add_argument(
+        "--align-words",
+        action="store_true",
+        help="write word timestamps of the chosen take (best, or take 1) to <take>.words.json",
+    )
+    group.add_argument(
+        "--qa-asr",
+        default="auto",
+        choices=ASR_CHOICES,
+        help="ASR for the checks: auto = faster-whisper, or PocketSphinx for English when the "
+        "Whisper model is not available offline",
+    )
+    group.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
 
 
 def add_batch_command(sub) -> None:
     """`batch FILE` (audiobox.batch)."""
-    from audiobox.batch import add_batch_parser
-
-    add_batch_parser(
-        sub, add_generation, add_runtime, add_dirs, add_output_format, positive_int, HelpFormatter
-    )
+    add_batch_parser(sub)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -267,9 +285,8 @@ def cmd_speak(args) -> int:
 def cmd_speak_stream(args, request, dirs, pool, console) -> int:
     """speak --stream / --stdout: one take, written as it is made; time to first audio in --json."""
     from audiobox.speak_stream import StreamOutput, run_speak_stream
-    from audiobox.takes import wants_take_checks
 
-    if wants_take_checks(args):
+    if review_options(args).wanted:
         raise UserError(
             "take checks (--select-best/--qa/--align-words) need whole takes: drop --stream/--stdout"
         )
@@ -301,15 +318,41 @@ def cmd_speak_stream(args, request, dirs, pool, console) -> int:
 
 def review_takes(args, result, dirs, console) -> int:
     """--select-best / --qa / --align-words: judge the takes (audiobox.takes); 1 if none passed."""
-    from audiobox.takes import review_speak_result, wants_take_checks
+    from audiobox.takes import review_speak_result
 
-    return review_speak_result(args, result, dirs, console) if wants_take_checks(args) else 0
+    options = review_options(args)
+    if not options.wanted:
+        return 0
+    review = review_speak_result(result, dirs, options)
+    print_review(console, review, result.run_dir)
+    return 1 if review.failed else 0
 
 
-def cmd_batch(args) -> int:
-    from audiobox.batch import cmd_batch as run
+def review_options(args):
+    from audiobox.takes import ReviewOptions
 
-    return run(args)
+    return ReviewOptions(
+        select_best=args.select_best,
+        qa=args.qa,
+        align_words=args.align_words,
+        asr=args.qa_asr,
+        asr_model=args.asr_model,
+        format=args.format,
+    )
+
+
+def print_review(console, review, run_dir: Path) -> None:
+    board = review.board
+    if review.failed:
+        console.print("[red]no take passed the checks[/red]: best file not written (see the scoreboard)")
+    console.print(
+        board.table(
+            title=f"takes ({board.metric.upper()} by {board.models.get('asr') or 'no ASR'}, "
+            f"similarity to {board.models.get('similarity_to') or '-'})"
+        )
+    )
+    if review.best_file is not None:
+        console.print(f"best: take {board.best_index} -> {run_dir / review.best_file.name}")
 
 
 def speak_summary(result) -> dict:

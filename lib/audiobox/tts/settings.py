@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from audiobox.errors import UserError
-from audiobox.languages import guess_language, pace
+from audiobox.languages import expected_seconds
 
 FRAMES_PER_SECOND = 12.5  # one codec frame = 80 ms of audio
 BUDGET_MARGIN = 2.5  # generous: slow speakers and pauses must still fit
@@ -79,11 +79,6 @@ class GenerationSettings:
             "max_new_tokens": self.budget_for(text, language),
         }
         return kwargs
-
-
-def expected_seconds(text: str, language: str | None = None) -> float:
-    lang = language if language and language != "auto" else guess_language(text)
-    return len(text.strip()) / pace(lang).chars_per_second
 
 
 def token_budget(text: str, language: str | None = None, scale: float = 1.0) -> int:

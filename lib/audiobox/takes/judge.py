@@ -1,43 +1,20 @@
-"""Judge TTS takes so the user does not have to listen to all of them.
-
-Qwen3-TTS samples, so one take swallows its last words, another runs on, another drifts away from
-the voice. `TakeJudge` scores every take of one text on five things and ranks them:
-
-* intelligibility - a transcript (faster-whisper; PocketSphinx for English offline) against the text,
-  as WER, or CER for Chinese/Japanese/Korean, after language-aware normalisation;
-* speaker similarity - cosine of Resemblyzer (GE2E) embeddings against the voice's reference;
-* acoustics - clipping, leading/trailing silence, loudness and SNR from `audiobox.quality`;
-* pacing - speech duration against the pace expected for the language (`audiobox.languages`);
-* runaway / truncation - repeated n-grams, reference words missing at the end, audio far longer
-  or shorter than the text needs, and a take that stops mid-sound.
-
-Some checks are *hard*: a take that fails one is never picked, whatever its score. The rest feed a
-weighted score (weights in `WEIGHTS`). The ASR and speaker models are loaded once per judge, so a
-batch run pays for them once.
-
-Why Resemblyzer and not the Base model's own ECAPA speaker encoder: Resemblyzer's weights ship in
-its wheel (17 MB, loads in ~0.03 s, no hub), it works the same for clone, CustomVoice and
-VoiceDesign takes (the ECAPA encoder would mean loading a Base checkpoint for runs that use no
-Base model), and it is an independent judge: the Base model is trained to make its output match
-its own x-vector, so scoring with that same encoder grades the model with its own ruler. On Piper
-speech Resemblyzer gives 0.92-0.94 for the same voice and 0.42-0.53 for espeak-ng voices.
-"""
+"""The take judge: five measures per take, hard checks, a weighted score, a ranking (see audiobox.takes)."""
 
 from __future__ import annotations
 
 import math
-import re
 import sys
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from audiobox.errors import UserError
-from audiobox.languages import LANGUAGES, guess_language, pace
+from audiobox.languages import expected_seconds
 from audiobox.speakers import SpeakerEncoder
+from audiobox.takes.backends import TakeTranscriber, load_transcriber
+from audiobox.takes.text import CJK_LANGS, compare_text, resolve_language
 
 SCOREBOARD_VERSION = 1
 
@@ -188,204 +165,6 @@ def _pct(value):
 
 
 # --------------------------------------------------------------------------------------------
-# Text normalisation and error rates
-
-_APOSTROPHES = "'’‘`´ʼ"
-_CJK_LANGS = {name for name, lang in LANGUAGES.items() if lang.cjk}
-
-
-def resolve_language(text: str, language: str | None) -> str:
-    lang = (language or "auto").lower()
-    return lang if lang in LANGUAGES else guess_language(text)
-
-
-def normalize_text(text: str, language: str) -> str:
-    """Case-fold and strip punctuation the way all ten languages tolerate.
-
-    NFKC folds full-width forms (CJK punctuation, full-width digits); apostrophes are dropped so
-    "don't"/"dont" and "l'homme"/"lhomme" agree; hyphens and other punctuation become spaces;
-    Russian ё is read as е (transcripts rarely write it). Digits are kept as they are.
-    """
-    text = unicodedata.normalize("NFKC", text).casefold()
-    if language == "russian":
-        text = text.replace("ё", "е")
-    text = "".join("" if ch in _APOSTROPHES else ch for ch in text)
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        out.append(" " if cat[0] in "PSZC" else ch)
-    return re.sub(r"\s+", " ", "".join(out)).strip()
-
-
-def tokenize(text: str, language: str) -> list[str]:
-    """Words for alphabetic languages, characters for Chinese/Japanese/Korean (CER)."""
-    norm = normalize_text(text, language)
-    if language in _CJK_LANGS:
-        return [ch for ch in norm if not ch.isspace()]
-    return norm.split()
-
-
-@dataclass
-class TextMatch:
-    metric: str
-    error_rate: float
-    missing_tail: int
-    tail_limit: int
-    repeat_excess: int
-    ref_tokens: int
-    hyp_tokens: int
-
-
-def compare_text(reference: str, hypothesis: str, language: str) -> TextMatch:
-    """WER/CER of a transcript, plus the truncation and runaway evidence the alignment holds."""
-    import jiwer
-
-    language = resolve_language(reference, language)
-    metric = "cer" if language in _CJK_LANGS else "wer"
-    ref, hyp = tokenize(reference, language), tokenize(hypothesis, language)
-    tail_limit = max(3 if metric == "cer" else 2, math.ceil(0.15 * len(ref)))
-    if not ref:
-        raise UserError("cannot judge a take of an empty text")
-    if not hyp:
-        return TextMatch(metric, 1.0, len(ref), tail_limit, 0, len(ref), 0)
-    out = jiwer.process_words(" ".join(ref), " ".join(hyp))
-    # Truncation: text tokens after the last one the transcript got right.
-    last_equal = max((chunk.ref_end_idx for chunk in out.alignments[0] if chunk.type == "equal"), default=0)
-    missing_tail = len(ref) - last_equal
-    n = 4 if metric == "cer" else 3
-    return TextMatch(
-        metric,
-        float(out.wer),
-        missing_tail,
-        tail_limit,
-        max(0, _repeats(hyp, n) - _repeats(ref, n)),
-        len(ref),
-        len(hyp),
-    )
-
-
-def _repeats(tokens: Sequence[str], n: int) -> int:
-    """How many n-gram occurrences repeat an earlier one (a looping take repeats many)."""
-    seen: set[tuple] = set()
-    repeats = 0
-    for i in range(len(tokens) - n + 1):
-        gram = tuple(tokens[i : i + n])
-        repeats += gram in seen
-        seen.add(gram)
-    return repeats
-
-
-# --------------------------------------------------------------------------------------------
-# ASR back ends: anything with transcribe(samples, sample_rate, language) -> (text, words)
-
-
-@dataclass
-class WordTiming:
-    word: str
-    start: float
-    end: float
-    probability: float | None = None
-
-
-class TakeTranscriber(Protocol):
-    name: str
-
-    def transcribe_take(
-        self, samples: np.ndarray, sample_rate: int, language: str
-    ) -> tuple[str, list[WordTiming]]: ...
-
-
-class SphinxTranscriber:
-    """English ASR from PocketSphinx: its acoustic model, dictionary and LM ship inside the wheel.
-
-    Much weaker than Whisper on hard audio, but real, small (37 MB), fast on CPU and fully
-    offline, so English takes can be checked without downloading Whisper weights.
-    """
-
-    name = "pocketsphinx-en-us"
-    sample_rate = 16000
-
-    def __init__(self) -> None:
-        try:
-            from pocketsphinx import Decoder
-        except ImportError as exc:  # optional dependency
-            raise UserError("the sphinx ASR needs pocketsphinx: pip install 'py-audio-box[qa]'") from exc
-        self._decoder = Decoder(samprate=self.sample_rate, loglevel="FATAL")
-        self._frame_rate = float(self._decoder.config["frate"])
-
-    def transcribe_take(self, samples, sample_rate, language):
-        from audiobox.audio import resample
-
-        if language not in ("english", "auto"):
-            raise UserError(f"the sphinx ASR only knows English, not {language}; use --qa-asr whisper")
-        pcm = np.clip(resample(samples, sample_rate, self.sample_rate), -1.0, 1.0)
-        decoder = self._decoder
-        decoder.start_utt()
-        decoder.process_raw((pcm * 32767).astype(np.int16).tobytes(), full_utt=True)
-        decoder.end_utt()
-        words = []
-        for seg in decoder.seg():
-            word = re.sub(r"\(\d+\)$", "", seg.word)  # alternate pronunciations: word(2)
-            if word.startswith(("<", "[")) or not word:
-                continue  # <s>, </s>, <sil>, [NOISE]
-            words.append(
-                WordTiming(word, seg.start_frame / self._frame_rate, (seg.end_frame + 1) / self._frame_rate)
-            )
-        return " ".join(w.word for w in words), words
-
-
-class WhisperTranscriber:
-    """faster-whisper through `audiobox.asr` (one process-wide model, shared with the rest of the toolbox)."""
-
-    def __init__(self, model: str | None = None, device: str = "auto", cache_dir=None) -> None:
-        from audiobox.asr import load_asr
-
-        self._transcriber = load_asr(model, device=device, cache_dir=cache_dir)
-        self.name = f"faster-whisper:{self._transcriber.name}"
-
-    def transcribe_take(self, samples, sample_rate, language):
-        from audiobox.audio import Audio
-
-        result = self._transcriber.transcribe(
-            Audio(np.asarray(samples, dtype=np.float32), sample_rate),
-            language=None if language == "auto" else language,
-            word_timestamps=True,
-        )
-        words = [WordTiming(w.word, float(w.start), float(w.end), float(w.probability)) for w in result.words]
-        return result.text.strip(), words
-
-
-def load_transcriber(
-    kind: str,
-    *,
-    language: str = "auto",
-    whisper_model: str | None = None,
-    device: str = "auto",
-    cache_dir=None,
-) -> TakeTranscriber | None:
-    """'whisper' | 'sphinx' | 'none' | 'auto'.
-
-    auto = faster-whisper (the better judge by far); for English, PocketSphinx when the Whisper model
-    cannot be loaded (not downloaded and no hub), so English takes can still be checked offline.
-    """
-    if kind == "none":
-        return None
-    if kind == "sphinx":
-        return SphinxTranscriber()
-    if kind != "auto" or language != "english":
-        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
-    try:
-        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
-    except UserError as whisper_error:
-        try:
-            transcriber = SphinxTranscriber()
-        except UserError:
-            raise whisper_error from None
-        print(f"warning: {whisper_error}; checking English takes with PocketSphinx instead", file=sys.stderr)
-        return transcriber
-
-
-# --------------------------------------------------------------------------------------------
 # The judge
 
 
@@ -503,7 +282,7 @@ class TakeJudge:
             scores.append(score)
         ref_emb = self._reference_embedding(reference) if (encoder and reference is not None) else None
         self._measure_similarity(scores, embeddings, ref_emb, limits)
-        metric = "cer" if lang in _CJK_LANGS else "wer"
+        metric = "cer" if lang in CJK_LANGS else "wer"
         board = Scoreboard(
             text=text,
             language=lang,
@@ -526,7 +305,7 @@ class TakeJudge:
         score.acoustics = acoustics
         speech = acoustics["speech_span_sec"]
         score.speech_sec = round(speech, 3)
-        expected = max(0.3, _expected_seconds(text, lang))
+        expected = max(0.3, expected_seconds(text, lang))
         score.pace_ratio = round(speech / expected, 3) if speech > 0 else 0.0
         add = score.checks.append
         add(
@@ -764,122 +543,5 @@ def _acoustic_score(a: dict) -> float:
     return round(0.35 * clipping + 0.25 * silence + 0.25 * noise + 0.15 * level, 4)
 
 
-def _expected_seconds(text: str, language: str) -> float:
-    stripped = re.sub(r"\s+", " ", text.strip())
-    return len(stripped) / pace(language).chars_per_second
-
-
 def _clamp(x: float, low: float = 0.0, high: float = 1.0) -> float:
     return round(max(low, min(high, float(x))), 4)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI glue for `voice-synth speak` (--select-best, --qa, --align-words); the parser lives there.
-
-ASR_CHOICES = ("auto", "whisper", "sphinx", "none")
-
-
-def add_take_arguments(parser) -> None:
-    group = parser.add_argument_group("take checks")
-    group.add_argument(
-        "--select-best",
-        action="store_true",
-        help="check every take (words, voice, acoustics, pace) and write the best one as best.<format>; "
-        "a take failing a hard check is never picked",
-    )
-    group.add_argument(
-        "--qa", action="store_true", help="check the takes and print/save the scoreboard, pick nothing"
-    )
-    group.add_argument(
-        "--align-words",
-        action="store_true",
-        help="write word timestamps of the chosen take (best, or take 1) to <take>.words.json",
-    )
-    group.add_argument(
-        "--qa-asr",
-        default="auto",
-        choices=ASR_CHOICES,
-        help="ASR for the checks: auto = faster-whisper, or PocketSphinx for English when the "
-        "Whisper model is not available offline",
-    )
-    group.add_argument("--asr-model", metavar="NAME_OR_DIR", help="faster-whisper model for the checks")
-
-
-def wants_take_checks(args) -> bool:
-    return bool(
-        getattr(args, "select_best", False)
-        or getattr(args, "qa", False)
-        or getattr(args, "align_words", False)
-    )
-
-
-def review_speak_result(args, result, dirs, console) -> int:
-    """Judge the takes of a finished `speak` run; save the scoreboard in takes.meta.json.
-
-    Returns the exit code: 1 when --select-best found no take that passed the hard checks.
-    """
-    from audiobox.audio import load_audio, write_audio
-    from audiobox.outputs import write_run_meta
-
-    judge = TakeJudge(
-        JudgeOptions(
-            asr=args.qa_asr if (args.select_best or args.qa or args.align_words) else "none",
-            whisper_model=args.asr_model,
-            cache_dir=dirs.stage("asr"),
-        )
-    )
-    reference = None
-    slug = (result.meta.get("voice") or {}).get("slug")
-    if slug and (result.meta.get("voice") or {}).get("engine") != "custom_voice":
-        from audiobox.voices import VoiceRegistry
-
-        ref_wav = VoiceRegistry(dirs.voices).get(slug).ref_wav
-        reference = load_audio(ref_wav) if ref_wav and ref_wav.is_file() else None
-    board = judge.judge(
-        result.takes,
-        result.meta["text"],
-        result.meta.get("language", "auto"),
-        reference=reference,
-        align_words=args.align_words,
-    )
-    meta = dict(result.meta)
-    meta["selection"] = {"mode": "select_best" if args.select_best else "qa", **board.to_dict()}
-    code = 0
-    if args.select_best:
-        if board.best is None:
-            console.print("[red]no take passed the checks[/red]: best file not written (see the scoreboard)")
-            code = 1
-        else:
-            take = next(t for t in result.takes if t.index == board.best_index)
-            best_path = write_audio(
-                result.run_dir / f"best.{args.format}", take.samples, take.sample_rate, args.format
-            )
-            meta["selection"]["best_file"] = best_path.name
-    if args.align_words:  # the chosen take; take 1 when nothing was chosen
-        picked = board.best if args.select_best else None
-        target = picked or min(board.takes, key=lambda t: t.index)
-        words_path = result.run_dir / (("best" if picked else f"take_{target.index:02d}") + ".words.json")
-        from audiobox.fsutil import atomic_write_json
-
-        atomic_write_json(
-            words_path,
-            {
-                "take": target.index,
-                "asr": board.models.get("asr"),
-                "text": result.meta["text"],
-                "transcript": target.transcript,
-                "words": target.words or [],
-            },
-        )
-        meta["selection"]["words_file"] = words_path.name
-    write_run_meta(result.run_dir, meta)
-    result.meta = meta
-    console.print(
-        board.table(
-            title=f"takes ({board.metric.upper()} by {board.models.get('asr') or 'no ASR'}, "
-            f"similarity to {board.models.get('similarity_to') or '-'})"
-        )
-    )
-    if args.select_best and board.best is not None:
-        console.print(f"best: take {board.best_index} -> {result.run_dir / meta['selection']['best_file']}")
-    return code
