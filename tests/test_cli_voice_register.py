@@ -73,6 +73,8 @@ def test_register_from_a_link_and_speak(loopback_media, tiny_models, tmp_path, c
     assert "stage times" not in captured.err  # --json: the summary is on stdout
     take = Path(summary["takes"][0])
     assert take.is_file() and sf.info(take).samplerate == 24000
+    # the one speak path records which app made the run (it used to say "voice-synth speak")
+    assert json.loads((take.parent / "takes.meta.json").read_text())["app"] == "voice-register"
     assert summary["next"].startswith("voice-synth speak --voice joe")
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("joe")
     assert voice.ready and voice.ref["transcript_source"] == "whisper" and voice.ref_wav.is_file()

@@ -38,6 +38,7 @@ class SpeakRequest:
     model: str | None = None
     format: str = "wav"
     out_exact: Path | None = None
+    app: str = "voice-synth speak"  # recorded in takes.meta.json: which app made the run
 
 
 @dataclass
@@ -172,10 +173,43 @@ def prepare_speak(request: SpeakRequest, dirs: Dirs, pool) -> tuple:
 
 def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakResult:
     """Validate, load (via the pool), generate and write one run; returns where it went."""
-
     started = time.perf_counter()
     text, resolved, settings, settings_source, synth, spec, prompt_id = prepare_speak(request, dirs, pool)
-    load_sec = synth.loaded.load_sec
+    return speak_with(
+        synth,
+        spec,
+        request,
+        dirs,
+        text=text,
+        voice_meta={"id": resolved.voice_id, "prompt_id": prompt_id, **resolved.meta},
+        settings=settings,
+        settings_source=settings_source,
+        started=started,
+        progress=progress,
+    )
+
+
+def speak_with(
+    synth,
+    spec,
+    request: SpeakRequest,
+    dirs: Dirs,
+    *,
+    text: str,
+    voice_meta: dict,
+    settings,
+    settings_source: dict,
+    started: float,
+    timings: dict | None = None,
+    extra: dict | None = None,
+    progress=None,
+) -> SpeakResult:
+    """The one render path for whole takes: speak `text` (cleaned) with a loaded model and voice,
+    write the takes and takes.meta.json (app: `request.app`).
+
+    `voice_meta["id"]` names the run folder; `timings` and `extra` add the caller's own stages
+    (voice-clone: reference and prompt) to takes.meta.json.
+    """
     synth_started = time.perf_counter()
     takes = synth.speak(
         text,
@@ -190,14 +224,14 @@ def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakRe
     )
     synth_sec = time.perf_counter() - synth_started
     run_dir = (
-        exact_run_dir(request.out_exact) if request.out_exact else new_run_dir(dirs.work, resolved.voice_id)
+        exact_run_dir(request.out_exact) if request.out_exact else new_run_dir(dirs.work, voice_meta["id"])
     )
     files, meta_path, meta = write_run(
         run_dir,
-        app="voice-synth speak",
+        app=request.app,
         synth=synth,
         takes=takes,
-        voice_meta={"id": resolved.voice_id, "prompt_id": prompt_id, **resolved.meta},
+        voice_meta=voice_meta,
         language=request.language,
         text=text,
         chunked=request.chunk,
@@ -205,8 +239,9 @@ def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakRe
         settings_source=settings_source,
         variants=request.variants,
         fmt=request.format,
-        timings={"model_load_sec": load_sec, "synth_sec": synth_sec},
+        timings={**(timings or {}), "model_load_sec": synth.loaded.load_sec, "synth_sec": synth_sec},
         started=started,
+        extra=extra,
     )
     return SpeakResult(run_dir=run_dir, files=files, meta_path=meta_path, meta=meta, takes=takes)
 

@@ -158,7 +158,7 @@ def run_speak_stream(
         )
     files, meta_path, meta = write_run(
         run_dir,
-        app="voice-synth speak --stream",
+        app=f"{request.app} --stream",
         synth=synth,
         takes=[take],
         voice_meta={"id": resolved.voice_id, "prompt_id": prompt_id, **resolved.meta},

@@ -230,12 +230,31 @@ def ref_options(args, chooser=None):
     )
 
 
-def check_voice_name(registry, args) -> None:
-    """--voice-name must be free unless --replace, or be the --voice whose reference is re-cut."""
-    replace = args.replace or args.voice_name == args.voice
-    registry.ensure_available(
-        args.voice_name, replace, hint="use --replace to replace it, or pick another name"
+def clone_request(args, console, speech=None):
+    """The library request from the parsed flags (prepare-ref and synth share the reference flags)."""
+    from audiobox.clone import CloneRequest
+
+    chooser = interactive_chooser(console) if args.interactive else None
+    return CloneRequest(
+        ref_audio=Path(args.ref_audio) if args.ref_audio else None,
+        voice=args.voice,
+        ref=ref_options(args, chooser),
+        recut=_reprocessing_requested(args),
+        voice_name=args.voice_name,
+        display_name=args.display_name,
+        replace=args.replace,
+        tone=getattr(args, "tone", None),
+        model=getattr(args, "model", None),
+        speech=speech,
     )
+
+
+def check_voice_name(dirs, request) -> None:
+    """Before any work: --voice-name must be free unless --replace (this app's replace flag)."""
+    from audiobox.clone import check_voice_name as check
+    from audiobox.voices import VoiceRegistry
+
+    check(VoiceRegistry(dirs.voices), request, hint="use --replace to replace it, or pick another name")
 
 
 def _reprocessing_requested(args) -> bool:
@@ -244,86 +263,6 @@ def _reprocessing_requested(args) -> bool:
     return (
         any(v is not None for v in (args.ref_start, args.ref_end, args.ref_text, args.ref_text_file))
         or args.interactive
-    )
-
-
-def resolve_reference(args, dirs, console):
-    """-> (PreparedRef, source dict, voice or None). --voice without new options reuses its reference as is."""
-    from audiobox.asr import load_asr
-    from audiobox.refprep import prepare_reference
-    from audiobox.voices import VoiceRegistry
-
-    chooser = interactive_chooser(console) if args.interactive else None
-    options = ref_options(args, chooser)
-    voice = None
-    if args.voice:
-        voice = VoiceRegistry(dirs.voices).get(args.voice)
-        if voice.engine == "custom_voice" or not voice.ref_wav or not voice.ref_wav.is_file():
-            raise UserError(
-                f"voice {voice.slug!r} has no reference recording (engine {voice.engine}); "
-                f"clone from a file with --ref-audio"
-            )
-        transcribed = options.x_vector_only or bool((voice.ref or {}).get("transcript"))
-        if transcribed and not _reprocessing_requested(args):
-            return registered_reference(voice, options), {"type": "voice", "voice": voice.slug}, voice
-        # a voice registered by voice-split has no transcript yet: prepare its stored recording now
-        path = voice.source_wav
-        source = {"type": "voice", "voice": voice.slug, "file": path.name}
-    else:
-        path = Path(args.ref_audio).expanduser()
-        source = {"type": "file", "path": str(path.resolve())}
-
-    def loader():
-        return load_asr(options.asr_model, device=options.asr_device, cache_dir=dirs.stage("asr"))
-
-    prepared = prepare_reference(
-        path, dirs.stage("refs"), options, asr_loader=loader, progress=_status(console)
-    )
-    return prepared, source, voice
-
-
-def registered_reference(voice, options):
-    """A PreparedRef for a voice's stored reference, used as is (same segment, same transcript)."""
-    from audiobox.audio import load_audio
-    from audiobox.refprep import PreparedRef
-
-    ref = voice.ref or {}
-    audio = load_audio(voice.ref_wav)
-    transcript = ref.get("transcript")
-    if not options.x_vector_only and not transcript:
-        raise UserError(
-            f"voice {voice.slug!r} has no transcript of its reference; pass --ref-text or --x-vector-only"
-        )
-    scores = ref.get("scores") or {}
-    segment = ref.get("segment") or {"start": 0.0, "end": audio.duration}
-    return PreparedRef(
-        source=str(voice.ref_wav),
-        source_sha256=ref.get("source_sha256", ""),
-        source_duration=audio.duration,
-        start=float(segment["start"]),
-        end=float(segment["end"]),
-        audio=audio,
-        segment_path=voice.ref_wav,
-        transcript=None if options.x_vector_only else transcript,
-        transcript_source="none" if options.x_vector_only else ref.get("transcript_source", "registered"),
-        language=ref.get("language") or "auto",
-        detected_language=ref.get("detected_language"),
-        language_prob=None,
-        confidence=scores.get("confidence"),
-        avg_logprob=scores.get("avg_logprob"),
-        score=scores.get("score"),
-        parts=scores.get("parts") or {},
-        quality=scores.get("quality") or {},
-        candidates=[],
-        chosen_index=0,
-        chosen_by="registered",
-        gain_db=0.0,
-        asr_model=ref.get("asr_model"),
-        x_vector_only=options.x_vector_only,
-        cache_dir=voice.dir,
-        reused={"reference": True},
-        warnings=[],
-        forced=list(ref.get("forced") or []),
     )
 
 
@@ -395,298 +334,76 @@ def print_prepared(console, prepared) -> None:
     console.print(f"segment: {prepared.segment_path}")
 
 
-def register_reference(registry, slug, prepared, source, display_name=None, replace=False, prompts=()):
-    """Create a clone voice with this reference (ref.wav, voice.json.ref, prompts) in one transaction."""
-    from audiobox.voices import clone_record, reference_files
-
-    record = clone_record(
-        display_name=display_name,
-        ref=prepared.ref_info(),
-        source={
-            **source,
-            "sha256": prepared.source_sha256,
-            "duration_sec": round(prepared.source_duration, 3),
-        },
-    )
-    decoded = Path(prepared.cache_dir) / "source-24k.wav"
-    files = reference_files(prepared.audio, decoded if decoded.is_file() else None)
-    return registry.create(slug, record, write_files=files, replace=replace, prompts=prompts)
-
-
-def replace_reference(registry, slug, prepared, source):
-    """Give an existing voice a new reference; prompts built from the old one are removed."""
-    return registry.replace_reference(slug, prepared.audio, prepared.ref_info(), source)
-
-
-def build_prompt(synth, prepared, force: bool, console):
-    """The clone prompt for this reference + model, cached beside the reference."""
-    from audiobox.fsutil import sha256_json
-    from audiobox.tts.prompts import ClonePrompt
-
-    key = sha256_json(
-        {
-            "audio": prepared.source_sha256,
-            "start": prepared.start,
-            "end": prepared.end,
-            "text": prepared.transcript,
-            "xvec": prepared.x_vector_only,
-            "model": synth.info.ref,
-            "fingerprint": synth.info.fingerprint,
-            "n": len(prepared.audio.samples),
-        }
-    )[:20]
-    stem = Path(prepared.cache_dir) / "prompts" / key
-    if prepared.chosen_by == "registered":
-        stem = None  # a voice's own reference: its registry prompts are the cache
-    if stem is not None and stem.with_suffix(".safetensors").is_file() and not force:
-        try:
-            prompt = ClonePrompt.load(stem)
-            prompt.check_compatible(synth.info)
-            return prompt, True
-        except UserError:
-            pass
-    console.print(f"[dim]building the {'x-vector' if prepared.x_vector_only else 'ICL'} clone prompt…[/dim]")
-    prompt = synth.build_clone_prompt(
-        prepared.audio, prepared.transcript, x_vector_only=prepared.x_vector_only
-    )
-    if stem is not None:
-        prompt.save(stem)
-    return prompt, False
-
-
 # -- commands ------------------------------------------------------------------------------------------------
 
 
 def cmd_prepare_ref(args) -> int:
-    from audiobox.voices import VoiceRegistry
+    from audiobox.clone import prepare
 
     dirs = resolve_dirs(args.cache)
     console = stderr_console()
-    if args.voice_name:
-        check_voice_name(VoiceRegistry(dirs.voices), args)
-    prepared, source, voice = resolve_reference(args, dirs, console)
-    registered = None
-    if args.voice_name or (voice is not None and prepared.chosen_by != "registered"):
-        registry = VoiceRegistry(dirs.voices)
-        slug = args.voice_name or voice.slug
-        if voice is not None and slug == voice.slug:
-            removed = replace_reference(registry, slug, prepared, source)
-            registered = {"voice": slug, "updated": True, "removed_prompts": removed}
-        else:
-            register_reference(registry, slug, prepared, source, args.display_name, args.replace)
-            registered = {"voice": slug, "updated": False, "removed_prompts": []}
-    result = {"command": "prepare-ref", **prepared.to_dict(), "registered": registered}
+    request = clone_request(args, console)
+    check_voice_name(dirs, request)
+    result = prepare(request, dirs, status=_status(console))
     if args.json:
-        print_json(result)
-    else:
-        print_prepared(console, prepared)
-        if registered:
-            console.print(
-                f"registered reference of voice {registered['voice']!r}"
-                + (
-                    f" (removed {len(registered['removed_prompts'])} prompts built from the old reference)"
-                    if registered["removed_prompts"]
-                    else ""
-                )
-            )
-            console.print(
-                f'next: voice-clone synth --voice {registered["voice"]} --text "Hello" (builds its prompt)'
-            )
+        print_json(result.to_dict())
+        return 0
+    print_prepared(console, result.reference)
+    if result.voice:
+        removed = result.removed_prompts
+        console.print(
+            f"registered reference of voice {result.voice!r}"
+            + (f" (removed {len(removed)} prompts built from the old reference)" if removed else "")
+        )
+        console.print(f'next: voice-clone synth --voice {result.voice} --text "Hello" (builds its prompt)')
     return 0
 
 
 def cmd_synth(args) -> int:
-    from audiobox.cli.common import read_text_arg as _read
+    from audiobox.clone import clone
+    from audiobox.speak import SpeakRequest
     from audiobox.tts.pool import ModelPool
-    from audiobox.tts.settings import resolve_settings
-    from audiobox.voices import VoiceRegistry, validate_tone
 
-    started = time.perf_counter()
     dirs = resolve_dirs(args.cache, args.out)
     console = stderr_console()
-    text = _read(args.text, args.text_file).strip() if (args.text or args.text_file) else ""
+    text = read_text_arg(args.text, args.text_file).strip() if (args.text or args.text_file) else ""
     if (args.text or args.text_file) and not text:
         raise UserError("the text to speak is empty")
-    validate_tone(args.tone)
-    target = args.voice_name or args.voice
-    if not text and not target:
-        raise UserError(
-            "nothing to do: give --text/--text-file to speak, and/or --voice-name to register the voice"
-        )
-    registry = VoiceRegistry(dirs.voices)
-    if args.voice_name:
-        check_voice_name(registry, args)
-    settings, settings_source = resolve_settings(args.profile, None, args.greedy, **explicit_knobs(args))
-
-    prepared, source, voice = resolve_reference(args, dirs, console)
-    prep_sec = time.perf_counter() - started
-    pool = ModelPool(
-        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
-    )
-    synth = pool.synthesizer(args.model, "base")
-    prompt_started = time.perf_counter()
-    prompt, prompt_cached = None, False
-    if voice is not None and prepared.chosen_by == "registered" and not args.force:
-        prompt = registered_prompt(registry, voice.slug, synth.info, args.tone, prepared.x_vector_only)
-        prompt_cached = prompt is not None
-    if prompt is None:
-        prompt, prompt_cached = build_prompt(synth, prepared, args.force, console)
-    prompt_sec = time.perf_counter() - prompt_started
-
-    registered = None
-    if target:
-        registered = register_voice(registry, target, voice, prepared, source, prompt, args, synth.info)
-
-    takes_result = None
+    speech = None
     if text:
-        takes_result = speak_and_write(
-            synth,
-            prompt,
-            prepared,
-            text,
-            args,
-            settings,
-            settings_source,
-            dirs,
-            voice_id=target or f"clone-{(prepared.source_sha256 or 'ref')[:8]}",
-            registered=registered,
-            timings={"prep_sec": prep_sec, "prompt_sec": prompt_sec},
-            started=started,
-            console=console,
+        speech = SpeakRequest(
+            text=text,
+            language=args.language,
+            profile=args.profile,
+            knobs=explicit_knobs(args),
+            greedy=args.greedy,
+            seed=args.seed,
+            variants=args.variants,
+            chunk=args.chunk,
+            format=args.format,
+            app="voice-clone synth",
         )
-    result = {
-        "command": "synth",
-        "reference": prepared.to_dict(),
-        "prompt": {"model": synth.info.ref, "mode": prompt.mode, "cached": prompt_cached},
-        "registered": registered,
-        "takes": takes_result,
-    }
+    request = clone_request(args, console, speech)
+    check_voice_name(dirs, request)
+    pool = ModelPool(runtime_options(args), args.backend, status=_status(console))
+    result = clone(request, dirs, pool, status=_status(console))
     if args.json:
-        print_json(result)
-    else:
-        print_prepared(console, prepared)
-        if registered:
-            console.print(
-                f"voice {registered['voice']!r}: prompt {registered['prompt_id']} "
-                f"({'reused' if registered['prompt_reused'] else 'added'})"
-            )
-        if takes_result:
-            for take in takes_result["takes"]:
-                console.print(
-                    f"take {take['take']}: {Path(takes_result['run_dir']) / take['file']}  "
-                    f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
-                )
-            console.print(f"metadata: {takes_result['meta']}")
-    return 0
-
-
-def registered_prompt(registry, slug, model_info, tone, x_vector_only):
-    """The voice's newest prompt for this model and tone in the wanted mode, or None."""
-    voice = registry.get(slug)
-    pid = voice.prompt_id_for(model_info.tag, tone)
-    if pid is None or voice.prompts[pid].get("mode") != ("xvec" if x_vector_only else "icl"):
-        return None
-    prompt, _ = registry.load_prompt(slug, model_info, tone)
-    return prompt
-
-
-def register_voice(registry, slug, voice, prepared, source, prompt, args, model_info) -> dict:
-    """Store the reference and the prompt; a new voice is created with its prompt in one transaction."""
-    extra = {
-        "ref_segment": [round(prepared.start, 3), round(prepared.end, 3)],
-        "transcript": prepared.transcript,
-    }
-    if voice is None or slug != voice.slug:
-        created = register_reference(
-            registry,
-            slug,
-            prepared,
-            source,
-            args.display_name,
-            args.replace,
-            prompts=((prompt, args.tone, extra),),
+        print_json(result.to_dict())
+        return 0
+    print_prepared(console, result.reference)
+    if result.registered:
+        reg = result.registered
+        console.print(
+            f"voice {reg.voice!r}: prompt {reg.prompt_id} ({'reused' if reg.prompt_reused else 'added'})"
         )
-        return {
-            "voice": slug,
-            "prompt_id": next(iter(created.prompts)),
-            "prompt_reused": False,
-            "created": True,
-            "removed_prompts": [],
-            "tone": args.tone,
-        }
-    removed: list[str] = []
-    if prepared.chosen_by != "registered":
-        removed = replace_reference(registry, slug, prepared, source)
-    current = registry.get(slug)
-    pid = current.prompt_id_for(model_info.tag, args.tone)
-    reuse = pid is not None and not args.force and current.prompts[pid].get("mode") == prompt.mode
-    if not reuse:
-        pid = registry.add_prompt(slug, prompt, tone=args.tone, extra=extra)
-    return {
-        "voice": slug,
-        "prompt_id": pid,
-        "prompt_reused": reuse,
-        "created": False,
-        "removed_prompts": removed,
-        "tone": args.tone,
-    }
-
-
-def speak_and_write(
-    synth,
-    prompt,
-    prepared,
-    text,
-    args,
-    settings,
-    settings_source,
-    dirs,
-    voice_id,
-    registered,
-    timings,
-    started,
-    console,
-) -> dict:
-    from audiobox.outputs import new_run_dir
-    from audiobox.speak import write_run
-    from audiobox.tts.synth import VoiceSpec
-
-    synth_started = time.perf_counter()
-    takes = synth.speak(
-        text, VoiceSpec.clone(prompt), args.language, settings, args.variants, args.seed, args.chunk
-    )
-    synth_sec = time.perf_counter() - synth_started
-    files, meta_path, meta = write_run(
-        new_run_dir(dirs.work, voice_id),
-        app="voice-clone synth",
-        synth=synth,
-        takes=takes,
-        voice_meta={
-            "id": voice_id,
-            "engine": "clone_prompt",
-            "prompt_id": (registered or {}).get("prompt_id"),
-            "tone": args.tone,
-            "mode": prompt.mode,
-        },
-        language=args.language,
-        text=text,
-        chunked=args.chunk,
-        settings=settings,
-        settings_source=settings_source,
-        variants=args.variants,
-        fmt=args.format,
-        timings={**timings, "model_load_sec": synth.loaded.load_sec, "synth_sec": synth_sec},
-        started=started,
-        extra={"reference": {k: v for k, v in prepared.ref_info().items() if k != "wav"}},
-    )
-    run_dir = meta_path.parent
-    return {
-        "run_dir": str(run_dir),
-        "files": [str(f) for f in files],
-        "meta": str(meta_path),
-        "seed": meta["seed"],
-        "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]],
-    }
+    if result.spoken:
+        for take in result.spoken.meta["takes"]:
+            console.print(
+                f"take {take['take']}: {result.spoken.run_dir / take['file']}  "
+                f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
+            )
+        console.print(f"metadata: {result.spoken.meta_path}")
+    return 0
 
 
 # -- self-test ---------------------------------------------------------------------------------------------

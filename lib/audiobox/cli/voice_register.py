@@ -16,13 +16,7 @@ import sys
 import time
 
 from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int, speaker_note
-from audiobox.cli.voice_split import (
-    add_source_args,
-    add_split_args,
-    check_voice_name,
-    choose_reference,
-    split_options,
-)
+from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
 from audiobox.tts.runtime import ATTENTIONS, DTYPES
 
@@ -100,7 +94,7 @@ def _precheck(args, dirs, registry):
     from audiobox.languages import normalize_language
     from audiobox.tts.models import DEFAULT_MODELS, read_model_info, require_type
 
-    check_voice_name(registry, args.voice_name, args.force)
+    registry.ensure_available(args.voice_name, args.force)
     language = normalize_language(args.language)
     ref_language = normalize_language(args.ref_language)
     text = (args.text if args.text is not None else DEFAULT_TEST_TEXT).strip()
@@ -245,7 +239,13 @@ def dispatch(argv) -> int:
         stages.start("speak", f"test sentence: {text!r}")
         spoken = run_speak(
             SpeakRequest(
-                text=text, voice=slug, language=language, seed=args.seed, greedy=args.greedy, model=info.ref
+                text=text,
+                voice=slug,
+                language=language,
+                seed=args.seed,
+                greedy=args.greedy,
+                model=info.ref,
+                app="voice-register",
             ),
             dirs,
             pool,

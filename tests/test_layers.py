@@ -1,0 +1,81 @@
+"""The import layering the project promises: cli/ on top, nothing above it, no app importing another,
+and the few pieces of knowledge that must live in one place staying there."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "audiobox"
+CLI = PACKAGE / "cli"
+# the one library module that still parses its own arguments: scripts/vast.sh's entry point (issue #13
+# owns lib/audiobox/cloud/; its parser belongs in cli/ like the apps'). Remove the entry when it moves.
+KNOWN_ARGPARSE = {"cloud/vast.py"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports count too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _library_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if CLI not in p.parents)
+
+
+def _app_modules() -> set[str]:
+    """cli modules that are an app (they have a main); the others (common, batch...) are shared helpers."""
+    apps = set()
+    for path in CLI.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body):
+            apps.add(f"audiobox.cli.{path.stem}")
+    return apps
+
+
+def test_no_library_module_knows_the_cli():
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(
+            name for name in _imports(path) if name == "argparse" or name.startswith("audiobox.cli")
+        )
+        for path in _library_modules()
+        if str(path.relative_to(PACKAGE)) not in KNOWN_ARGPARSE
+    }
+    assert not {k: v for k, v in offenders.items() if v}, "library modules importing argparse or audiobox.cli"
+    for known in KNOWN_ARGPARSE:  # even there, never the apps' CLI
+        assert not any(n.startswith("audiobox.cli") for n in _imports(PACKAGE / known))
+
+
+def test_no_cli_app_imports_another():
+    apps = _app_modules()
+    assert {"audiobox.cli.voice_clone", "audiobox.cli.voice_split", "audiobox.cli.voice_register"} <= apps
+    offenders = {}
+    for path in CLI.glob("*.py"):
+        me = f"audiobox.cli.{path.stem}"
+        hits = sorted(
+            name
+            for name in _imports(path)
+            if name != me and any(name == a or name.startswith(a + ".") for a in apps)
+        )
+        if hits:
+            offenders[path.name] = hits
+    assert not offenders, f"cli modules importing another app: {offenders}"
+
+
+def _files_using(needle: str) -> list[str]:
+    return sorted(
+        str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if needle in p.read_text(encoding="utf-8")
+    )
+
+
+def test_one_place_for_word_error_rates_and_speaking_pace():
+    # WER/CER (and the text normalisation behind it) is computed in takes/text.py only
+    assert _files_using("import jiwer") == ["takes/text.py"]
+    # "how long should this text take to say": languages.expected_seconds, used by everyone else
+    assert _files_using(".chars_per_second") == ["languages.py"]
