@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -22,6 +23,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("AUDIOBOX_DEBUG") == "1"
+    show_library_warnings()
     try:
         return int(main(args) or 0)
     except UserError as exc:
@@ -37,6 +39,21 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             raise
         print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+class _StderrLines(logging.Handler):
+    """'warning: ...' on whatever sys.stderr is at the time (the apps' console, a test's capture)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {self.format(record)}", file=sys.stderr)
+
+
+def show_library_warnings() -> None:
+    """The apps' logging setup: the library reports warnings through `logging` ("audiobox.*"), never print."""
+    logger = logging.getLogger("audiobox")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines(logging.WARNING))
+        logger.setLevel(logging.WARNING)
 
 
 def did_you_mean(value: str, choices) -> str:

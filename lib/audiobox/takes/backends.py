@@ -6,14 +6,16 @@ why not the Base model's own encoder: see audiobox.takes).
 
 from __future__ import annotations
 
+import logging
 import re
-import sys
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from audiobox.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,5 +120,5 @@ def load_transcriber(
             transcriber = SphinxTranscriber()
         except UserError:
             raise whisper_error from None
-        print(f"warning: {whisper_error}; checking English takes with PocketSphinx instead", file=sys.stderr)
+        log.warning("%s; checking English takes with PocketSphinx instead", whisper_error)
         return transcriber

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from audiobox.takes.backends import TakeTranscriber, load_transcriber
 from audiobox.takes.text import CJK_LANGS, compare_text, resolve_language
 
 SCOREBOARD_VERSION = 1
+log = logging.getLogger(__name__)
 
 # Weights of the soft score (sum 1). When a component cannot be measured (no reference audio, ASR
 # disabled) the remaining weights are rescaled to sum to 1, so scores stay comparable within a run.
@@ -227,7 +228,7 @@ class TakeJudge:
             except UserError as exc:
                 self._speaker_missing = True
                 self.notes.append(f"speaker similarity skipped: {exc}")
-                print(f"warning: speaker similarity skipped: {exc}", file=sys.stderr)
+                log.warning("speaker similarity skipped: %s", exc)
                 return None
         return self._speaker
 

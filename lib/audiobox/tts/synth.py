@@ -6,8 +6,8 @@ chunked at sentence boundaries, each chunk with its own token budget and seed.
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +22,8 @@ from audiobox.tts.prompts import ClonePrompt
 from audiobox.tts.runtime import LoadedTTS, quiet_stdout
 from audiobox.tts.settings import GenerationSettings
 from audiobox.tts.text import chunk_text, clean_text
+
+log = logging.getLogger(__name__)
 
 REF_TAIL_SILENCE_S = 0.5  # Qwen3-TTS tends to echo the end of a reference that stops abruptly
 BACKENDS = ("auto", "upstream", "fast")
@@ -121,9 +123,8 @@ class Synthesizer:
             require_type(self.info, "custom_voice", "speaking with a built-in speaker")
             speaker = self.info.canonical_speaker(voice.speaker)
             if voice.instruct and not self.info.supports_instruct:
-                print(
-                    f"warning: {self.info.ref} ignores instructions (only 1.7B CustomVoice models follow them)",
-                    file=sys.stderr,
+                log.warning(
+                    "%s ignores instructions (only 1.7B CustomVoice models follow them)", self.info.ref
                 )
             return VoiceSpec.builtin(speaker, voice.instruct)
         require_type(self.info, "voice_design", "designing a voice")
