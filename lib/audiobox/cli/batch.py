@@ -12,7 +12,7 @@ from audiobox.cli.common import (
     add_generation,
     add_output_format,
     add_runtime,
-    explicit_knobs,
+    generation_fields,
     positive_int,
     print_json,
     runtime_options,
@@ -116,13 +116,8 @@ def cmd_batch(args) -> int:
         return 0
     options = BatchOptions(
         out_dir=Path(args.out_exact) if args.out_exact else None,
-        format=args.format,
         model=args.model,
-        profile=args.profile,
-        knobs=explicit_knobs(args),
-        greedy=args.greedy,
-        seed=args.seed,
-        variants=args.variants,
+        **generation_fields(args),
         batch_size=args.batch_size,
         select_best=args.select_best,
         qa=args.qa,

@@ -131,6 +131,18 @@ def explicit_knobs(args: argparse.Namespace) -> dict:
     }
 
 
+def generation_fields(args: argparse.Namespace) -> dict:
+    """The add_generation flags as the keyword fields SpeakRequest and BatchOptions share."""
+    return {
+        "profile": args.profile,
+        "knobs": explicit_knobs(args),
+        "greedy": args.greedy,
+        "seed": args.seed,
+        "variants": args.variants,
+        "format": args.format,
+    }
+
+
 def _bounded(cast, minimum, strict: bool, noun: str):
     """An argparse type: `cast` the value and check it against `minimum`, with a one-line message."""
 

@@ -20,6 +20,7 @@ from audiobox.cli.common import (
     add_output_format,
     add_runtime,
     explicit_knobs,
+    generation_fields,
     positive_int,
     print_json,
     read_text_arg,
@@ -374,14 +375,9 @@ def cmd_synth(args) -> int:
         speech = SpeakRequest(
             text=text,
             language=args.language,
-            profile=args.profile,
-            knobs=explicit_knobs(args),
-            greedy=args.greedy,
-            seed=args.seed,
-            variants=args.variants,
             chunk=args.chunk,
-            format=args.format,
             app="voice-clone synth",
+            **generation_fields(args),
         )
     request = clone_request(args, console, speech)
     check_voice_name(dirs, request)
