@@ -10,6 +10,7 @@ from audiobox import refprep
 from audiobox.asr import load_asr
 from audiobox.audio import load_audio
 from audiobox.errors import UserError
+from audiobox.languages import pace_ratio
 from audiobox.quality import integrated_loudness
 from audiobox.refprep import RefOptions, prepare_reference
 
@@ -98,7 +99,7 @@ def test_coverage_and_rate_checks():
     cov, gaps = refprep.coverage_of(words, [(0.2, 1.2), (2.0, 4.0)])
     assert cov == pytest.approx(1.0 / 3.0) and gaps == [[2.0, 4.0]]
     assert refprep.coverage_of(words, [(0.2, 1.2)])[0] == pytest.approx(1.0)
-    assert refprep.rate_ratio("x" * 70, 5.0, "english") == pytest.approx(1.0)
+    assert pace_ratio("x" * 70, 5.0, "english") == pytest.approx(1.0)  # audiobox.languages: the one pace
     assert refprep.duration_fit(8.0) == 1.0 and refprep.duration_fit(3.0) == 0.0
 
 
