@@ -8,9 +8,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "audiobox"
 CLI = PACKAGE / "cli"
-# the one library module that still parses its own arguments: scripts/vast.sh's entry point (issue #13
-# owns lib/audiobox/cloud/; its parser belongs in cli/ like the apps'). Remove the entry when it moves.
-KNOWN_ARGPARSE = {"cloud/vast.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -45,11 +42,8 @@ def test_no_library_module_knows_the_cli():
             name for name in _imports(path) if name == "argparse" or name.startswith("audiobox.cli")
         )
         for path in _library_modules()
-        if str(path.relative_to(PACKAGE)) not in KNOWN_ARGPARSE
     }
     assert not {k: v for k, v in offenders.items() if v}, "library modules importing argparse or audiobox.cli"
-    for known in KNOWN_ARGPARSE:  # even there, never the apps' CLI
-        assert not any(n.startswith("audiobox.cli") for n in _imports(PACKAGE / known))
 
 
 def test_no_cli_app_imports_another():
