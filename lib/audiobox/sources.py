@@ -27,6 +27,30 @@ TRIM_TOLERANCE_S = 0.5  # an --end up to half a second past the end is accepted 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
 
 
+@dataclass(frozen=True)
+class SourceLimits:
+    """Caps on what a link may bring in, checked before and while downloading.
+
+    The defaults fit a long podcast (5 h; 2 GB holds 5 h of audio even at lossless rates)."""
+
+    max_bytes: int = 2_000_000_000
+    max_duration_s: float = 5 * 3600.0
+
+    def check_duration(self, duration: float | None, what: str) -> None:
+        if duration is not None and duration > self.max_duration_s:
+            raise UserError(
+                f"{what} is {format_timestamp(duration)} long, over the limit of "
+                f"{format_timestamp(self.max_duration_s)} (raise it with --max-duration)"
+            )
+
+    def check_bytes(self, size: int | None, what: str) -> None:
+        if size is not None and size > self.max_bytes:
+            raise UserError(
+                f"{what} is over the download limit of {self.max_bytes / 1e6:g} MB "
+                f"(raise it with --max-download-mb)"
+            )
+
+
 @dataclass
 class SourceMedia:
     """A local media file ready for decoding, plus where it came from (kept in the voice record)."""
@@ -109,6 +133,14 @@ def validate_trim(start: float | None, end: float | None, duration: float) -> Tr
             )
         end = min(float(end), duration)
     return TrimRange(s, end)
+
+
+def source_limits(max_download_mb: float, max_duration: str | float) -> SourceLimits:
+    """SourceLimits from the --max-download-mb / --max-duration flags."""
+    seconds = parse_timestamp(max_duration)
+    if not max_download_mb > 0 or not seconds:
+        raise UserError("--max-download-mb and --max-duration must be positive")
+    return SourceLimits(max_bytes=int(max_download_mb * 1e6), max_duration_s=float(seconds))
 
 
 # ---------------------------------------------------------------- probing
@@ -276,8 +308,12 @@ def download_source(
     cookies: Path | None = None,
     on_progress: ProgressCallback | None = None,
     refresh: bool = False,
+    limits: SourceLimits = SourceLimits(),
 ) -> SourceMedia:
-    """Download the audio of one video with yt-dlp (cached by extractor + video id)."""
+    """Download the audio of one video with yt-dlp (cached by extractor + video id).
+
+    Live streams are refused, and so is a recording longer or larger than `limits`: before the
+    download when the site says so, otherwise as soon as the bytes pass the cap."""
     scheme = urlparse(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise UserError(
@@ -313,8 +349,12 @@ def download_source(
     if info.get("_type") == "url" and info.get("url") and info.get("url") != url:
         # a redirect to another extractor (e.g. an embed): resolve it, still refusing playlists
         return download_source(
-            info["url"], downloads, cookies=cookies, on_progress=on_progress, refresh=refresh
+            info["url"], downloads, cookies=cookies, on_progress=on_progress, refresh=refresh, limits=limits
         )
+    if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+        raise UserError(f"{url} is a live stream; only finished recordings can be downloaded")
+    limits.check_duration(info.get("duration"), url)
+    limits.check_bytes(info.get("filesize") or info.get("filesize_approx"), url)
 
     extractor = str(info.get("extractor_key") or info.get("extractor") or "generic")
     video_id = str(info.get("id") or sha256_json(url)[:16])
@@ -331,6 +371,9 @@ def download_source(
     with staging_dir(folder, prefix=TEMP_PREFIX) as staging:
 
         def hook(status: dict) -> None:
+            # raising here stops yt-dlp at once; the staging folder goes with the exception
+            limits.check_bytes(status.get("total_bytes"), url)
+            limits.check_bytes(status.get("downloaded_bytes"), url)
             if on_progress and status.get("status") in ("downloading", "finished"):
                 on_progress(
                     int(status.get("downloaded_bytes") or 0),
@@ -359,6 +402,7 @@ def download_source(
             raise UserError(
                 f"{url} is not audio or video (the server sent something ffmpeg cannot read)"
             ) from None
+        limits.check_duration(duration, url)
         ext = got.suffix.lstrip(".") or "bin"
         final = folder / f"{_safe_name(video_id)}.{ext}"
         got.replace(final)
@@ -393,6 +437,7 @@ def resolve_source(
     downloads: Path | None = None,
     cookies: Path | None = None,
     on_progress: ProgressCallback | None = None,
+    limits: SourceLimits = SourceLimits(),
 ) -> SourceMedia:
     """One of --url / --audio. file:// links and existing paths given as --url go to ffmpeg directly."""
     if bool(url) == bool(audio):
@@ -407,4 +452,4 @@ def resolve_source(
         raise UserError(f"not a link and not an existing file: {url!r}")
     if downloads is None:
         raise UserError("internal: no downloads cache dir given")
-    return download_source(url, downloads, cookies=cookies, on_progress=on_progress)
+    return download_source(url, downloads, cookies=cookies, on_progress=on_progress, limits=limits)

@@ -30,11 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from audiobox.audio import TTS_SAMPLE_RATE, load_audio, write_audio
+from audiobox.audio import MAX_DECODE_S, TTS_SAMPLE_RATE, load_audio, write_audio
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
 from audiobox.separate import LoadedSeparator, SeparatorOptions, load_separator
-from audiobox.sources import SourceMedia, TrimRange, format_timestamp, resolve_source, validate_trim
+from audiobox.sources import (
+    SourceLimits,
+    SourceMedia,
+    TrimRange,
+    format_timestamp,
+    resolve_source,
+    validate_trim,
+)
 from audiobox.speakers import (
     NEEDS_ENCODER,
     SpeakerChoice,
@@ -68,6 +75,7 @@ class SplitOptions:
     start: float | None = None  # seconds (parse with sources.parse_timestamp)
     end: float | None = None
     cookies: Path | None = None
+    limits: SourceLimits = SourceLimits()  # download size/duration caps (--max-download-mb, --max-duration)
     clips: int = 5
     length: float = 12.0  # target clip length, seconds
     min_clip_s: float | None = None  # default: 0.5 x length (at least 2 s)
@@ -577,6 +585,7 @@ class VoiceSplitter:
             downloads=self.downloads,
             cookies=opts.cookies,
             on_progress=on_bytes,
+            limits=opts.limits,
         )
         trim = validate_trim(opts.start, opts.end, source.duration)
         note = "cached" if source.cached else ("local file" if source.kind == "file" else "downloaded")
@@ -599,7 +608,11 @@ class VoiceSplitter:
 
         def compute() -> dict:
             audio16 = load_audio(
-                scan.source.path, VAD_SAMPLE_RATE, start=scan.trim.start or None, end=scan.scan_end
+                scan.source.path,
+                VAD_SAMPLE_RATE,
+                start=scan.trim.start or None,
+                end=scan.scan_end,
+                max_duration=max(opts.limits.max_duration_s, MAX_DECODE_S),
             ).samples
             total_s = audio16.size / VAD_SAMPLE_RATE
             spans = self.vad.speech_spans(

@@ -18,6 +18,19 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--start", metavar="TS", help="trim start: 90, 1:30 or 1:02:30.5")
     src.add_argument("--end", metavar="TS", help="trim end, same formats")
     src.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt for yt-dlp")
+    src.add_argument(
+        "--max-download-mb",
+        type=float,
+        default=2000,
+        metavar="MB",
+        help="refuse a link whose download is larger than this (default: 2000 MB)",
+    )
+    src.add_argument(
+        "--max-duration",
+        metavar="TS",
+        default="5:00:00",
+        help="refuse a link whose recording is longer than this (default: 5:00:00); live streams are always refused",
+    )
 
 
 def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> None:
@@ -69,7 +82,7 @@ def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> N
 def split_options(args: argparse.Namespace, out_dir: Path | None):
     """SplitOptions from parsed flags (shared with voice-register)."""
     from audiobox.separate import SeparatorOptions
-    from audiobox.sources import parse_timestamp
+    from audiobox.sources import parse_timestamp, source_limits
     from audiobox.speakers import SpeakerChoice
     from audiobox.split import SplitOptions
 
@@ -81,6 +94,7 @@ def split_options(args: argparse.Namespace, out_dir: Path | None):
         start=parse_timestamp(args.start),
         end=parse_timestamp(args.end),
         cookies=Path(args.cookies) if args.cookies else None,
+        limits=source_limits(args.max_download_mb, args.max_duration),
         clips=args.clips,
         length=args.length,
         max_pause_s=args.max_pause,
