@@ -50,7 +50,7 @@ MAX_ERRORS_SHOWN = 20
 DEFAULT_BATCH_SIZE = 8
 DIALOGUE_PAUSE_S = 0.45
 _TAG_RE = re.compile(r"^\[(?P<tag>[^\]]+)\]\s*(?P<rest>.*)$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # used with fullmatch: no trailing newline
 
 
 @dataclass
@@ -84,6 +84,12 @@ class Script:
     @property
     def name(self) -> str:
         return re.sub(r"[^a-z0-9._-]+", "-", self.path.stem.lower()).strip("-.") or "script"
+
+    @property
+    def folder_name(self) -> str:
+        """The default output folder: script.yaml and script.jsonl must not share one."""
+        suffix = re.sub(r"[^a-z0-9]+", "", self.path.suffix.lower())
+        return f"{self.name}-{suffix}" if suffix else self.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +247,7 @@ def _make_item(number: int, line: int, data: Any) -> BatchItem:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise UserError("'seed' must be a non-negative whole number")
     output = data.get("output")
-    if output is not None and not _NAME_RE.match(output):
+    if output is not None and (not isinstance(output, str) or not _NAME_RE.fullmatch(output)):
         raise UserError(
             f"'output' {output!r} must be a plain file name (letters, digits, '.', '_', '-'; no folders)"
         )
@@ -369,9 +375,17 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
                 if script.kind != "dialogue"
                 else f"{item.number:03d}"
             )
-            if name in names:
-                raise UserError(f"output name {name!r} is already used by item {names[name]}")
-            names[name] = item.number
+            # every file stem the item writes (x, x.take_01...): two items never write one file
+            stems = [name] + (
+                [f"{name}.take_{k:02d}" for k in range(1, variants + 1)] if variants > 1 else []
+            )
+            for stem in stems:
+                if stem.lower() in names:
+                    raise UserError(
+                        f"output {stem!r} would also be written by item {names[stem.lower()]}; "
+                        f"give one of them another 'output'"
+                    )
+            names.update({stem.lower(): item.number for stem in stems})
             key_material = {
                 "text": text,
                 "voice": resolved.voice_id,
@@ -420,6 +434,18 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
 # The manifest
 
 
+def _fresh_name(plan: PlannedItem, folders: list[Path], run: int) -> str:
+    """The item's output name, or `<name>.run<N>` when a file of that name is already there (a
+    changed item, or a file the user put there): never written over unseen."""
+    from audiobox.audio import OUTPUT_FORMATS
+
+    stems = [plan.name] + (
+        [f"{plan.name}.take_{k:02d}" for k in range(1, plan.variants + 1)] if plan.variants > 1 else []
+    )
+    clash = any((d / f"{stem}.{ext}").exists() for d in folders for stem in stems for ext in OUTPUT_FORMATS)
+    return f"{plan.name}.run{run}" if clash else plan.name
+
+
 class Manifest:
     """manifest.json: one entry per item, rewritten atomically after every change."""
 
@@ -445,12 +471,18 @@ class Manifest:
         }
         if shard is not None:
             self.data["shard"] = shard
+        if previous.get("script") and Path(previous["script"]).resolve() != Path(script.path).resolve():
+            raise UserError(
+                f"{out_dir} holds the outputs of another script ({previous['script']}); "
+                f"pass --out-exact DIR to choose a folder for {script.path.name}"
+            )
         done_by_key = {e["key"]: e for e in previous.get("items", []) if e.get("status") == "done"}
         for plan in planned:
             old = done_by_key.get(plan.key)
             if old and all((out_dir / f).is_file() for f in old.get("files", [])) and old.get("files"):
                 entry = dict(old, item=plan.item.number, line=plan.item.line, reused=True)
             else:
+                plan.name = _fresh_name(plan, [out_dir, out_dir / f"{script.name}.parts"], self.data["runs"])
                 entry = {
                     "item": plan.item.number,
                     "line": plan.item.line,
@@ -542,7 +574,7 @@ def run_batch(
 
     registry = registry or VoiceRegistry(dirs.voices)
     planned = plan_script(script, registry, options)
-    out_dir = Path(options.out_dir) if options.out_dir else dirs.work / "batch" / script.name
+    out_dir = Path(options.out_dir) if options.out_dir else dirs.work / "batch" / script.folder_name
     manifest_path, shard_info = out_dir / "manifest.json", None
     if options.shard is not None:
         from audiobox.shard import numbers_in

@@ -105,7 +105,7 @@ def cmd_batch(args) -> int:
     if args.merge:
         if args.shard:
             raise UserError("--merge and --shard: merge after the shards have run")
-        merged = merge(Path(args.out_exact) if args.out_exact else dirs.work / "batch" / script.name)
+        merged = merge(Path(args.out_exact) if args.out_exact else dirs.work / "batch" / script.folder_name)
         print(
             f"merged {merged.shards} shards: {merged.done}/{merged.items} items done; manifest: {merged.manifest_path}"
         )

@@ -203,44 +203,54 @@ class Synthesizer:
         voice = self.check_voice(voice)
         base_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         chunks = chunk_text(text, language=language) if chunk else [text]
-        pieces: list[list[np.ndarray]] = [[] for _ in range(variants)]
-        chunk_meta: list[dict] = []
-        rate = 24000
-        elapsed = 0.0
-        for c, piece in enumerate(chunks):
-            chunk_seed = base_seed + c
-            budget = settings.budget_for(piece, language)
-            label = f"chunk {c + 1}/{len(chunks)}" if len(chunks) > 1 else "frames"
-            on_frame = (
-                (lambda n, label=label, budget=budget: progress(label, n, budget)) if progress else None
+        takes = []
+        for v in range(variants):
+            # take v is generated alone with seed base+v (chunk c with base+v+c), so `--seed <a take's
+            # seed>` alone reproduces that take; rows of one batched call could not be re-made singly
+            take_seed = base_seed + v
+            pieces: list[np.ndarray] = []
+            chunk_meta: list[dict] = []
+            rate = 24000
+            elapsed = 0.0
+            for c, piece in enumerate(chunks):
+                chunk_seed = take_seed + c
+                budget = settings.budget_for(piece, language)
+                label = f"chunk {c + 1}/{len(chunks)}" if len(chunks) > 1 else "frames"
+                if variants > 1:
+                    label = f"take {v + 1}/{variants} {label}"
+                on_frame = (
+                    (lambda n, label=label, budget=budget: progress(label, n, budget)) if progress else None
+                )
+                if progress:
+                    progress(label, 0, budget)
+                started = time.perf_counter()
+                (wav,), rate = self.generate(
+                    [piece], [voice], language, settings, chunk_seed, on_frame=on_frame
+                )
+                spent = time.perf_counter() - started
+                elapsed += spent
+                if progress:
+                    progress(label, budget, budget)
+                pieces.append(wav)
+                chunk_meta.append(
+                    {
+                        "text": piece,
+                        "seed": chunk_seed,
+                        "max_new_tokens": budget,
+                        "synth_sec": round(spent, 3),
+                        "duration_sec": round(len(wav) / rate, 3),
+                    }
+                )
+            takes.append(
+                Take(
+                    index=v + 1,
+                    samples=join_with_pauses(pieces, rate, pause_s, crossfade_s)
+                    if len(chunks) > 1
+                    else pieces[0],
+                    sample_rate=rate,
+                    seed=take_seed,
+                    synth_sec=elapsed,
+                    chunks=chunk_meta,
+                )
             )
-            if progress:
-                progress(label, 0, budget)
-            started = time.perf_counter()
-            wavs, rate = self.generate(
-                [piece] * variants, [voice] * variants, language, settings, chunk_seed, on_frame=on_frame
-            )
-            spent = time.perf_counter() - started
-            elapsed += spent
-            if progress:
-                progress(label, budget, budget)
-            chunk_meta.append(
-                {"text": piece, "seed": chunk_seed, "max_new_tokens": budget, "synth_sec": round(spent, 3)}
-            )
-            for v, wav in enumerate(wavs):
-                pieces[v].append(wav)
-        return [
-            Take(
-                index=v + 1,
-                samples=join_with_pauses(pieces[v], rate, pause_s, crossfade_s)
-                if len(chunks) > 1
-                else pieces[v][0],
-                sample_rate=rate,
-                seed=base_seed,
-                synth_sec=elapsed / variants,
-                chunks=[
-                    dict(m, duration_sec=round(len(pieces[v][i]) / rate, 3)) for i, m in enumerate(chunk_meta)
-                ],
-            )
-            for v in range(variants)
-        ]
+        return takes

@@ -1,0 +1,97 @@
+"""Fault injection, part 4: outputs that would collide or be overwritten unseen, and seeds that must
+reproduce the take they are recorded with (tiny real CustomVoice checkpoint, built-in speaker)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from audiobox.cli.voice_synth import main
+
+TOKENS = ["--max-new-tokens", "6"]
+
+
+def write_jsonl(path: Path, items: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+def test_colliding_outputs_are_found_at_validation(tiny_models, tmp_path, capsys):
+    model = str(tiny_models / "custom_voice")
+    items = [
+        {"speaker": "ryan", "model": model, "text": "One.", "output": "x.take_01"},
+        {"speaker": "ryan", "model": model, "text": "Two.", "output": "x", "variants": 2},
+        {"speaker": "ryan", "model": model, "text": "Three.", "output": "X.Take_01"},
+    ]
+    script = write_jsonl(tmp_path / "s.jsonl", items)
+    assert main(["batch", str(script), "--check", "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "'x.take_01' would also be written by item 1" in err and "'X.Take_01' would also be written by item 1" in err
+    )
+
+
+def test_scripts_get_their_own_folder_and_changed_items_a_new_file(tiny_models, tmp_path, capsys):
+    model = str(tiny_models / "custom_voice")
+    common = ["--cache", str(tmp_path / "c"), "--out", str(tmp_path / "w"), *TOKENS]
+    jsonl = write_jsonl(
+        tmp_path / "script.jsonl", [{"speaker": "ryan", "model": model, "text": "Hello.", "output": "hi"}]
+    )
+    yaml = tmp_path / "script.yaml"
+    yaml.write_text(
+        f"items:\n  - speaker: ryan\n    model: {model}\n    text: Other words.\n    output: hi\n"
+    )
+    assert main(["batch", str(jsonl), *common]) == 0
+    assert main(["batch", str(yaml), *common]) == 0
+    batch_dir = tmp_path / "w" / "batch"
+    assert sorted(p.name for p in batch_dir.iterdir()) == ["script-jsonl", "script-yaml"]
+    first = (batch_dir / "script-jsonl" / "hi.wav").read_bytes()
+
+    write_jsonl(
+        jsonl, [{"speaker": "ryan", "model": model, "text": "Hello, changed.", "output": "hi", "seed": 3}]
+    )
+    assert main(["batch", str(jsonl), *common]) == 0
+    out = batch_dir / "script-jsonl"
+    assert (out / "hi.wav").read_bytes() == first  # the earlier render is untouched
+    entry = json.loads((out / "manifest.json").read_text())["items"][0]
+    assert entry["files"] == ["hi.run2.wav"] and (out / "hi.run2.wav").is_file()
+
+    other = tmp_path / "elsewhere" / "script.jsonl"
+    other.parent.mkdir()
+    write_jsonl(other, [{"speaker": "ryan", "model": model, "text": "Hello.", "output": "hi"}])
+    capsys.readouterr()
+    assert main(["batch", str(other), *common]) == 2  # same folder name, another script: refused
+    assert "holds the outputs of another script" in capsys.readouterr().err
+
+
+def test_each_variant_records_the_seed_that_reproduces_it(tiny_models, tmp_path, capsys):
+    def speak(*args):
+        code = main(
+            [
+                "speak",
+                "--speaker",
+                "ryan",
+                "--text",
+                "Seeds.",
+                "--model",
+                str(tiny_models / "custom_voice"),
+                *TOKENS,
+                "--cache",
+                str(tmp_path / "c"),
+                "--out",
+                str(tmp_path / "w"),
+                "--json",
+                *args,
+            ]
+        )
+        assert code == 0
+        return json.loads(capsys.readouterr().out)
+
+    three = speak("--variants", "3", "--seed", "7")
+    meta = json.loads(Path(three["meta"]).read_text())
+    assert [t["seed"] for t in meta["takes"]] == [7, 8, 9]
+    takes = [sf.read(f)[0] for f in three["files"]]
+    again = speak("--seed", "8")
+    assert np.array_equal(sf.read(again["files"][0])[0], takes[1])
