@@ -149,7 +149,7 @@ def test_unknown_voice_in_item_37_is_reported_before_any_model_loads(cache, tmp_
         (
             "dup.yaml",
             '- {voice: narrator, text: "a", output: same}\n- {voice: narrator, text: "b", output: same}\n',
-            "output name 'same' is already used by item 1",
+            "output 'same' would also be written by item 1",
         ),
         ("path.yaml", '- {voice: narrator, text: "a", output: ../escape}\n', "must be a plain file name"),
         ("empty.yaml", "", "the script has no items"),

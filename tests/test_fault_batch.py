@@ -29,7 +29,8 @@ def test_colliding_outputs_are_found_at_validation(tiny_models, tmp_path, capsys
     assert main(["batch", str(script), "--check", "--cache", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert (
-        "'x.take_01' would also be written by item 1" in err and "'X.Take_01' would also be written by item 1" in err
+        "'x.take_01' would also be written by item 1" in err
+        and "'X.Take_01' would also be written by item 1" in err
     )
 
 

@@ -274,7 +274,7 @@ def _make_item(number: int, line: int, data: Any) -> BatchItem:
 
 @dataclass(frozen=True)
 class BatchOptions:
-    out_dir: Path | None = None  # default: <work>/batch/<script name>
+    out_dir: Path | None = None  # default: <work>/batch/<script stem>-<suffix> (Script.folder_name)
     format: str = "wav"
     model: str | None = None  # for items whose voice needs this kind of model (an item's own wins)
     profile: str | None = None  # default profile (an item's own profile wins)
@@ -313,8 +313,7 @@ class PlannedItem:
 
 def plan_script(script: Script, registry, options: BatchOptions) -> list[PlannedItem]:
     """Check every item against the voices and models it names; all problems in one error."""
-    from audiobox.languages import normalize_language
-    from audiobox.speak import SpeakRequest, resolve_voice
+    from audiobox.speak import SpeakRequest, check_request, resolve_voice
     from audiobox.tts.models import read_model_info
     from audiobox.tts.settings import resolve_settings
     from audiobox.tts.text import chunk_text, clean_text
@@ -335,29 +334,16 @@ def plan_script(script: Script, registry, options: BatchOptions) -> list[Planned
                 language=item.language,
                 model=item.model,
             )
-            resolved = resolve_voice(request, registry)
-            if override is not None and not item.model and override.model_type == resolved.model_kind:
-                resolved = replace(resolved, model_ref=options.model)
-            if resolved.model_ref not in infos:
-                infos[resolved.model_ref] = read_model_info(resolved.model_ref)
-            info = infos[resolved.model_ref]
-            if info.model_type != resolved.model_kind:
-                raise UserError(
-                    f"model {info.ref} is a {info.model_type} model; this voice needs a {resolved.model_kind} model"
-                )
-            language = normalize_language(item.language, info.languages)
-            spec_args = dict(resolved.spec_args)
-            prompt_id = reference = None
-            if resolved.kind == "speaker":
-                spec_args["speaker"] = info.canonical_speaker(spec_args["speaker"])
-            else:
+            if override is not None and not item.model:
+                kind = resolve_voice(request, registry).model_kind
+                if override.model_type == kind:
+                    request = replace(request, model=options.model)
+            checked = check_request(request, registry, infos)  # the same checks as `speak`
+            resolved, info, language = checked.resolved, checked.info, checked.language
+            spec_args, prompt_id = checked.spec_args, checked.prompt_id
+            reference = None
+            if resolved.kind == "clone":
                 voice = registry.get(item.voice)
-                prompt_id = voice.prompt_id_for(info.tag, item.tone)
-                if prompt_id is None:
-                    raise UserError(
-                        f"voice {item.voice!r} has no prompt for model {info.ref}"
-                        + (f" and tone {item.tone!r}" if item.tone else "")
-                    )
                 reference = voice.ref_wav if voice.ref_wav and voice.ref_wav.is_file() else None
             settings, _ = resolve_settings(
                 item.profile or options.profile, resolved.defaults, options.greedy, **options.knobs

@@ -149,25 +149,87 @@ def resolve_voice(request: SpeakRequest, registry: VoiceRegistry) -> ResolvedVoi
     )
 
 
+@dataclass
+class CheckedRequest:
+    """A request with everything checked that can be checked without a model (see check_request)."""
+
+    text: str
+    resolved: ResolvedVoice
+    info: object  # ModelInfo, read from config.json only
+    language: str
+    spec_args: dict
+    prompt_id: str | None  # the clone prompt chosen (loaded after the model, checked against it here)
+
+
+def check_request(
+    request: SpeakRequest, registry: VoiceRegistry, infos: dict | None = None
+) -> CheckedRequest:
+    """Every check a speak request allows before a model loads: text, voice, tone, model type,
+    language, speaker, the prompt's model, --out-exact, variants. Shared by speak and batch --check.
+    `infos` caches ModelInfo by model ref across many requests."""
+    from audiobox.languages import normalize_language
+    from audiobox.tts.models import read_model_info, require_type
+    from audiobox.tts.text import clean_text
+
+    text = clean_text(request.text)
+    if not 1 <= request.variants <= 16:
+        raise UserError("--variants must be between 1 and 16")
+    if (
+        request.out_exact is not None
+        and Path(request.out_exact).exists()
+        and not Path(request.out_exact).is_dir()
+    ):
+        raise UserError(f"--out-exact {request.out_exact} exists and is not a directory")
+    resolved = resolve_voice(request, registry)
+    infos = {} if infos is None else infos
+    if resolved.model_ref not in infos:
+        infos[resolved.model_ref] = read_model_info(resolved.model_ref)
+    info = infos[resolved.model_ref]
+    purpose = (
+        "speaking with a cloned voice" if resolved.kind == "clone" else "speaking with a built-in speaker"
+    )
+    require_type(info, resolved.model_kind, purpose)
+    language = normalize_language(request.language, info.languages)
+    spec_args = dict(resolved.spec_args)
+    prompt_id = None
+    if resolved.kind == "speaker":
+        spec_args["speaker"] = info.canonical_speaker(spec_args["speaker"])
+    else:
+        voice, prompt_id = registry.choose_prompt(request.voice, info, request.tone)
+        _check_prompt_model(voice.dir / "prompts" / f"{prompt_id}.json", info, voice.slug)
+    return CheckedRequest(text, resolved, info, language, spec_args, prompt_id)
+
+
+def _check_prompt_model(meta_path: Path, info, slug: str) -> None:
+    """The prompt's model, from its small .json: a damaged prompt is left to fail when loaded."""
+    import json
+
+    from audiobox.tts.prompts import check_prompt_model
+
+    try:
+        built = json.loads(meta_path.read_text(encoding="utf-8")).get("model") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    check_prompt_model(built, info, slug)
+
+
 def prepare_speak(request: SpeakRequest, dirs: Dirs, pool) -> tuple:
     """(text, resolved voice, settings, their provenance, synthesizer, VoiceSpec, prompt id):
     everything before generation, shared by whole takes and ``speak --stream``."""
     from audiobox.tts.synth import VoiceSpec
-    from audiobox.tts.text import clean_text
 
-    text = clean_text(request.text)
     registry = VoiceRegistry(dirs.voices)
-    resolved = resolve_voice(request, registry)
+    checked = check_request(request, registry)
+    text, resolved, prompt_id = checked.text, checked.resolved, checked.prompt_id
     settings, settings_source = resolve_settings(
         request.profile, resolved.defaults, request.greedy, **request.knobs
     )
     synth = pool.synthesizer(resolved.model_ref, resolved.model_kind)
-    prompt_id = None
     if resolved.kind == "clone":
         prompt, prompt_id = registry.load_prompt(request.voice, synth.info, request.tone)
         spec = VoiceSpec.clone(prompt)
     else:
-        spec = VoiceSpec.builtin(**resolved.spec_args)
+        spec = VoiceSpec.builtin(**checked.spec_args)
     return text, resolved, settings, settings_source, synth, spec, prompt_id
 
 

@@ -471,6 +471,13 @@ class VoiceRegistry:
     def load_prompt(self, slug: str, model_info, tone: str | None = None):
         from audiobox.tts.prompts import ClonePrompt
 
+        voice, pid = self.choose_prompt(slug, model_info, tone)
+        prompt = ClonePrompt.load(voice.dir / "prompts" / pid)
+        prompt.check_compatible(model_info, slug)
+        return prompt, pid
+
+    def choose_prompt(self, slug: str, model_info, tone: str | None = None) -> tuple[Voice, str]:
+        """The voice and the id of its newest prompt for this model and tone (UserError if none)."""
         voice = self.get(slug)
         if voice.engine == "custom_voice":
             raise UserError(f"voice {slug!r} is a built-in speaker voice; it has no clone prompt")
@@ -491,9 +498,7 @@ class VoiceRegistry:
                 f"{model_info.ref} (built with: {', '.join(map(str, other)) or 'other tones only'}); "
                 f"pass --model with one of those, or build one with `voice-clone synth --voice {slug} --model {model_info.ref}`"
             )
-        prompt = ClonePrompt.load(voice.dir / "prompts" / pid)
-        prompt.check_compatible(model_info, slug)
-        return prompt, pid
+        return voice, pid
 
     def rename(self, old: str, new: str) -> Voice:
         validate_slug(new)

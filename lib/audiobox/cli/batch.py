@@ -39,7 +39,11 @@ def add_batch_parser(sub) -> argparse.ArgumentParser:
         epilog=BATCH_EPILOG,
     )
     parser.add_argument("script", metavar="FILE", help="script: .yaml/.yml, .jsonl or .txt (dialogue)")
-    parser.add_argument("--out-exact", metavar="DIR", help="output dir (default: <out>/batch/<script name>/)")
+    parser.add_argument(
+        "--out-exact",
+        metavar="DIR",
+        help="output dir (default: <out>/batch/<script name>-<suffix>/, e.g. batch/intro-yaml/)",
+    )
     parser.add_argument("--variants", type=positive_int, help="takes per item unless the item says otherwise")
     parser.add_argument(
         "--batch-size",

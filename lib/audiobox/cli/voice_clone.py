@@ -364,12 +364,12 @@ def cmd_synth(args) -> int:
     from audiobox.clone import clone
     from audiobox.speak import SpeakRequest
     from audiobox.tts.pool import ModelPool
+    from audiobox.tts.text import clean_text
 
     dirs = resolve_dirs(args.cache, args.out)
     console = stderr_console()
-    text = read_text_arg(args.text, args.text_file).strip() if (args.text or args.text_file) else ""
-    if (args.text or args.text_file) and not text:
-        raise UserError("the text to speak is empty")
+    given = args.text is not None or args.text_file  # `--text ""` is given, and empty: refused like speak
+    text = clean_text(read_text_arg(args.text, args.text_file)) if given else ""
     speech = None
     if text:
         speech = SpeakRequest(

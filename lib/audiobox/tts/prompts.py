@@ -48,6 +48,19 @@ def check_prompt_files(tensor_bytes: bytes, meta_bytes: bytes, where: str) -> tu
     return tensors, meta
 
 
+def check_prompt_model(built: dict, info: ModelInfo, slug: str = "SLUG") -> None:
+    """Refuse a prompt (by the model record it was saved with) that `info`'s model cannot use."""
+    built_with = built.get("fingerprint") or {}
+    current = {k: v for k, v in info.fingerprint.items() if k != "tts_model_type"}
+    mismatched = [k for k, v in current.items() if built_with.get(k) not in (None, v)]
+    if info.model_type != "base" or mismatched:
+        raise UserError(
+            f"this voice prompt was built with {built.get('ref', 'another model')}; it cannot be used with "
+            f"{info.ref} ({', '.join(mismatched) or 'not a Base model'} differ). Rebuild it with "
+            f"`voice-clone synth --voice {slug} --model {info.ref}`"
+        )
+
+
 @dataclass
 class ClonePrompt:
     speaker_embedding: np.ndarray  # (D,) float32
@@ -93,15 +106,7 @@ class ClonePrompt:
         ]
 
     def check_compatible(self, info: ModelInfo, slug: str = "SLUG") -> None:
-        built_with = self.model.get("fingerprint") or {}
-        current = {k: v for k, v in info.fingerprint.items() if k != "tts_model_type"}
-        mismatched = [k for k, v in current.items() if built_with.get(k) not in (None, v)]
-        if info.model_type != "base" or mismatched:
-            raise UserError(
-                f"this voice prompt was built with {self.model.get('ref', 'another model')}; it cannot be used with "
-                f"{info.ref} ({', '.join(mismatched) or 'not a Base model'} differ). Rebuild it with "
-                f"`voice-clone synth --voice {slug} --model {info.ref}`"
-            )
+        check_prompt_model(self.model, info, slug)
 
     def save(self, stem: Path) -> tuple[Path, Path]:
         """Write <stem>.safetensors and <stem>.json atomically."""
