@@ -86,32 +86,24 @@ def check_header(path: Path, rate: float, channels: int, seconds: float, max_dur
         )
 
 
-def _probe_stream(path: Path) -> tuple[float, int, float | None]:
-    """(sample rate, channels, duration or None) of the first audio stream, read by ffprobe."""
+def ffprobe_audio(path: Path, entries: str) -> tuple[dict | None, str]:
+    """ffprobe's JSON about the first audio stream, or None and ffprobe's last error line."""
     exe = shutil.which("ffprobe")
     if not exe:
         raise UserError("ffprobe is not installed (apt-get install ffmpeg)")
-    proc = subprocess.run(
-        [
-            exe,
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=sample_rate,channels,duration:format=duration",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    info = json.loads(proc.stdout or "{}") if proc.returncode == 0 else {}
-    streams = info.get("streams") or []
+    cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries", entries, "-of", "json", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None, (proc.stderr.strip().splitlines() or ["ffprobe failed"])[-1]
+    return json.loads(proc.stdout or "{}"), ""
+
+
+def _probe_stream(path: Path) -> tuple[float, int, float | None]:
+    """(sample rate, channels, duration or None) of the first audio stream, read by ffprobe."""
+    info, detail = ffprobe_audio(path, "stream=sample_rate,channels,duration:format=duration")
+    streams = (info or {}).get("streams") or []
     if not streams:
-        detail = (proc.stderr.strip().splitlines() or ["no audio stream"])[-1]
-        raise UserError(f"cannot decode {path}: {detail}")
+        raise UserError(f"cannot decode {path}: {detail or 'no audio stream'}")
     stream = streams[0]
     duration = None
     for candidate in (stream.get("duration"), (info.get("format") or {}).get("duration")):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -148,29 +147,11 @@ def source_limits(max_download_mb: float, max_duration: str | float) -> SourceLi
 
 def probe_media(path: Path) -> float:
     """Duration in seconds of the first audio stream; UserError when the file holds no audio."""
-    exe = shutil.which("ffprobe")
-    if not exe:
-        raise UserError("ffprobe is not installed (apt-get install ffmpeg)")
-    proc = subprocess.run(
-        [
-            exe,
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=codec_type,duration:format=duration",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        detail = (proc.stderr.strip().splitlines() or ["ffprobe failed"])[-1]
+    from audiobox.audio import ffprobe_audio
+
+    info, detail = ffprobe_audio(path, "stream=codec_type,duration:format=duration")
+    if info is None:
         raise UserError(f"{path.name} is not an audio or video file ffmpeg can read ({detail})")
-    info = json.loads(proc.stdout or "{}")
     streams = info.get("streams") or []
     if not streams:
         raise UserError(f"{path.name} has no audio stream")
