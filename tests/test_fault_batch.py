@@ -59,11 +59,11 @@ def test_scripts_get_their_own_folder_and_changed_items_a_new_file(tiny_models, 
     entry = json.loads((out / "manifest.json").read_text())["items"][0]
     assert entry["files"] == ["hi.run2.wav"] and (out / "hi.run2.wav").is_file()
 
-    other = tmp_path / "elsewhere" / "script.jsonl"
-    other.parent.mkdir()
+    other = tmp_path / "other.jsonl"
     write_jsonl(other, [{"speaker": "ryan", "model": model, "text": "Hello.", "output": "hi"}])
     capsys.readouterr()
-    assert main(["batch", str(other), *common]) == 2  # same folder name, another script: refused
+    args = ["--cache", str(tmp_path / "c"), "--out-exact", str(out), *TOKENS]
+    assert main(["batch", str(other), *args]) == 2  # a folder holding another script's outputs
     assert "holds the outputs of another script" in capsys.readouterr().err
 
 

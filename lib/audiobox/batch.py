@@ -457,7 +457,8 @@ class Manifest:
         }
         if shard is not None:
             self.data["shard"] = shard
-        if previous.get("script") and Path(previous["script"]).resolve() != Path(script.path).resolve():
+        # another script's folder (by file name: a script moved, or resumed on another machine, is the same)
+        if previous.get("script") and Path(previous["script"]).name != Path(script.path).name:
             raise UserError(
                 f"{out_dir} holds the outputs of another script ({previous['script']}); "
                 f"pass --out-exact DIR to choose a folder for {script.path.name}"
