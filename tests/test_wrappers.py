@@ -38,6 +38,27 @@ def test_unknown_app_lists_the_apps(wrapper):
         assert f"  {app}\n" in proc.stderr
 
 
+def test_run_without_a_docker_engine_points_to_run_direct(tmp_path):
+    """The client is installed but no engine answers: one line naming ./run-direct, no build attempt."""
+    stand_in = tmp_path / "bin" / "docker"
+    stand_in.parent.mkdir()
+    stand_in.write_text(
+        "#!/usr/bin/env bash\n"
+        "# answers like the real client whose daemon is down\n"
+        'if [[ "$1" == compose && "$2" == version ]]; then echo "Docker Compose version v2.40.3"; exit 0; fi\n'
+        'echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.'
+        ' Is the docker daemon running?" >&2\n'
+        "exit 1\n"
+    )
+    stand_in.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stand_in.parent}:/usr/bin:/bin"}
+    proc = _run([str(REPO / "run"), "voice-synth", "--help"], env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "no Docker engine answers (Cannot connect to the Docker daemon" in proc.stderr
+    assert "./run-direct voice-synth ..." in proc.stderr and "building" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
 def test_run_direct_refuses_path_like_app_names():
     proc = _run([str(REPO / "run-direct"), "../lib"])
     assert proc.returncode == 2 and "unknown app" in proc.stderr

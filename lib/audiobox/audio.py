@@ -224,7 +224,9 @@ def load_audio(
         info = sf.info(str(path))
     except Exception:  # not a format libsndfile knows (video, m4a, opus...): let ffmpeg decode it
         info = None
-    if info is None:
+    # MP3 too: libmpg123 inside libsndfile prints decoder complaints straight to the terminal when
+    # it seeks; ffmpeg's messages are captured (and shown only when decoding fails)
+    if info is None or info.format == "MP3":
         audio = _decode_with_ffmpeg(path, sample_rate, start, end, max_duration)
     else:
         audio = _read_with_soundfile(path, sample_rate, start, end, max_duration)

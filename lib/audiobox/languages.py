@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audiobox.errors import UserError
+from audiobox.errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ def normalize_language(value: str | None, allowed: list[str] | None = None) -> s
     name = _BY_CODE[key].name if key in _BY_CODE else key
     choices = allowed if allowed is not None else [AUTO, *LANGUAGES]
     if name not in choices:
-        raise UserError(f"unknown language {value!r} (choose from {', '.join(choices)})")
+        raise UserError(
+            f"unknown language {value!r}{did_you_mean(key, choices)} (choose from {', '.join(choices)})"
+        )
     return name
 
 

@@ -8,9 +8,9 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 
-from audiobox.audio import write_audio
+from audiobox.audio import OUTPUT_FORMATS, write_audio
 from audiobox.errors import UserError
-from audiobox.fsutil import atomic_write_json, atomic_write_text
+from audiobox.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 TAKES_META_SCHEMA_VERSION = 1
 
@@ -39,6 +39,25 @@ def exact_run_dir(path: Path) -> Path:
         raise UserError(f"--out-exact {path} exists and is not a directory")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def named_output_format(path: Path) -> str:
+    """The audio format of a named output file (`-o speech.mp3`), checked before any work is done."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise UserError(
+            f"-o {path}: name the file with one of the extensions {', '.join('.' + f for f in OUTPUT_FORMATS)}"
+        )
+    if path.is_dir():
+        raise UserError(f"-o {path} is a directory; name a file (e.g. {path / ('speech.' + fmt)})")
+    return fmt
+
+
+def copy_to_named_output(take: Path, dest: Path) -> Path:
+    """Write the chosen take to the file the user named too (atomically; the run folder keeps its copy)."""
+    atomic_write_bytes(Path(dest), Path(take).read_bytes())
+    return Path(dest)
 
 
 def take_filename(index: int, fmt: str) -> str:

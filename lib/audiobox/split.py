@@ -392,6 +392,29 @@ def pick_clips(
     return chosen
 
 
+def clip_shortfall(opts: SplitOptions, found: int, speech_s: float, windows: list[Window], where: str) -> str:
+    """Why fewer clips than --clips came out, and what to change: the scarcest resource first."""
+    lo, hi = opts.clip_bounds()
+    searched = sum(w.speech_s for w in windows)
+    if speech_s < opts.clips * lo:
+        scan = ", a larger --max-scan-seconds" if opts.max_scan_s else ""
+        why = (
+            f"there are {speech_s:.0f} s of speech{where}, not enough for {opts.clips} clips of at least "
+            f"{lo:.1f} s (try a shorter --length{scan} or a wider --start/--end)"
+        )
+    elif searched < 0.9 * speech_s:
+        why = (
+            f"the {len(windows)} window(s) searched hold {searched:.0f} s of the {speech_s:.0f} s of speech "
+            f"(try more --windows)"
+        )
+    else:
+        why = (
+            f"the speech has only {found} separate stretch(es) of {lo:.1f}-{hi:.1f} s without a pause over "
+            f"{opts.max_pause_s:.1f} s (try a larger --max-pause or a shorter --length)"
+        )
+    return f"found {found} of the {opts.clips} clips asked for: {why}"
+
+
 # ----------------------------------------------------------------------------- pipeline
 
 
@@ -541,6 +564,9 @@ class VoiceSplitter:
             )
         with _timed(timings, "export_s"):
             clips, reference, ref_samples = self.export(opts, scan, windows, audio, scored, selection)
+        if len(clips) < opts.clips:
+            speech_s = speech_total if regions is None else speech_seconds(restrict_spans(raw_spans, regions))
+            warnings.append(clip_shortfall(opts, len(clips), speech_s, windows, scan.where()))
         timings["total_s"] = time.monotonic() - t0
 
         result = SplitResult(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from audiobox.errors import UserError
+from audiobox.errors import UserError, did_you_mean
 
 STYLES_PATH = Path(__file__).with_name("styles.yaml")
 
@@ -22,9 +22,13 @@ def load_styles(path: Path = STYLES_PATH) -> dict[str, str]:
 
 def style_instruct(name: str) -> str:
     styles = load_styles()
-    if name not in styles:
-        raise UserError(f"unknown instruct style {name!r} (choose from {', '.join(sorted(styles))})")
-    return styles[name]
+    key = name.strip().lower()
+    if key not in styles:
+        raise UserError(
+            f"unknown instruct style {name!r}{did_you_mean(name, styles)} "
+            f"(choose from {', '.join(sorted(styles))}; `voice-synth list-styles` shows what each says)"
+        )
+    return styles[key]
 
 
 def resolve_instruct(instruct: str | None, style: str | None) -> tuple[str | None, str]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from audiobox.errors import UserError
+from audiobox.errors import UserError, did_you_mean
 from audiobox.fsutil import (
     STAGING_PREFIX,
     TEMP_PREFIX,
@@ -60,6 +60,11 @@ def validate_slug(slug: str) -> str:
             f"(no leading/trailing dash), e.g. 'narrator-en'"
         )
     return slug
+
+
+def lookup_slug(name: str) -> str:
+    """The registry key of a voice name as a user types it: voice names are case-insensitive."""
+    return name.strip().lower() if isinstance(name, str) else name
 
 
 def validate_tone(tone: str | None) -> str | None:
@@ -265,7 +270,7 @@ class VoiceRegistry:
 
     # -- reading ---------------------------------------------------------------------------
     def voice_dir(self, slug: str) -> Path:
-        return self.root / validate_slug(slug)
+        return self.root / validate_slug(lookup_slug(slug))
 
     def exists(self, slug: str) -> bool:
         return (self.voice_dir(slug) / "voice.json").is_file()
@@ -280,14 +285,16 @@ class VoiceRegistry:
         return slug
 
     def get(self, slug: str) -> Voice:
+        """A voice by name; names are case-insensitive (`--voice Narrator` finds narrator)."""
         path = self.voice_dir(slug) / "voice.json"
+        slug = lookup_slug(slug)
         if not path.is_file():
             self.recover()
         if not path.is_file():
-            known = ", ".join(self._slugs_on_disk()[:20])
+            names = self._slugs_on_disk()
             raise UserError(
-                f"no voice named {slug!r} in {self.root}"
-                + (f" (known: {known})" if known else " (the registry is empty)")
+                f"no voice named {slug!r}{did_you_mean(slug, names)} in {self.root}"
+                + (f" (known: {', '.join(names[:20])})" if names else " (the registry is empty)")
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

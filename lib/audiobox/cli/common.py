@@ -96,14 +96,38 @@ def add_generation(parser: argparse.ArgumentParser) -> None:
         choices=list(PROFILES),
         help="sampling preset (default: the voice's saved default, else balanced)",
     )
-    group.add_argument("--temperature", type=float)
-    group.add_argument("--top-p", type=float)
-    group.add_argument("--top-k", type=int)
-    group.add_argument("--repetition-penalty", type=float)
+
+    def preset(knob: str) -> str:
+        return ", ".join(f"{name} {values[knob]}" for name, values in PROFILES.items())
+
+    group.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help=f"sampling temperature, (0, 5]: lower is steadier, higher more varied ({preset('temperature')})",
+    )
+    group.add_argument(
+        "--top-p",
+        type=float,
+        metavar="P",
+        help=f"nucleus sampling, (0, 1]: draw from the likeliest tokens that add up to P ({preset('top_p')})",
+    )
+    group.add_argument(
+        "--top-k", type=int, metavar="K", help=f"draw from the K likeliest tokens only ({preset('top_k')})"
+    )
+    group.add_argument(
+        "--repetition-penalty",
+        type=float,
+        metavar="R",
+        help="above 1 discourages repeating audio tokens (stuck sounds, loops) "
+        f"({preset('repetition_penalty')})",
+    )
     group.add_argument(
         "--max-new-tokens",
         type=int,
-        help="frames per call (80 ms each); default: sized from the text, capped",
+        metavar="N",
+        help="most audio frames per call (80 ms each), a hard stop for runaway takes "
+        "(default: sized from the text, capped)",
     )
     group.add_argument("--greedy", action="store_true", help="deterministic decoding (no sampling)")
     group.add_argument(
@@ -165,6 +189,13 @@ positive_float = _bounded(float, 0.0, True, "a number")
 
 
 def read_text_arg(text: str | None, text_file: str | None) -> str:
+    """--text, or --text-file FILE ('-' reads standard input)."""
+    if text_file == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError("standard input is not UTF-8 text") from exc
     if text_file:
         path = Path(text_file)
         if not path.is_file():

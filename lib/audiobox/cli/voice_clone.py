@@ -181,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         "else espeak-ng), runs prepare-ref and whisper on it, builds ICL and x-vector prompts and "
         "speaks a sentence. No download: models must already be cached (or given as dirs).",
     )
-    st.add_argument("--whisper-model", default="small", metavar="NAME_OR_DIR")
-    st.add_argument("--whisper-device", default="auto")
+    st.add_argument(
+        "--whisper-model", default="small", metavar="NAME_OR_DIR", help="faster-whisper model for the check"
+    )
+    st.add_argument("--whisper-device", default="auto", help="auto, cpu or cuda for whisper")
     st.add_argument("--skip-whisper", action="store_true", help="do not run the whisper check")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_generation(st)
     add_runtime(st, f"Base model id or dir (default {DEFAULT_MODELS['base']})")
     add_dirs(st)

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_split_args(parser, clips_default=3)
     voice = parser.add_argument_group("voice")
     voice.add_argument("--voice-name", required=True, metavar="SLUG", help="name of the new voice")
-    voice.add_argument("--display-name")
+    voice.add_argument("--display-name", help="human-readable name stored with the voice")
     voice.add_argument("--force", action="store_true", help="replace an existing voice with this name")
     voice.add_argument("--interactive", "-i", action="store_true", help="pick the reference clip yourself")
     ref = parser.add_argument_group("reference (as voice-clone)")
@@ -51,20 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE_OR_DIR",
         help="faster-whisper model for the transcript (default: audiobox.asr's default)",
     )
-    ref.add_argument("--asr-device", default="auto")
+    ref.add_argument("--asr-device", default="auto", help="auto, cpu or cuda for whisper")
     ref.add_argument("--force-bad-ref", action="store_true", help="keep a reference that fails the checks")
     tts = parser.add_argument_group("speech")
     tts.add_argument("--text", help=f"test sentence (default: {DEFAULT_TEST_TEXT!r})")
     tts.add_argument("--language", default="auto", help="language of the test sentence")
     tts.add_argument("--skip-synth", action="store_true", help="build and register the prompt, speak nothing")
-    tts.add_argument("--seed", type=int)
+    tts.add_argument("--seed", type=int, help="seed of the test sentence (the same seed repeats it)")
     tts.add_argument("--greedy", action="store_true", help="deterministic decoding")
     tts.add_argument("--model", metavar="ID_OR_DIR", help="Qwen3-TTS Base model (default: the 0.6B Base)")
-    tts.add_argument("--device", default="auto")
+    tts.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for Qwen3-TTS")
     tts.add_argument("--dtype", default="auto", choices=DTYPES, help="as voice-synth --dtype")
-    tts.add_argument("--attention", default="auto", choices=ATTENTIONS)
+    tts.add_argument("--attention", default="auto", choices=ATTENTIONS, help="as voice-synth --attention")
     tts.add_argument("--tts-threads", type=positive_int, metavar="N", help="torch CPU threads for Qwen3-TTS")
-    tts.add_argument("--backend", default="auto", choices=("auto", "upstream", "fast"))
+    tts.add_argument(
+        "--backend", default="auto", choices=("auto", "upstream", "fast"), help="as voice-synth --backend"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(parser)
     return parser

@@ -127,7 +127,9 @@ def dispatch(argv) -> int:
         sys.stdout.write(__import__("json").dumps(result_json(result, voice), indent=2) + "\n")
         return 0
     console.print(
-        f"{len(result.clips)} clips in {result.out_dir}"
+        f"{len(result.clips)} clips"
+        + (f" (of the {args.clips} asked)" if len(result.clips) < args.clips else "")
+        + f" in {result.out_dir}"
         + (f" (+ reference.wav, {result.reference.duration:.1f} s)" if result.reference else "")
         + (f"; {speaker_note(result)['text']}" if result.speakers else "")
     )

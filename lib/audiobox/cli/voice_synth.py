@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--speaker", metavar="NAME", help="a built-in CustomVoice speaker (see list-speakers)")
     what = speak.add_mutually_exclusive_group(required=True)
     what.add_argument("--text", help="the text to speak")
-    what.add_argument("--text-file", metavar="FILE", help="UTF-8 text file")
+    what.add_argument("--text-file", metavar="FILE", help="UTF-8 text file; - reads standard input")
     speak.add_argument("--instruct", help="how to say it (built-in speakers, 1.7B CustomVoice)")
     speak.add_argument(
-        "--instruct-style", metavar="NAME", help="a preset from styles.yaml instead of --instruct"
+        "--instruct-style", metavar="NAME", help="a preset instead of --instruct (see list-styles)"
     )
     speak.add_argument("--tone", help="a tone registered with the voice")
     speak.add_argument(
@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream the take to standard output as WAV (default) or raw 16-bit 24 kHz mono PCM, "
         "e.g. `... --stdout | ffplay -`; nothing is written to disk and --json goes to stderr",
     )
+    speak.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="also write the take (the best one with --select-best) to FILE; its extension "
+        "(.wav .flac .mp3 .ogg) sets the format. The run folder is written as usual",
+    )
     speak.add_argument("--json-result", metavar="FILE", help="also write a compact result JSON here")
     speak.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     speak.add_argument(
@@ -104,18 +111,30 @@ def build_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser(
         "list-voices", help="list registered voices (no model is loaded)", formatter_class=HelpFormatter
     )
-    lv.add_argument("--json", action="store_true")
+    lv.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(lv, out=False)
 
     ls = sub.add_parser(
         "list-speakers", help="list built-in speakers (read from config.json)", formatter_class=HelpFormatter
     )
-    ls.add_argument("--model", default=DEFAULT_MODELS["custom_voice"], metavar="ID_OR_DIR")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument(
+        "--model",
+        default=DEFAULT_MODELS["custom_voice"],
+        metavar="ID_OR_DIR",
+        help="CustomVoice model whose speakers to list",
+    )
+    ls.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(ls, out=False)
 
+    st = sub.add_parser(
+        "list-styles",
+        help="list the --instruct-style presets and what each says",
+        formatter_class=HelpFormatter,
+    )
+    st.add_argument("--json", action="store_true", help="print the styles as JSON on stdout")
+
     cap = sub.add_parser("capabilities", help="what this installation can do", formatter_class=HelpFormatter)
-    cap.add_argument("--json", action="store_true")
+    cap.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     cap.add_argument(
         "--probe", action="store_true", help="also import torch to report device, dtype and attention"
     )
@@ -126,19 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="register a built-in speaker (+ instruct presets) as a named voice",
         formatter_class=HelpFormatter,
     )
-    rb.add_argument("--voice-name", required=True, metavar="SLUG")
-    rb.add_argument("--speaker", required=True)
-    rb.add_argument("--model", default=DEFAULT_MODELS["custom_voice"], metavar="ID_OR_DIR")
+    rb.add_argument(
+        "--voice-name", required=True, metavar="SLUG", help="name of the new voice (lower-case, digits, -)"
+    )
+    rb.add_argument("--speaker", required=True, help="the built-in speaker (see list-speakers)")
+    rb.add_argument(
+        "--model",
+        default=DEFAULT_MODELS["custom_voice"],
+        metavar="ID_OR_DIR",
+        help="CustomVoice model the voice speaks with",
+    )
     dflt = rb.add_mutually_exclusive_group()
     dflt.add_argument("--instruct-default", help="instruction used when speak gets none")
-    dflt.add_argument("--instruct-default-style", metavar="NAME")
+    dflt.add_argument(
+        "--instruct-default-style", metavar="NAME", help="the same, as a preset (see list-styles)"
+    )
     rb.add_argument("--tone", help="add a named tone with --tone-instruct / --tone-instruct-style")
     tone = rb.add_mutually_exclusive_group()
-    tone.add_argument("--tone-instruct")
-    tone.add_argument("--tone-instruct-style", metavar="NAME")
-    rb.add_argument("--language-default", default="auto")
-    rb.add_argument("--display-name")
-    rb.add_argument("--description", default="")
+    tone.add_argument("--tone-instruct", help="the instruction of --tone")
+    tone.add_argument("--tone-instruct-style", metavar="NAME", help="the instruction of --tone, as a preset")
+    rb.add_argument("--language-default", default="auto", help="language used when speak gets none")
+    rb.add_argument("--display-name", help="human-readable name stored with the voice")
+    rb.add_argument("--description", default="", help="free text stored with the voice")
     rb.add_argument("--force", action="store_true", help="replace an existing voice of that name")
     add_dirs(rb, out=False)
 
@@ -147,36 +175,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="describe a voice; VoiceDesign speaks a reference, Base clones it",
         formatter_class=HelpFormatter,
     )
-    dv.add_argument("--voice-name", required=True, metavar="SLUG")
+    dv.add_argument(
+        "--voice-name", required=True, metavar="SLUG", help="name of the new voice (lower-case, digits, -)"
+    )
     desc = dv.add_mutually_exclusive_group(required=True)
     desc.add_argument("--instruct", help="the voice, in words")
-    desc.add_argument("--instruct-style", metavar="NAME")
+    desc.add_argument("--instruct-style", metavar="NAME", help="the voice, as a preset (see list-styles)")
     dv.add_argument(
         "--ref-text", required=True, help="what the designed voice says in its reference (1-3 sentences)"
     )
-    dv.add_argument("--language", default="auto")
-    dv.add_argument("--design-model", default=DEFAULT_MODELS["voice_design"], metavar="ID_OR_DIR")
-    dv.add_argument("--clone-model", default=DEFAULT_MODELS["base"], metavar="ID_OR_DIR")
-    dv.add_argument("--display-name")
-    dv.add_argument("--description", default="")
+    dv.add_argument("--language", default="auto", help="language of --ref-text")
+    dv.add_argument(
+        "--design-model",
+        default=DEFAULT_MODELS["voice_design"],
+        metavar="ID_OR_DIR",
+        help="VoiceDesign model that speaks the reference",
+    )
+    dv.add_argument(
+        "--clone-model",
+        default=DEFAULT_MODELS["base"],
+        metavar="ID_OR_DIR",
+        help="Base model that clones it (the voice then speaks with this model)",
+    )
+    dv.add_argument("--display-name", help="human-readable name stored with the voice")
+    dv.add_argument("--description", default="", help="free text stored with the voice")
     dv.add_argument("--force", action="store_true", help="replace an existing voice of that name")
-    dv.add_argument("--json", action="store_true")
+    dv.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_generation(dv)
     add_runtime(dv, "unused: see --design-model and --clone-model")
     add_dirs(dv, out=False)
 
     rn = sub.add_parser("rename-voice", help="rename a registered voice", formatter_class=HelpFormatter)
-    rn.add_argument("old")
-    rn.add_argument("new")
+    rn.add_argument("old", help="the voice's name now")
+    rn.add_argument("new", help="its new name")
     add_dirs(rn, out=False)
 
     dl = sub.add_parser("delete-voice", help="delete a registered voice", formatter_class=HelpFormatter)
-    dl.add_argument("slug")
+    dl.add_argument("slug", metavar="VOICE", help="the voice to delete")
     dl.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_dirs(dl, out=False)
 
     ex = sub.add_parser("export-voice", help="write a voice to a zip file", formatter_class=HelpFormatter)
-    ex.add_argument("slug")
+    ex.add_argument("slug", metavar="VOICE", help="the voice to export")
     ex.add_argument("--dest", metavar="FILE", help="zip path (default: <out>/exports/<slug>.zip)")
     ex.add_argument("--force", action="store_true", help="overwrite --dest if it exists")
     add_dirs(ex)
@@ -184,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser(
         "import-voice", help="add a voice from a zip made by export-voice", formatter_class=HelpFormatter
     )
-    im.add_argument("zip", metavar="ZIP")
+    im.add_argument("zip", metavar="ZIP", help="a zip written by export-voice")
     im.add_argument("--as", dest="as_slug", metavar="SLUG", help="register under another name")
     im.add_argument("--force", action="store_true", help="replace an existing voice of that name")
     add_dirs(im, out=False)
@@ -233,6 +273,7 @@ def cmd_speak(args) -> int:
     from audiobox.tts.pool import ModelPool
 
     dirs = resolve_dirs(args.cache, args.out)
+    check_named_output(args)
     text = read_text_arg(args.text, args.text_file)
     request = SpeakRequest(
         text=text,
@@ -262,6 +303,10 @@ def cmd_speak(args) -> int:
         save_profile_default(dirs, args)
     code = review_takes(args, result, dirs, console)
     summary = speak_summary(result)
+    if args.output and (chosen := chosen_take(result, args)) is not None:
+        from audiobox.outputs import copy_to_named_output
+
+        summary["output"] = str(copy_to_named_output(chosen, Path(args.output)))
     if args.json_result:
         from audiobox.fsutil import atomic_write_json
 
@@ -275,6 +320,11 @@ def cmd_speak(args) -> int:
                 f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
             )
         console.print(f"metadata: {result.meta_path}")
+        console.print(
+            f"seed: {summary['seed']} (--seed {summary['seed']} with the same settings repeats this run)"
+        )
+        if summary.get("output"):
+            console.print(f"output: {summary['output']}")
     return code
 
 
@@ -293,6 +343,10 @@ def cmd_speak_stream(args, request, dirs, pool, console) -> int:
         result = run_speak_stream(request, dirs, pool, output, progress=progress)
     timings = {k: round(v, 3) for k, v in result.meta["timings"].items()}
     summary = speak_summary(result) if result.run_dir else {"seed": result.meta["seed"], "timings": timings}
+    if args.output and result.files:
+        from audiobox.outputs import copy_to_named_output
+
+        summary["output"] = str(copy_to_named_output(result.files[0], Path(args.output)))
     if args.json_result:
         from audiobox.fsutil import atomic_write_json
 
@@ -305,11 +359,38 @@ def cmd_speak_stream(args, request, dirs, pool, console) -> int:
             f"first audio after {timings['first_audio_sec']:.2f} s"
         )
         console.print(f"metadata: {result.meta_path}")
+        console.print(
+            f"seed: {summary['seed']}" + (f"; output: {summary['output']}" if summary.get("output") else "")
+        )
     else:
         console.print(
             f"streamed {result.takes[0].duration:.2f} s of audio, first after {timings['first_audio_sec']:.2f} s"
         )
     return 0
+
+
+def check_named_output(args) -> None:
+    """-o FILE: a known extension, one take to write, no clash with --format; before any model loads."""
+    if not args.output:
+        return
+    from audiobox.outputs import named_output_format
+
+    if args.stdout:
+        raise UserError("-o writes a file and --stdout writes to standard output: use one of them")
+    fmt = named_output_format(Path(args.output))
+    if args.format not in ("wav", fmt):
+        raise UserError(f"-o {args.output} is a .{fmt} file but --format is {args.format}: drop one of them")
+    if args.variants > 1 and not args.select_best:
+        raise UserError("-o writes one file: with --variants add --select-best (or leave -o out)")
+    args.format = fmt
+
+
+def chosen_take(result, args) -> Path | None:
+    """The take -o copies: the best with --select-best (None if none passed), else the only take."""
+    selection = result.meta.get("selection") or {}
+    if args.select_best:
+        return result.run_dir / selection["best_file"] if selection.get("best_file") else None
+    return result.files[0]
 
 
 def review_takes(args, result, dirs, console) -> int:
@@ -476,6 +557,19 @@ def cmd_list_speakers(args) -> int:
     return 0
 
 
+def cmd_list_styles(args) -> int:
+    from audiobox.styles import load_styles
+
+    styles = load_styles()
+    if args.json:
+        print_json({"count": len(styles), "styles": styles})
+        return 0
+    width = max(map(len, styles), default=0)
+    for name, instruct in sorted(styles.items()):
+        print(f"{name:<{width}}  {instruct}")
+    return 0
+
+
 def cmd_capabilities(args) -> int:
     from audiobox.capabilities import collect
 
@@ -626,6 +720,7 @@ COMMANDS = {
     "speak": cmd_speak,
     "list-voices": cmd_list_voices,
     "list-speakers": cmd_list_speakers,
+    "list-styles": cmd_list_styles,
     "capabilities": cmd_capabilities,
     "register-builtin": cmd_register_builtin,
     "design-voice": cmd_design_voice,

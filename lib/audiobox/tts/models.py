@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiobox import hub
-from audiobox.errors import UserError
+from audiobox.errors import UserError, did_you_mean
 
 DEFAULT_MODELS = {
     "base": "Qwen/Qwen3-TTS-12Hz-0.6B-Base",
@@ -76,7 +76,8 @@ class ModelInfo:
         key = name.strip().lower()
         if key not in self.speakers:
             raise UserError(
-                f"unknown speaker {name!r} for {self.ref} (choose from {', '.join(self.speakers)})"
+                f"unknown speaker {name!r}{did_you_mean(key, self.speakers)} for {self.ref} "
+                f"(choose from {', '.join(self.speakers)})"
             )
         return key
 
