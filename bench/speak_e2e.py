@@ -28,10 +28,10 @@ CONFIGS = {
         "upstream",
         "--dtype",
         "float32",
-        "--threads",
+        "--tts-threads",
         "2",
     ],
-    "upstream float32, 1 thread": ["--backend", "upstream", "--dtype", "float32", "--threads", "1"],
+    "upstream float32, 1 thread": ["--backend", "upstream", "--dtype", "float32", "--tts-threads", "1"],
     "ours, --dtype auto": [],
     "ours, --dtype int8": ["--dtype", "int8"],
 }

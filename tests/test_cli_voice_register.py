@@ -29,7 +29,7 @@ def _common(tmp_path, tiny_models):
         str(tiny_models / "base"),
         "--demucs-repo",
         str(tiny_models / "demucs"),
-        "--threads",
+        "--separator-threads",
         "1",
         "--windows",
         "1",

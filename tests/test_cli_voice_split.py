@@ -179,7 +179,7 @@ def test_app_end_to_end_from_a_link(loopback_media, tiny_demucs, tmp_path):
         "12",
         "--demucs-repo",
         str(tiny_demucs),
-        "--threads",
+        "--separator-threads",
         "1",
         "--voice-name",
         "from-link",

@@ -74,17 +74,65 @@ def add_runtime(parser: argparse.ArgumentParser, model_help: str) -> None:
     group.add_argument(
         "--attention", default="auto", choices=ATTENTIONS, help="auto: flash-attn when usable, else sdpa"
     )
-    group.add_argument(
-        "--threads",
-        type=positive_int,
-        help="CPU threads for torch (default: all CPUs; 1 for fp32 on a CPU with 2 or fewer)",
-    )
+    add_tts_threads(group)
     group.add_argument(
         "--backend",
         default="auto",
         choices=("auto", "upstream", "fast"),
         help="decode loop: our fast path when it supports the model, else upstream qwen-tts",
     )
+
+
+THREADS_RENAMED = "--tts-threads (Qwen3-TTS) or --separator-threads (Demucs)"
+
+
+def add_tts_threads(group) -> None:
+    group.add_argument(
+        "--tts-threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads for Qwen3-TTS (torch) (default: all CPUs; 1 for fp32 on a CPU with 2 or fewer)",
+    )
+    renamed_flag(group, "--threads", THREADS_RENAMED)
+
+
+def add_separator_threads(group) -> None:
+    group.add_argument(
+        "--separator-threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads for Demucs (torch) (default: torch's choice)",
+    )
+    renamed_flag(group, "--threads", THREADS_RENAMED)
+
+
+def renamed_flag(group, old: str, new: str) -> None:
+    """A flag's former name, hidden: it fails with one line naming the flag to use now."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(f"{old} is now {new}")
+
+    if old not in getattr(group, "_option_string_actions", {}):
+        group.add_argument(old, nargs="?", action=Renamed, help=argparse.SUPPRESS)
+
+
+def time_value(value: str) -> float:
+    """argparse type of every time flag: seconds (90, 26.6) or [h:]m:ss (1:30, 0:26.6)."""
+    from audiobox.sources import parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_time(value: str) -> float:
+    """A time value greater than zero (lengths, pauses, windows)."""
+    seconds = time_value(value)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be greater than 0")
+    return seconds
 
 
 def add_generation(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +189,7 @@ def add_output_format(parser: argparse.ArgumentParser) -> None:
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
     return RuntimeOptions(
-        device=args.device, dtype=args.dtype, attention=args.attention, threads=args.threads
+        device=args.device, dtype=args.dtype, attention=args.attention, threads=args.tts_threads
     )
 
 

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiobox.cli.common import add_speaker_args, non_negative_int, positive_float
+from audiobox.cli.common import (
+    add_separator_threads,
+    add_speaker_args,
+    non_negative_int,
+    positive_time,
+    time_value,
+)
 from audiobox.errors import UserError
 
 
@@ -15,8 +21,8 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     one = src.add_mutually_exclusive_group(required=True)
     one.add_argument("--url", help="a video/audio link yt-dlp supports (one video; playlists are refused)")
     one.add_argument("--audio", metavar="FILE", help="a local audio or video file (anything ffmpeg reads)")
-    src.add_argument("--start", metavar="TS", help="trim start: 90, 1:30 or 1:02:30.5")
-    src.add_argument("--end", metavar="TS", help="trim end, same formats")
+    src.add_argument("--start", type=time_value, metavar="TS", help="trim start: 90, 1:30 or 1:02:30.5")
+    src.add_argument("--end", type=time_value, metavar="TS", help="trim end, same formats")
     src.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt for yt-dlp")
     src.add_argument(
         "--max-download-mb",
@@ -41,17 +47,23 @@ def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> N
         default=clips_default,
         help="number of clips to export (0: only the reference)",
     )
-    grp.add_argument("--length", type=positive_float, default=12.0, metavar="SEC", help="target clip length")
+    grp.add_argument(
+        "--length",
+        type=positive_time,
+        default=12.0,
+        metavar="SEC",
+        help="target clip length (seconds or m:ss)",
+    )
     grp.add_argument(
         "--max-pause",
-        type=positive_float,
+        type=positive_time,
         default=0.8,
         metavar="SEC",
         help="longest pause allowed inside a clip",
     )
     grp.add_argument(
         "--max-scan-seconds",
-        type=positive_float,
+        type=positive_time,
         metavar="SEC",
         help="only look at the first SEC seconds (after --start)",
     )
@@ -62,7 +74,7 @@ def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> N
     sep.add_argument("--no-separate", action="store_true", help="skip Demucs (clean studio recordings)")
     sep.add_argument(
         "--window-len",
-        type=positive_float,
+        type=positive_time,
         metavar="SEC",
         help="Demucs window length (default: max(3 x --length, 30))",
     )
@@ -73,9 +85,7 @@ def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> N
         help="how many speech-dense windows to separate (default: enough for --clips)",
     )
     sep.add_argument("--separator-device", default="cpu", metavar="DEV", help="cpu or cuda[:N]")
-    sep.add_argument(
-        "--threads", type=int, metavar="N", help="torch CPU threads for Demucs (default: torch's choice)"
-    )
+    add_separator_threads(sep)
     parser.add_argument("--refresh", action="store_true", help="ignore the split caches (they are rewritten)")
 
 
@@ -106,7 +116,7 @@ def split_options(args: argparse.Namespace, out_dir: Path | None):
             model=args.separator_model,
             repo=Path(args.demucs_repo).expanduser() if args.demucs_repo else None,
             device=args.separator_device,
-            threads=args.threads,
+            threads=args.separator_threads,
         ),
         out_dir=out_dir,
         refresh=args.refresh,

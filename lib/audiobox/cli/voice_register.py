@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int, speaker_note
+from audiobox.cli.common import HelpFormatter, Parser, add_dirs, add_tts_threads, speaker_note
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
 from audiobox.tts.runtime import ATTENTIONS, DTYPES
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for Qwen3-TTS")
     tts.add_argument("--dtype", default="auto", choices=DTYPES, help="as voice-synth --dtype")
     tts.add_argument("--attention", default="auto", choices=ATTENTIONS, help="as voice-synth --attention")
-    tts.add_argument("--tts-threads", type=positive_int, metavar="N", help="torch CPU threads for Qwen3-TTS")
+    add_tts_threads(tts)
     tts.add_argument(
         "--backend", default="auto", choices=("auto", "upstream", "fast"), help="as voice-synth --backend"
     )

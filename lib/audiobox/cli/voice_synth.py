@@ -22,6 +22,7 @@ from audiobox.cli.common import (
     run_subcommand,
     runtime_options,
     stderr_console,
+    time_value,
 )
 from audiobox.errors import UserError, run_main
 from audiobox.paths import resolve_dirs
@@ -65,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="number of takes, generated in batched calls",
     )
     speak.add_argument("--chunk", action="store_true", help="split long text at sentence boundaries")
-    speak.add_argument("--pause", type=float, default=0.3, metavar="SEC", help="silence between chunks")
+    speak.add_argument(
+        "--pause",
+        type=time_value,
+        default=0.3,
+        metavar="SEC",
+        help="silence between chunks (seconds or m:ss)",
+    )
     out = speak.add_mutually_exclusive_group()
     out.add_argument("--out", metavar="DIR", help="output root: takes go to DIR/<voice>/<timestamp>-<id>/")
     out.add_argument("--out-exact", metavar="DIR", help="write the takes straight into DIR")
