@@ -19,16 +19,12 @@ $(VENV)/.installed: pyproject.toml scripts/strip-torchaudio-ext.sh
 	scripts/strip-torchaudio-ext.sh $(PY)
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv and install the project (CPU torch first)
+venv: system-deps $(VENV)/.installed ## create .venv and install the project (CPU torch first)
 
-system-deps: ## install ffmpeg/sox/espeak-ng/rsync (+ chromium for the web-page test) from the distribution (needs root)
-	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
-		|| ! command -v chromium >/dev/null || ! command -v rsync >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox espeak-ng chromium rsync >/dev/null; \
-	fi
+system-deps: ## install ffmpeg/sox/espeak-ng/rsync, chromium (web-page test), python3-venv when missing (apt-get as root or via sudo)
+	@scripts/system-deps.sh
 
-test: venv lint ## offline test suite on tiny real checkpoints (runs lint first)
-	@command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: run 'make system-deps' (or install ffmpeg)"; exit 1; }
+test: system-deps venv lint ## system packages, .venv, lint, then the offline suite on tiny real checkpoints
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # ---- lint: Dockerfiles, shell scripts, compose files (tools from the `lint` extra) ----------------

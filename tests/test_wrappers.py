@@ -102,3 +102,56 @@ def test_publish_refuses_a_dirty_tree_unless_allowed(publish_checkout):
     proc = _run([str(root / "scripts" / "publish.sh"), "cpu", "--dry-run", "--allow-dirty"], env=env)
     assert proc.returncode == 0, proc.stderr
     assert "py-audio-box:latest" in proc.stdout and sha not in proc.stdout
+
+
+def _stub_bin(folder: Path, uid: int, apt: bool) -> Path:
+    """A PATH with bash, env and python3 but none of the system tools; `id -u` answers `uid`; with
+    `apt`, an apt-get stand-in that logs its arguments and installs empty tools the way apt would."""
+    folder.mkdir()
+    for tool in ("bash", "env"):
+        (folder / tool).symlink_to(shutil.which(tool))
+    (folder / "python3").symlink_to(sys.executable)
+    (folder / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    if apt:
+        (folder / "apt-get").write_text(
+            "#!/bin/sh\n"
+            f'echo "$*" >> "{folder}/apt.log"\n'
+            '[ "$1" = install ] || exit 0\n'
+            "shift 3\n"
+            f'for t in "$@"; do printf "#!/bin/sh\\n" > "{folder}/$t"; {shutil.which("chmod")} +x "{folder}/$t"; done\n'
+        )
+    for stub in folder.iterdir():
+        if not stub.is_symlink():
+            stub.chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "uid, apt, code, message",
+    [
+        (1000, False, 2, "no apt-get here: install ffmpeg sox espeak-ng chromium rsync with your package manager"),
+        (1000, True, 2, "installing needs root: run 'sudo make system-deps'"),
+        (0, True, 0, "apt-get install ffmpeg sox espeak-ng chromium rsync"),
+    ],
+)
+def test_system_deps_installs_what_is_missing_or_says_how(tmp_path, uid, apt, code, message):
+    stubs = _stub_bin(tmp_path / "bin", uid, apt)
+    script = REPO / "scripts" / "system-deps.sh"
+    proc = _run([str(stubs / "bash"), str(script)], env={"PATH": str(stubs), "HOME": str(tmp_path)})
+    assert proc.returncode == code and message in proc.stderr, proc.stderr
+    if code == 0:
+        assert (stubs / "apt.log").read_text().splitlines() == [
+            "update -qq",
+            "install -y -qq ffmpeg sox espeak-ng chromium rsync",
+        ]
+        again = _run([str(stubs / "bash"), str(script)], env={"PATH": str(stubs), "HOME": str(tmp_path)})
+        assert again.returncode == 0 and again.stderr == ""  # nothing missing: silent
+
+
+def test_make_test_installs_system_packages_first():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    proc = _run(["make", "-n", "--no-print-directory", "-C", str(REPO), "test"])
+    lines = proc.stdout.splitlines()
+    first_test = next(i for i, line in enumerate(lines) if "pytest" in line)
+    assert "scripts/system-deps.sh" in lines[0] and 0 < first_test
