@@ -36,6 +36,10 @@ def visible_options():
     return found
 
 
+def parse(app: str, *argv: str) -> argparse.Namespace:
+    return importlib.import_module(f"audiobox.cli.{app}").build_parser().parse_args(list(argv))
+
+
 @pytest.mark.parametrize("flag", ["--tts-threads", "--separator-threads", "--cache", "--debug", "--json"])
 def test_shared_flags_are_defined_once(flag):
     """Same flag, same destination and the same help in every app that has it."""
@@ -63,10 +67,6 @@ def test_the_old_threads_flag_names_the_new_ones(capsys):
         "--threads is now --tts-threads (Qwen3-TTS) or --separator-threads (Demucs)"
         in capsys.readouterr().err
     )
-
-
-def parse(app: str, *argv: str) -> argparse.Namespace:
-    return importlib.import_module(f"audiobox.cli.{app}").build_parser().parse_args(list(argv))
 
 
 def test_time_values_take_seconds_or_minutes():

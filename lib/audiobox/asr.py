@@ -175,7 +175,7 @@ def locate_model(model: str, cache_dir: Path | None = None) -> Path:
         "whisper model",
         model,
         cache_dir or hub.cache_dir(),
-        "pass --whisper-model /path/to/ct2-model",
+        "pass --asr-model /path/to/ct2-model",
     )
     return download(model, cache_dir)
 

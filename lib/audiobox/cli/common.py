@@ -106,6 +106,19 @@ def add_separator_threads(group) -> None:
     renamed_flag(group, "--threads", THREADS_RENAMED)
 
 
+def add_asr(group) -> None:
+    """--asr-model / --asr-device: the faster-whisper model of every app (transcripts, take checks)."""
+    group.add_argument(
+        "--asr-model",
+        metavar="NAME_OR_DIR",
+        help="faster-whisper model: a size (tiny, base, small, medium, large-v3...), a hub id or a local "
+        "CTranslate2 dir (default: small; downloads go to <cache>/asr, see voice-models)",
+    )
+    group.add_argument("--asr-device", default="auto", help="auto, cpu or cuda for faster-whisper")
+    renamed_flag(group, "--whisper-model", "--asr-model")
+    renamed_flag(group, "--whisper-device", "--asr-device")
+
+
 def renamed_flag(group, old: str, new: str) -> None:
     """A flag's former name, hidden: it fails with one line naming the flag to use now."""
 

@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, add_tts_threads, speaker_note
+from audiobox.cli.common import HelpFormatter, Parser, add_asr, add_dirs, add_tts_threads, speaker_note
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
 from audiobox.tts.runtime import ATTENTIONS, DTYPES
@@ -45,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ref-language", default="auto", help="language of the reference (auto, a name or ISO code)"
     )
     ref.add_argument("--x-vector-only", action="store_true", help="speaker embedding only, no transcript")
-    ref.add_argument(
-        "--whisper-model",
-        default=None,
-        metavar="SIZE_OR_DIR",
-        help="faster-whisper model for the transcript (default: audiobox.asr's default)",
-    )
-    ref.add_argument("--asr-device", default="auto", help="auto, cpu or cuda for whisper")
+    add_asr(ref)
     ref.add_argument("--force-bad-ref", action="store_true", help="keep a reference that fails the checks")
     tts = parser.add_argument_group("speech")
     tts.add_argument("--text", help=f"test sentence (default: {DEFAULT_TEST_TEXT!r})")
@@ -111,7 +105,7 @@ def _precheck(args, dirs, registry):
     if not args.x_vector_only and not args.ref_text:
         from audiobox.asr import DEFAULT_ASR_MODEL, locate_model
 
-        locate_model(args.whisper_model or DEFAULT_ASR_MODEL, dirs.stage("asr"))
+        locate_model(args.asr_model or DEFAULT_ASR_MODEL, dirs.stage("asr"))
     return info, language, ref_language, text
 
 
@@ -173,7 +167,7 @@ def dispatch(argv) -> int:
         x_vector_only=args.x_vector_only,
         asr_device=args.asr_device,
         force_bad_ref=args.force_bad_ref,
-        **({"asr_model": args.whisper_model} if args.whisper_model else {}),
+        **({"asr_model": args.asr_model} if args.asr_model else {}),
     )
 
     def asr_loader():
