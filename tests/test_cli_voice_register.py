@@ -61,6 +61,8 @@ def test_register_from_a_link_and_speak(loopback_media, tiny_models, tmp_path, c
             "Hello there, this is a test.",
             "--seed",
             "3",
+            "--max-new-tokens",
+            "9",
             "--json",
             *_common(tmp_path, tiny_models),
         ]
@@ -73,8 +75,9 @@ def test_register_from_a_link_and_speak(loopback_media, tiny_models, tmp_path, c
     assert "stage times" not in captured.err  # --json: the summary is on stdout
     take = Path(summary["takes"][0])
     assert take.is_file() and sf.info(take).samplerate == 24000
-    # the one speak path records which app made the run (it used to say "voice-synth speak")
-    assert json.loads((take.parent / "takes.meta.json").read_text())["app"] == "voice-register"
+    meta = json.loads((take.parent / "takes.meta.json").read_text())
+    assert meta["generation"]["max_new_tokens"] == 9 and meta["seed"] == 3  # generation flags reach speak
+    assert meta["app"] == "voice-register"  # the one speak path records which app made the run
     assert summary["next"].startswith("voice-synth speak --voice joe")
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("joe")
     assert voice.ready and voice.ref["transcript_source"] == "whisper" and voice.ref_wav.is_file()
@@ -84,6 +87,9 @@ def test_register_from_a_link_and_speak(loopback_media, tiny_models, tmp_path, c
 
 
 def test_skip_synth_still_builds_the_prompt(speech_mix, tiny_models, tmp_path, capsys):
+    """Also: --ref-start/--ref-end (m:ss) make the reference exactly that span of the source."""
+    start = speech_mix.blocks[1][0] + 0.5
+    ref_start = f"{int(start // 60)}:{start % 60:04.1f}"
     rc = main(
         [
             "--audio",
@@ -93,6 +99,10 @@ def test_skip_synth_still_builds_the_prompt(speech_mix, tiny_models, tmp_path, c
             "--skip-synth",
             "--x-vector-only",
             "--no-separate",
+            "--ref-start",
+            ref_start,
+            "--ref-end",
+            f"{start + 6:.1f}",
             *_common(tmp_path, tiny_models),
         ]
     )
@@ -100,6 +110,8 @@ def test_skip_synth_still_builds_the_prompt(speech_mix, tiny_models, tmp_path, c
     assert rc == 0, err
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("quiet")
     assert voice.ready and voice.ref["x_vector_only"]
+    segment = voice.ref["segment"]
+    assert abs(segment["start"] - start) < 0.3 and abs(segment["end"] - (start + 6)) < 0.3, segment
     assert "stage times: split" in err and "speak" not in err.split("stage times:")[1].split("\n")[0]
     # the printed next step works as printed (with our out dir added)
     next_line = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("voice-synth speak")][0]

@@ -129,7 +129,12 @@ def _stub_bin(folder: Path, uid: int, apt: bool) -> Path:
 @pytest.mark.parametrize(
     "uid, apt, code, message",
     [
-        (1000, False, 2, "no apt-get here: install ffmpeg sox espeak-ng chromium rsync with your package manager"),
+        (
+            1000,
+            False,
+            2,
+            "no apt-get here: install ffmpeg sox espeak-ng chromium rsync with your package manager",
+        ),
         (1000, True, 2, "installing needs root: run 'sudo make system-deps'"),
         (0, True, 0, "apt-get install ffmpeg sox espeak-ng chromium rsync"),
     ],

@@ -15,10 +15,21 @@ import shlex
 import sys
 import time
 
-from audiobox.cli.common import HelpFormatter, Parser, add_asr, add_dirs, add_tts_threads, speaker_note
+from audiobox.cli.common import (
+    HelpFormatter,
+    Parser,
+    add_asr,
+    add_dirs,
+    add_generation,
+    add_runtime,
+    explicit_knobs,
+    runtime_options,
+    speaker_note,
+    time_value,
+)
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
-from audiobox.tts.runtime import ATTENTIONS, DTYPES
+from audiobox.tts.models import DEFAULT_MODELS
 
 DEFAULT_TEST_TEXT = "Hello! This is my new voice. I hope it sounds just like the recording."
 
@@ -40,7 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--force", action="store_true", help="replace an existing voice with this name")
     voice.add_argument("--interactive", "-i", action="store_true", help="pick the reference clip yourself")
     ref = parser.add_argument_group("reference (as voice-clone)")
-    ref.add_argument("--ref-text", help="exact words of the reference clip (skips whisper)")
+    ref.add_argument(
+        "--ref-start",
+        type=time_value,
+        metavar="TS",
+        help="make the reference exactly this span of the source (its own timeline: seconds or m:ss), "
+        "cut and checked as voice-clone does; default: the best clip of the split",
+    )
+    ref.add_argument("--ref-end", type=time_value, metavar="TS", help="end of that span")
+    ref.add_argument("--ref-text", help="exact words of the reference (skips whisper)")
     ref.add_argument(
         "--ref-language", default="auto", help="language of the reference (auto, a name or ISO code)"
     )
@@ -51,16 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--text", help=f"test sentence (default: {DEFAULT_TEST_TEXT!r})")
     tts.add_argument("--language", default="auto", help="language of the test sentence")
     tts.add_argument("--skip-synth", action="store_true", help="build and register the prompt, speak nothing")
-    tts.add_argument("--seed", type=int, help="seed of the test sentence (the same seed repeats it)")
-    tts.add_argument("--greedy", action="store_true", help="deterministic decoding")
-    tts.add_argument("--model", metavar="ID_OR_DIR", help="Qwen3-TTS Base model (default: the 0.6B Base)")
-    tts.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for Qwen3-TTS")
-    tts.add_argument("--dtype", default="auto", choices=DTYPES, help="as voice-synth --dtype")
-    tts.add_argument("--attention", default="auto", choices=ATTENTIONS, help="as voice-synth --attention")
-    add_tts_threads(tts)
-    tts.add_argument(
-        "--backend", default="auto", choices=("auto", "upstream", "fast"), help="as voice-synth --backend"
-    )
+    add_generation(parser)
+    add_runtime(parser, f"Qwen3-TTS Base model (default: {DEFAULT_MODELS['base']})")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(parser)
     return parser
@@ -98,6 +109,14 @@ def _precheck(args, dirs, registry):
         raise UserError("--text is empty (or pass --skip-synth)")
     if args.ref_text is not None and not args.ref_text.strip():
         raise UserError("--ref-text is empty")
+    if args.ref_start is not None and args.ref_end is not None and args.ref_start >= args.ref_end:
+        raise UserError(
+            f"--ref-start must be before --ref-end (got {args.ref_start:g} .. {args.ref_end:g} s)"
+        )
+    if args.interactive and (args.ref_start is not None or args.ref_end is not None):
+        raise UserError(
+            "--interactive picks a clip of the split; --ref-start/--ref-end name the span: use one"
+        )
     if args.ref_text and args.x_vector_only:
         raise UserError("--x-vector-only uses no transcript: drop --ref-text (or drop --x-vector-only)")
     info = read_model_info(args.model or DEFAULT_MODELS["base"])
@@ -162,6 +181,8 @@ def dispatch(argv) -> int:
 
     stages.start("reference", "segment + transcript")
     ref_opts = RefOptions(
+        ref_start=args.ref_start,
+        ref_end=args.ref_end,
         ref_text=args.ref_text,
         language=ref_language,
         x_vector_only=args.x_vector_only,
@@ -175,8 +196,14 @@ def dispatch(argv) -> int:
 
         return load_asr(ref_opts.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"))
 
+    # --ref-start/--ref-end name a span of the source itself; otherwise the split's best clip is the reference
+    spanned = args.ref_start is not None or args.ref_end is not None
     prepared = prepare_reference(
-        result.reference.path, dirs.stage("refs"), ref_opts, asr_loader=asr_loader, progress=lambda msg: None
+        result.source.path if spanned else result.reference.path,
+        dirs.stage("refs"),
+        ref_opts,
+        asr_loader=asr_loader,
+        progress=lambda msg: None,
     )
     for warning in prepared.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -188,15 +215,9 @@ def dispatch(argv) -> int:
 
     # 3. clone prompt (model loaded once; reused for the test sentence)
     from audiobox.tts.pool import ModelPool
-    from audiobox.tts.runtime import RuntimeOptions
 
     stages.start("prompt", f"clone prompt with {info.ref}")
-    pool = ModelPool(
-        RuntimeOptions(
-            device=args.device, dtype=args.dtype, attention=args.attention, threads=args.tts_threads
-        ),
-        backend=args.backend,
-    )
+    pool = ModelPool(runtime_options(args), backend=args.backend)
     synth = pool.synthesizer(info.ref, "base")
     prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=args.x_vector_only)
     stages.end()
@@ -238,6 +259,8 @@ def dispatch(argv) -> int:
                 text=text,
                 voice=slug,
                 language=language,
+                profile=args.profile,
+                knobs=explicit_knobs(args),
                 seed=args.seed,
                 greedy=args.greedy,
                 model=info.ref,
