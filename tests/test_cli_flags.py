@@ -40,13 +40,39 @@ def parse(app: str, *argv: str) -> argparse.Namespace:
     return importlib.import_module(f"audiobox.cli.{app}").build_parser().parse_args(list(argv))
 
 
-@pytest.mark.parametrize("flag", ["--tts-threads", "--separator-threads", "--cache", "--debug", "--json"])
+@pytest.mark.parametrize(
+    "flag", ["--tts-threads", "--separator-threads", "--asr-device", "--cache", "--debug", "--json"]
+)
 def test_shared_flags_are_defined_once(flag):
     """Same flag, same destination and the same help in every app that has it."""
     uses = visible_options()[flag]
     assert len({(action.dest, action.help if flag != "--json" else "") for _, action in uses}) == 1, [
         (label, action.help) for label, action in uses
     ]
+
+
+def test_replacing_a_voice_is_force_and_ignoring_caches_is_refresh():
+    options = visible_options()
+    assert "--replace" not in options
+    for label, action in options["--force"]:
+        assert "replace" in action.help or "overwrite" in action.help, (label, action.help)
+        assert "cache" not in action.help, (label, action.help)
+    refresh = {label: action.help for label, action in options["--refresh"]}
+    assert {"voice-split", "voice-clone synth", "voice-clone prepare-ref"} <= set(refresh)
+    assert all("cache" in text for text in refresh.values())
+
+
+def test_asr_flags_have_one_name():
+    options = visible_options()
+    assert "--whisper-model" not in options and "--whisper-device" not in options
+    for flag in ("--asr-model", "--asr-device"):
+        apps = {label for label, _ in options[flag]}
+        assert {
+            "voice-clone synth",
+            "voice-clone prepare-ref",
+            "voice-clone self-test",
+            "voice-register",
+        } <= apps
 
 
 def test_threads_flags_say_what_they_are_for():
@@ -72,12 +98,18 @@ def test_the_old_threads_flag_names_the_new_ones(capsys):
 def test_time_values_take_seconds_or_minutes():
     speak = parse("voice_synth", "speak", "--speaker", "ryan", "--text", "x", "--pause", "0:00.5")
     assert speak.pause == 0.5
+    clone = parse(
+        "voice_clone", "prepare-ref", "--ref-audio", "a.wav", "--ref-start", "0:26.6", "--ref-end", "31"
+    )
+    assert (clone.ref_start, clone.ref_end) == (26.6, 31.0)
     for app in ("voice_split", "voice_register"):
         args = parse(app, "--audio", "a.wav", "--voice-name", "v", "--start", "1:30", "--end", "125.5",
                      "--length", "0:08", "--max-pause", "0.5", "--window-len", "1:00",
                      "--max-scan-seconds", "10:00")  # fmt: skip
         assert (args.start, args.end, args.length, args.max_pause) == (90.0, 125.5, 8.0, 0.5)
         assert (args.window_len, args.max_scan_seconds) == (60.0, 600.0)
+    register = parse("voice_register", "--audio", "a.wav", "--voice-name", "v", "--ref-start", "1:02.5")
+    assert register.ref_start == 62.5
 
 
 def test_a_bad_time_value_is_one_line(capsys):

@@ -62,7 +62,7 @@ def test_prepare_ref_scores_candidates_and_registers_the_reference(audio, models
         "prepare-ref",
         "--ref-audio",
         str(audio.session),
-        "--whisper-model",
+        "--asr-model",
         models["whisper"],
         "--force-bad-ref",
         "--voice-name",
@@ -96,7 +96,7 @@ def test_prepare_ref_scores_candidates_and_registers_the_reference(audio, models
         "prepare-ref",
         "--ref-audio",
         str(audio.session),
-        "--whisper-model",
+        "--asr-model",
         models["whisper"],
         "--force-bad-ref",
         "--cache",
@@ -111,7 +111,7 @@ def test_quality_gate_stops_with_one_line_and_registers_nothing(audio, models, d
         "synth",
         "--ref-audio",
         str(audio.clean),
-        "--whisper-model",
+        "--asr-model",
         models["whisper"],
         "--voice-name",
         "gated",
@@ -287,7 +287,7 @@ def test_synth_builds_registers_and_speaks_then_reuses(audio, models, dirs, caps
     )
     assert json.loads(capsys.readouterr().out)["voice"] == "anna"
 
-    # --force rebuilds the prompt from the same registered reference (it never re-picks the segment)
+    # --refresh rebuilds the prompt from the same registered reference (it never re-picks the segment)
     segment = voice_json(dirs, "anna")["ref"]["segment"]
     code, data, err = run(
         capsys,
@@ -296,7 +296,7 @@ def test_synth_builds_registers_and_speaks_then_reuses(audio, models, dirs, caps
         "anna",
         "--model",
         models["base"],
-        "--force",
+        "--refresh",
         "--json",
         *FAST,
         "--cache",
@@ -460,7 +460,7 @@ def test_self_test_passes_on_tiny_models(models, dirs, capsys):
         "self-test",
         "--model",
         models["base"],
-        "--whisper-model",
+        "--asr-model",
         models["whisper"],
         "--json",
         *FAST,

@@ -245,7 +245,7 @@ def test_registered_voice_feeds_voice_clone(speech_mix, tiny_models, tmp_path, c
             str(tmp_path / "out"),
             "--model",
             str(tiny_models / "base"),
-            "--whisper-model",
+            "--asr-model",
             str(tiny_models / "whisper"),
             "--force-bad-ref",
         ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from audiobox.cli.common import (
     HelpFormatter,
     Parser,
+    add_asr,
     add_dirs,
     add_generation,
     add_output_format,
@@ -24,9 +25,11 @@ from audiobox.cli.common import (
     positive_int,
     print_json,
     read_text_arg,
+    renamed_flag,
     run_subcommand,
     runtime_options,
     stderr_console,
+    time_value,
 )
 from audiobox.errors import UserError, run_main
 from audiobox.paths import resolve_dirs
@@ -59,10 +62,13 @@ def add_reference_args(parser: argparse.ArgumentParser, required: bool = True) -
     )
     who.add_argument("--voice", metavar="SLUG", help="a registered voice: reuse (or re-cut) its reference")
     src.add_argument(
-        "--ref-start", type=float, metavar="SEC", help="start of the reference span (always applied)"
+        "--ref-start",
+        type=time_value,
+        metavar="TS",
+        help="start of the reference span: seconds or m:ss (always applied)",
     )
     src.add_argument(
-        "--ref-end", type=float, metavar="SEC", help="end of the reference span (always applied)"
+        "--ref-end", type=time_value, metavar="TS", help="end of the reference span, same formats"
     )
     text = src.add_mutually_exclusive_group()
     text.add_argument(
@@ -87,14 +93,7 @@ def add_reference_args(parser: argparse.ArgumentParser, required: bool = True) -
         help="speaker-embedding-only prompt: needs no transcript "
         "(faster, works for any language, usually less faithful)",
     )
-    src.add_argument(
-        "--whisper-model",
-        default="small",
-        metavar="NAME_OR_DIR",
-        help="faster-whisper model: a size (tiny, base, small, medium, large-v3...), a hub id or a local "
-        "CTranslate2 dir; downloads go to <cache>/asr",
-    )
-    src.add_argument("--whisper-device", default="auto", help="auto, cpu or cuda for whisper")
+    add_asr(src)
     src.add_argument(
         "--candidates",
         type=positive_int,
@@ -116,7 +115,7 @@ def add_reference_args(parser: argparse.ArgumentParser, required: bool = True) -
         "--force-bad-ref", action="store_true", help="keep a reference that fails the quality gate"
     )
     src.add_argument(
-        "--force", action="store_true", help="ignore every cache (decode, VAD, transcripts, prompt)"
+        "--refresh", action="store_true", help="ignore every cache (decode, VAD, transcripts, prompt)"
     )
 
 
@@ -124,7 +123,8 @@ def add_registry_args(parser: argparse.ArgumentParser) -> None:
     reg = parser.add_argument_group("registry")
     reg.add_argument("--voice-name", metavar="SLUG", help="register the result under this name")
     reg.add_argument("--display-name", help="human-readable name stored with the voice")
-    reg.add_argument("--replace", action="store_true", help="replace an existing voice of that name")
+    reg.add_argument("--force", action="store_true", help="replace an existing voice of that name")
+    renamed_flag(reg, "--replace", "--force (and --force, which ignored the caches, is now --refresh)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,10 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "else espeak-ng), runs prepare-ref and whisper on it, builds ICL and x-vector prompts and "
         "speaks a sentence. No download: models must already be cached (or given as dirs).",
     )
-    st.add_argument(
-        "--whisper-model", default="small", metavar="NAME_OR_DIR", help="faster-whisper model for the check"
-    )
-    st.add_argument("--whisper-device", default="auto", help="auto, cpu or cuda for whisper")
+    add_asr(st)
     st.add_argument("--skip-whisper", action="store_true", help="do not run the whisper check")
     st.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_generation(st)
@@ -222,11 +219,11 @@ def ref_options(args, chooser=None):
         ref_text=ref_text,
         language=normalize_language(args.ref_language),
         x_vector_only=args.x_vector_only,
-        asr_model=args.whisper_model,
-        asr_device=args.whisper_device,
+        **({"asr_model": args.asr_model} if args.asr_model else {}),
+        asr_device=args.asr_device,
         max_candidates=args.candidates,
         min_confidence=args.min_confidence,
-        force=args.force,
+        force=args.refresh,
         force_bad_ref=args.force_bad_ref,
         verify_ref_text=args.verify_ref_text,
         chooser=chooser,
@@ -245,7 +242,7 @@ def clone_request(args, console, speech=None):
         recut=_reprocessing_requested(args),
         voice_name=args.voice_name,
         display_name=args.display_name,
-        replace=args.replace,
+        replace=args.force,
         tone=getattr(args, "tone", None),
         model=getattr(args, "model", None),
         speech=speech,
@@ -253,15 +250,15 @@ def clone_request(args, console, speech=None):
 
 
 def check_voice_name(dirs, request) -> None:
-    """Before any work: --voice-name must be free unless --replace (this app's replace flag)."""
+    """Before any work: --voice-name must be free unless --force."""
     from audiobox.clone import check_voice_name as check
     from audiobox.voices import VoiceRegistry
 
-    check(VoiceRegistry(dirs.voices), request, hint="use --replace to replace it, or pick another name")
+    check(VoiceRegistry(dirs.voices), request, hint="use --force to replace it, or pick another name")
 
 
 def _reprocessing_requested(args) -> bool:
-    """New bounds, a new transcript or a new choice re-cut a registered voice's reference; --force alone
+    """New bounds, a new transcript or a new choice re-cut a registered voice's reference; --refresh alone
     only rebuilds its prompt (it must not silently replace a reference the user picked)."""
     return (
         any(v is not None for v in (args.ref_start, args.ref_end, args.ref_text, args.ref_text_file))
@@ -513,9 +510,7 @@ def cmd_self_test(args) -> int:
     else:
         t0 = time.perf_counter()
         try:
-            transcriber = load_asr(
-                args.whisper_model, device=args.whisper_device, cache_dir=dirs.stage("asr")
-            )
+            transcriber = load_asr(args.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"))
             heard = transcriber.transcribe(prepared.audio, language="english", temperature=0.0)
             from audiobox.takes.text import error_rate
 
@@ -524,8 +519,7 @@ def cmd_self_test(args) -> int:
             check(
                 "whisper",
                 status,
-                f"{args.whisper_model}: WER {wer:.2f}, confidence {heard.confidence:.2f}: "
-                f"{heard.text[:80]!r}",
+                f"{transcriber.name}: WER {wer:.2f}, confidence {heard.confidence:.2f}: {heard.text[:80]!r}",
                 wer=round(wer, 3),
                 seconds=round(time.perf_counter() - t0, 2),
             )
