@@ -117,9 +117,13 @@ def download(model: CatalogModel, dirs: Dirs) -> Path:
         return found
     state = hub.state()
     if not state.can_download:
+        way_out = (
+            f"unset {state.offline_by}"
+            if state.offline_by
+            else "check the network, or point HF_ENDPOINT at a mirror you can reach"
+        )
         raise UserError(
-            f"cannot download {model.name}: {state.describe()} (unset HF_HUB_OFFLINE, or point "
-            f"HF_ENDPOINT at a mirror you can reach; the cache is {location(model, dirs)})"
+            f"cannot download {model.name}: {state.describe()} ({way_out}; the cache is {location(model, dirs)})"
         )
     if model.family == "qwen3-tts":
         try:
