@@ -74,7 +74,7 @@ def add_runtime(parser: argparse.ArgumentParser, model_help: str) -> None:
     group.add_argument(
         "--attention", default="auto", choices=ATTENTIONS, help="auto: flash-attn when usable, else sdpa"
     )
-    add_tts_threads(group)
+    add_threads(group, "tts")
     group.add_argument(
         "--backend",
         default="auto",
@@ -83,27 +83,19 @@ def add_runtime(parser: argparse.ArgumentParser, model_help: str) -> None:
     )
 
 
-THREADS_RENAMED = "--tts-threads (Qwen3-TTS) or --separator-threads (Demucs)"
+THREAD_FLAGS = {  # every thread flag names the engine it sizes: engine -> (flag, name, default)
+    "tts": ("--tts-threads", "Qwen3-TTS", "all CPUs; 1 for fp32 on a CPU with 2 or fewer"),
+    "separator": ("--separator-threads", "Demucs", "torch's choice"),
+}
 
 
-def add_tts_threads(group) -> None:
+def add_threads(group, engine: str) -> None:
+    """--tts-threads or --separator-threads; the former --threads fails naming both."""
+    flag, name, default = THREAD_FLAGS[engine]
     group.add_argument(
-        "--tts-threads",
-        type=positive_int,
-        metavar="N",
-        help="CPU threads for Qwen3-TTS (torch) (default: all CPUs; 1 for fp32 on a CPU with 2 or fewer)",
+        flag, type=positive_int, metavar="N", help=f"CPU threads for {name} (default: {default})"
     )
-    renamed_flag(group, "--threads", THREADS_RENAMED)
-
-
-def add_separator_threads(group) -> None:
-    group.add_argument(
-        "--separator-threads",
-        type=positive_int,
-        metavar="N",
-        help="CPU threads for Demucs (torch) (default: torch's choice)",
-    )
-    renamed_flag(group, "--threads", THREADS_RENAMED)
+    renamed_flag(group, "--threads", " or ".join(f"{f} ({n})" for f, n, _ in THREAD_FLAGS.values()))
 
 
 def add_asr(group) -> None:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from audiobox.cli.common import (
-    add_separator_threads,
     add_speaker_args,
+    add_threads,
     non_negative_int,
     positive_time,
     time_value,
@@ -85,7 +85,7 @@ def add_split_args(parser: argparse.ArgumentParser, clips_default: int = 5) -> N
         help="how many speech-dense windows to separate (default: enough for --clips)",
     )
     sep.add_argument("--separator-device", default="cpu", metavar="DEV", help="cpu or cuda[:N]")
-    add_separator_threads(sep)
+    add_threads(sep, "separator")
     parser.add_argument("--refresh", action="store_true", help="ignore the split caches (they are rewritten)")
 
 
