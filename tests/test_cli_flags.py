@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-APPS = ("voice_synth", "voice_clone", "voice_split", "voice_register", "voice_models")
+APPS = ("voice_synth", "voice_clone", "voice_split", "voice_register", "voice_models", "voice_serve")
 
 
 def parsers():

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from audiobox.cli.voice_synth import main as synth
 
-APPS = ("voice_synth", "voice_clone", "voice_split", "voice_register", "voice_models")
+APPS = ("voice_synth", "voice_clone", "voice_split", "voice_register", "voice_models", "voice_serve")
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, positive_int
+from audiobox.cli.common import HelpFormatter, Parser, add_dirs, add_threads, positive_int
 from audiobox.errors import UserError, run_main
 from audiobox.tts.models import DEFAULT_MODELS
 from audiobox.tts.runtime import ATTENTIONS, DTYPES
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     models.add_argument("--dtype", default="auto", choices=DTYPES, help="as in voice-synth")
     models.add_argument("--attention", default="sdpa", choices=ATTENTIONS, help="streaming needs sdpa")
-    models.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    add_threads(models, "tts")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together")
     limits.add_argument("--max-input-chars", type=positive_int, default=4096, help="longest input text")
@@ -95,7 +95,7 @@ def _main(argv) -> int:
         api_key=api_key,
         models={"base": args.base_model, "custom_voice": args.custom_voice_model},
         runtime=RuntimeOptions(
-            device=args.device, dtype=args.dtype, attention=args.attention, threads=args.threads
+            device=args.device, dtype=args.dtype, attention=args.attention, threads=args.tts_threads
         ),
         limits=Limits(
             max_input_chars=args.max_input_chars,
