@@ -367,8 +367,8 @@ def test_max_duration_kills_a_hung_task_pulls_and_destroys(harness, k):
 
 @pytest.mark.parametrize(
     "k,signum",
-    [(1, signal.SIGINT), (1, signal.SIGTERM), (1, signal.SIGHUP), (3, signal.SIGTERM)],
-    ids=["INT-K1", "TERM-K1", "HUP-K1", "TERM-K3"],
+    [(k, signum) for k in (1, 3) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)],
+    ids=[f"{name}-K{k}" for k in (1, 3) for name in ("INT", "TERM", "HUP")],
 )
 def test_signal_during_task_destroys(harness, k, signum):
     h = harness()
