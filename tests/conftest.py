@@ -66,7 +66,6 @@ def loopback_media(speech_mix, tmp_path_factory):
     real yt-dlp path runs offline. Yields its base URL; stopped and joined on teardown."""
     import http.server
     import shutil
-    import threading
     from functools import partial
 
     class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -83,16 +82,7 @@ def loopback_media(speech_mix, tmp_path_factory):
         '<html><body><video src="podcast.mp3"></video><audio src="podcast.wav"></audio></body></html>'
     )
 
-    class QuietServer(http.server.ThreadingHTTPServer):
-        def handle_error(self, request, client_address):  # clients that hang up early (yt-dlp probing)
-            pass
+    from loopback import serve_on_loopback
 
-    server = QuietServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_on_loopback(partial(QuietHandler, directory=str(root))) as url:
+        yield url

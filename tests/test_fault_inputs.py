@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import soundfile as sf
 from audiobox.audio import load_audio, resample
 from audiobox.errors import UserError
 from audiobox.sources import SourceLimits, download_source, source_limits
+from loopback import serve_on_loopback
 
 
 def wav_header_bomb(path: Path, rate: int = 1, channels: int = 1, data_bytes: int = 40_000) -> Path:
@@ -100,21 +100,8 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def hostile_server():
-    class Server(http.server.ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request, client_address):
-            pass
-
-    server = Server(("127.0.0.1", 0), _Hostile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_on_loopback(_Hostile) as url:
+        yield url
 
 
 def cache_files(folder: Path) -> list[str]:
