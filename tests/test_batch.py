@@ -192,6 +192,8 @@ def test_items_sharing_a_model_are_batched_and_each_model_loads_once(cache, tmp_
     assert batch(script, cache, out, "--seed", "3", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["done"] == 5 and summary["failed"] == 0 and summary["audio_sec"] > 0
+    assert {o["item"]: o["seed"] for o in summary["outputs"]} == {n: 3 + n for n in range(1, 6)}
+    assert summary["outputs"][0]["files"] == [str(out / "alice-hello.wav")]
     assert (
         sorted(loads.refs) == sorted(set(loads.refs)) and len(loads.refs) == 2
     )  # Base + CustomVoice, once each
@@ -319,7 +321,7 @@ def test_dialogue_renders_into_one_file(cache, tmp_path, capsys):
         "We have all day.\n[narrator] And so they waited.\n"
     )
     out = tmp_path / "out"
-    assert batch(script, cache, out, "--seed", "2", "--pause", "0.5") == 0
+    assert batch(script, cache, out, "--seed", "2", "--pause", "0:00.5") == 0  # m:ss like every time flag
     data = manifest(out)
     assert [e["voice"] for e in data["items"]] == ["alice", "bob", "alice", "alice", "narrator"]
     assert [e["line"] for e in data["items"]] == [2, 3, 6, 7, 8]
@@ -328,7 +330,13 @@ def test_dialogue_renders_into_one_file(cache, tmp_path, capsys):
     assert rate == 24000 and all(e["files"][0].startswith("scene.parts/") for e in data["items"])
     assert len(final) == sum(len(p) for p in parts) + 4 * int(0.5 * rate)
     assert data["dialogue"]["file"] == "scene.wav" and data["dialogue"]["lines"] == 5
-    assert "dialogue:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "dialogue:" in err
+    for e in data["items"]:  # each item's file and the seed that re-makes it, after the run
+        assert (
+            e["seed"] == 2 + e["item"]
+            and f"item {e['item']}: {out / e['files'][0]} (seed {e['seed']})" in err
+        )
 
 
 def test_select_best_in_a_batch_records_the_scoreboard_and_never_picks_a_failing_take(

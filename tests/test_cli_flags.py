@@ -112,6 +112,26 @@ def test_time_values_take_seconds_or_minutes():
     assert register.ref_start == 62.5
 
 
+def test_every_time_flag_goes_through_the_one_time_parser():
+    """A flag that takes a time (metavar SEC or TS, or "in seconds" in its help) is parsed by time_value or
+    positive_time (audiobox.sources.parse_timestamp): seconds or m:ss everywhere, one error message."""
+    from audiobox.cli.common import positive_time, time_value
+
+    times = {}
+    for label, parser in parsers():
+        for action in parser._actions:
+            if action.metavar in ("SEC", "TS") or "in seconds" in (action.help or ""):
+                times[f"{label} {action.option_strings[-1]}"] = action.type
+    assert {"voice-synth batch --pause", "voice-synth speak --pause", "voice-split --max-duration"} <= set(
+        times
+    )
+    wrong = {flag: kind for flag, kind in times.items() if kind not in (time_value, positive_time)}
+    assert not wrong, wrong
+    batch = parse("voice_synth", "batch", "script.txt", "--pause", "0:01.5")
+    split = parse("voice_split", "--audio", "a.wav", "--max-duration", "1:30:00")
+    assert batch.pause == 1.5 and split.max_duration == 5400.0
+
+
 def test_a_bad_time_value_is_one_line(capsys):
     with pytest.raises(SystemExit) as exited:
         parse("voice_split", "--audio", "a.wav", "--length", "0:00")

@@ -198,6 +198,15 @@ def test_synth_builds_registers_and_speaks_then_reuses(audio, models, dirs, caps
     assert code == 0, err
     assert data["prompt"]["cached"] is True and data["registered"]["prompt_reused"] is True
     assert data["reference"]["chosen_by"] == "registered" and len(voice_json(dirs, "anna")["prompts"]) == 1
+    assert data["takes"]["seed"] == data["takes"]["takes"][0]["seed"]
+    # without --json: the take's path and the seed that repeats it, like voice-synth speak
+    code, _, err = run(
+        capsys, "synth", "--voice", "anna", "--model", models["base"], "--text", "Once more.", "--seed", "5",
+        *FAST, "--cache", dirs["cache"], "--out", dirs["out"],
+    )  # fmt: skip
+    take_line = next(line for line in err.splitlines() if line.startswith("take 1: "))
+    assert code == 0 and Path(take_line.split()[2]).is_file()
+    assert "seed: 5 (--seed 5 with the same settings repeats this run)" in err
 
     # a second model of the same voice, a tone, and an x-vector prompt: all kept side by side
     assert (
@@ -475,7 +484,36 @@ def test_self_test_passes_on_tiny_models(models, dirs, capsys):
     assert status["clone icl"] == status["clone xvec"] == "ok"
     assert status["whisper"] == "warn"  # random whisper: transcript is gibberish
     run_dir = Path(data["run_dir"])
-    assert (run_dir / "self-test.json").is_file() and (run_dir / "clone_icl.wav").is_file()
+    assert json.loads((run_dir / "self-test.json").read_text()) == data
+    for mode in ("icl", "xvec"):  # every take says its seed and where it went
+        take = next(c for c in data["checks"] if c["check"] == f"clone {mode}")
+        assert take["seed"] == 1234 and Path(take["output"]) == run_dir / f"clone_{mode}.wav"
+        assert sf.info(take["output"]).duration > 0.2
+
+
+def test_self_test_is_a_library_workflow(models, tmp_path):
+    """audiobox.selftest runs without the CLI: a missing model is a failed check (self-test.json says
+    so, the earlier checks kept), and bad generation settings stop it before any work."""
+    from audiobox.errors import UserError
+    from audiobox.paths import resolve_dirs
+    from audiobox.selftest import SelfTestRequest, run_self_test
+    from audiobox.tts.pool import ModelPool
+
+    dirs = resolve_dirs(tmp_path / "cache", tmp_path / "work")
+    seen = []
+    request = SelfTestRequest(model=str(tmp_path / "no-such-model"), skip_whisper=True)
+    result = run_self_test(request, dirs, ModelPool(), on_check=seen.append)
+    assert [(c.name, c.status) for c in seen] == [
+        ("reference", "ok"),
+        ("prepare-ref", "ok"),
+        ("whisper", "skip"),
+        ("load model", "fail"),
+    ]
+    assert not result.ok and result.checks == seen
+    assert json.loads((result.run_dir / "self-test.json").read_text())["ok"] is False
+    with pytest.raises(UserError, match="temperature"):
+        run_self_test(SelfTestRequest(model=models["base"], knobs={"temperature": -1}), dirs, ModelPool())
+    assert len(list((tmp_path / "work" / "voice-clone-self-test").iterdir())) == 1  # none for the refused run
 
 
 def test_app_entry_point_runs_as_a_subprocess(audio, dirs):

@@ -6,6 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from audiobox.cli.voice_register import main as _main
@@ -77,6 +78,7 @@ def test_register_from_a_link_and_speak(loopback_media, tiny_models, tmp_path, c
     assert take.is_file() and sf.info(take).samplerate == 24000
     meta = json.loads((take.parent / "takes.meta.json").read_text())
     assert meta["generation"]["max_new_tokens"] == 9 and meta["seed"] == 3  # generation flags reach speak
+    assert summary["seed"] == 3 and summary["meta"] == str(take.parent / "takes.meta.json")
     assert meta["app"] == "voice-register"  # the one speak path records which app made the run
     assert summary["next"].startswith("voice-synth speak --voice joe")
     voice = VoiceRegistry(tmp_path / "cache" / "voices").get("joe")
@@ -112,6 +114,20 @@ def test_skip_synth_still_builds_the_prompt(speech_mix, tiny_models, tmp_path, c
     assert voice.ready and voice.ref["x_vector_only"]
     segment = voice.ref["segment"]
     assert abs(segment["start"] - start) < 0.3 and abs(segment["end"] - (start + 6)) < 0.3, segment
+    # one source.wav rule: what the span was cut from (the whole source, as voice-clone stores it for the
+    # same flags), so the recorded segment indexes into it; not the split's reference clip
+    source, rate = sf.read(voice.source_wav)
+    assert rate == 24000 and abs(len(source) / rate - sf.info(speech_mix.path).duration) < 0.05
+    from audiobox.cli.voice_clone import main as clone_main
+
+    clone_argv = ["prepare-ref", "--ref-audio", str(speech_mix.path), "--ref-start", ref_start,
+                  "--ref-end", f"{start + 6:.1f}", "--x-vector-only", "--voice-name", "quiet-clone",
+                  "--cache", str(tmp_path / "cache")]  # fmt: skip
+    assert clone_main(clone_argv) == 0
+    cloned = VoiceRegistry(tmp_path / "cache" / "voices").get("quiet-clone")
+    assert np.array_equal(sf.read(cloned.source_wav)[0], source)
+    assert np.array_equal(sf.read(cloned.ref_wav)[0], sf.read(voice.ref_wav)[0])
+    assert cloned.ref["segment"] == segment
     assert "stage times: split" in err and "speak" not in err.split("stage times:")[1].split("\n")[0]
     # the printed next step works as printed (with our out dir added)
     next_line = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("voice-synth speak")][0]

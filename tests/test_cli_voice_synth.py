@@ -256,6 +256,7 @@ def test_design_voice_registers_a_clone_voice_that_speaks(tiny_models, dirs, cap
     assert sf.info(str(voice_dir / "ref.wav")).samplerate == 24000
     ((prompt_id, prompt),) = record["prompts"].items()
     assert prompt_id == designed["prompt_id"] and prompt["model"] == str(tiny_models / "base")
+    assert designed["seed"] == record["source"]["seed"] == 3  # the designed reference says how to re-make it
     assert (voice_dir / prompt["file"]).is_file() and not list(voice_dir.rglob("*.pkl"))
     assert (
         speak(dirs, "--voice", "storyteller", "--text", "The designed voice speaks.", "--variants", "2") == 0

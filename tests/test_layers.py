@@ -73,3 +73,28 @@ def test_one_place_for_word_error_rates_and_speaking_pace():
     assert _files_using("import jiwer") == ["takes/text.py"]
     # "how long should this text take to say": languages.expected_seconds, used by everyone else
     assert _files_using(".chars_per_second") == ["languages.py"]
+
+
+def test_one_voice_exists_message_and_no_replace_flag():
+    """'voice ... already exists' is built by voices.already_exists only (it advises --force); the HTTP
+    API has no flags, so voice-serve's 409 says what an API client can do. No app has --replace."""
+    assert _files_using("already exists (use --force to replace") == []  # not hand-written anywhere
+    assert _files_using("already exists{detail}") == ["voices.py"]
+    assert _files_using("voice {name!r} already exists") == ["serve/service.py"]
+    assert _files_using('"--replace"') == ["cli/voice_clone.py"]  # only its renamed_flag pointer to --force
+
+
+def test_no_library_function_takes_parsed_arguments():
+    """Options cross into the library as dataclasses: no parameter typed Namespace, or an untyped `args`."""
+    offenders = []
+    for path in _library_modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+                for param in params:
+                    annotation = ast.unparse(param.annotation) if param.annotation else ""
+                    if "Namespace" in annotation or (param.arg == "args" and not annotation):
+                        offenders.append(
+                            f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}({param.arg})"
+                        )
+    assert not offenders, offenders

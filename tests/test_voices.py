@@ -286,8 +286,15 @@ def test_one_availability_check(tmp_path):
         with pytest.raises(UserError, match=f"voice '{slug}' already exists \\(use --force to replace it"):
             registry.ensure_available(slug)
     assert registry.ensure_available("taken", replace=True) == "taken"
-    with pytest.raises(UserError, match="or --as NEW_NAME"):
+    with pytest.raises(UserError, match="already exists \\(use --force to replace it, or --as NEW_NAME"):
         registry.import_zip(registry.export_zip("taken", tmp_path / "t.zip"))
+    custom_voice(registry, "other")
+    with pytest.raises(UserError, match="voice 'taken' already exists \\(use --force to replace it"):
+        registry.rename("other", "taken")
+    assert registry.rename("Other", "taken", replace=True).data["display_name"] == "taken"
+    assert not registry.exists("other") and [v.slug for v in registry.list()[0]] == ["taken"]
+    with pytest.raises(UserError, match="already has that name"):
+        registry.rename("taken", "taken", replace=True)
     with pytest.raises(UserError, match="invalid voice name"):
         registry.ensure_available("Bad Name")
 

@@ -531,6 +531,7 @@ class BatchResult:
     synth_sec: float
     dialogue_file: Path | None = None
     failures: list[str] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)  # done items: {"item", "files" (paths), "seed"}
 
     @property
     def ok(self) -> bool:
@@ -651,6 +652,11 @@ def run_batch(
         synth_sec=stats.synth_sec,
         dialogue_file=dialogue_file,
         failures=failures,
+        outputs=[
+            {"item": e["item"], "files": [str(out_dir / f) for f in e["files"]], "seed": e.get("seed")}
+            for e in manifest.data["items"]
+            if e["status"] == "done"
+        ],
     )
 
 

@@ -17,7 +17,7 @@ from audiobox.errors import UserError
 from audiobox.paths import Dirs
 from audiobox.refprep import PreparedRef, RefOptions
 from audiobox.speak import SpeakRequest, SpeakResult
-from audiobox.voices import REPLACE_HINT, Voice, VoiceRegistry
+from audiobox.voices import Voice, VoiceRegistry
 
 Status = Callable[[str], None]
 
@@ -89,30 +89,20 @@ class CloneResult:
     spoken: SpeakResult | None
 
     def to_dict(self) -> dict:
-        takes = None
-        if self.spoken is not None:
-            meta = self.spoken.meta
-            takes = {
-                "run_dir": str(self.spoken.run_dir),
-                "files": [str(f) for f in self.spoken.files],
-                "meta": str(self.spoken.meta_path),
-                "seed": meta["seed"],
-                "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]],
-            }
         return {
             "command": "synth",
             "reference": self.reference.to_dict(),
             "prompt": {"model": self.model, "mode": self.prompt_mode, "cached": self.prompt_cached},
             "registered": self.registered.to_dict() if self.registered else None,
-            "takes": takes,
+            "takes": self.spoken.to_dict() if self.spoken is not None else None,
         }
 
 
-def check_voice_name(registry: VoiceRegistry, request: CloneRequest, hint: str = REPLACE_HINT) -> None:
+def check_voice_name(registry: VoiceRegistry, request: CloneRequest) -> None:
     """voice_name must be free unless `replace`, or be the `voice` whose reference is re-cut."""
     if request.voice_name:
         replace = request.replace or request.voice_name == request.voice
-        registry.ensure_available(request.voice_name, replace, hint=hint)
+        registry.ensure_available(request.voice_name, replace)
 
 
 def prepare(request: CloneRequest, dirs: Dirs, status: Status | None = None) -> PrepareResult:
@@ -382,7 +372,7 @@ def register_reference(
     prompts: tuple = (),
 ) -> Voice:
     """Create a clone voice with this reference (ref.wav, voice.json.ref, prompts) in one transaction."""
-    from audiobox.voices import clone_record, reference_files
+    from audiobox.voices import clone_record
 
     record = clone_record(
         display_name=display_name,
@@ -393,6 +383,6 @@ def register_reference(
             "duration_sec": round(prepared.source_duration, 3),
         },
     )
-    decoded = Path(prepared.cache_dir) / "source-24k.wav"
-    files = reference_files(prepared.audio, decoded if decoded.is_file() else None)
-    return registry.create(slug, record, write_files=files, replace=replace, prompts=prompts)
+    return registry.create(
+        slug, record, write_files=prepared.registry_files(), replace=replace, prompts=prompts
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from audiobox.audio import Audio, load_audio, write_audio
@@ -55,11 +56,12 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
     )[:16]
     cache_dir = dirs.stage("designs") / key
     ref_path = cache_dir / "reference.wav"
-    if ref_path.is_file():
+    if ref_path.is_file() and (cache_dir / "design.json").is_file():  # design.json is written last
         reference = load_audio(ref_path)
+        seed = json.loads((cache_dir / "design.json").read_text(encoding="utf-8")).get("seed")
     else:
         take = designer.speak(ref_text, VoiceSpec.design(instruct), language, settings, seed=request.seed)[0]
-        reference = Audio(take.samples, take.sample_rate)
+        reference, seed = Audio(take.samples, take.sample_rate), take.seed
         write_audio(ref_path, reference.samples, reference.sample_rate)
         atomic_write_json(
             cache_dir / "design.json",
@@ -86,6 +88,7 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
             "instruct_source": instruct_source,
             "design_model": designer.info.ref,
             "ref_text": ref_text,
+            "seed": seed,
         },
         ref=ref_record(reference.duration, reference.sample_rate, ref_text, language),
     )
@@ -101,6 +104,7 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
         "voice": slug,
         "reference": str(ref_path),
         "duration_sec": reference.duration,
+        "seed": seed,
         "prompt_id": prompt_id,
         "design_model": designer.info.ref,
         "clone_model": cloner.info.ref,

@@ -49,6 +49,22 @@ class SpeakResult:
     meta: dict
     takes: list = field(default_factory=list)  # the Take objects, for ranking
 
+    def to_dict(self) -> dict:
+        """The run as every app's --json reports it: where the takes went and the seeds that repeat them."""
+        meta = self.meta
+        return {
+            "run_dir": str(self.run_dir),
+            "files": [str(f) for f in self.files],
+            "meta": str(self.meta_path),
+            "voice": meta["voice"]["id"],
+            "model": meta["model"]["ref"],
+            "seed": meta["seed"],
+            "takes": [
+                {k: t[k] for k in ("take", "file", "duration_sec", "rtf", "seed")} for t in meta["takes"]
+            ],
+            "timings": meta["timings"],
+        }
+
 
 @dataclass
 class ResolvedVoice:

@@ -45,7 +45,6 @@ ZIP_MAX_ENTRIES = 512
 ZIP_MAX_TOTAL_BYTES = 512 * 1024 * 1024
 LOCK_TIMEOUT_S = 60
 SOURCE_COPY_MAX_S = 180.0  # source.wav keeps the whole recording up to this long, else the reference
-REPLACE_HINT = "use --force to replace it, or pick another name"
 
 
 def now_iso() -> str:
@@ -60,6 +59,11 @@ def validate_slug(slug: str) -> str:
             f"(no leading/trailing dash), e.g. 'narrator-en'"
         )
     return slug
+
+
+def already_exists(slug: str, detail: str = "", other_name: str = "pick another name") -> UserError:
+    """THE "voice already exists" message: every app replaces a voice with --force."""
+    return UserError(f"voice {slug!r} already exists{detail} (use --force to replace it, or {other_name})")
 
 
 def lookup_slug(name: str) -> str:
@@ -131,8 +135,10 @@ def reference_files(ref, recording=None) -> Callable[[Path], None]:
     """`write_files` for VoiceRegistry.create: ref.wav, and source.wav by the one rule.
 
     source.wav is what a later re-cut starts from (`voice-clone synth --voice SLUG --ref-start ...`):
-    the recording the reference came from (an Audio or a file) when it is at most SOURCE_COPY_MAX_S
-    long, else the reference itself.
+    the recording the reference was cut from (an Audio or a file) when it is at most SOURCE_COPY_MAX_S
+    long, else the reference itself. A reference prepared by audiobox.refprep passes its decoded input
+    (`PreparedRef.registry_files()`): voice-clone's --ref-audio file, voice-register's source with
+    --ref-start/--ref-end, else its split's reference clip; voice-split's clip is its own recording.
     """
 
     def write(staging: Path) -> None:
@@ -275,13 +281,15 @@ class VoiceRegistry:
     def exists(self, slug: str) -> bool:
         return (self.voice_dir(slug) / "voice.json").is_file()
 
-    def ensure_available(self, slug: str, replace: bool = False, hint: str = REPLACE_HINT) -> str:
+    def ensure_available(
+        self, slug: str, replace: bool = False, other_name: str = "pick another name"
+    ) -> str:
         """The one "may a voice be written under this name" check: a valid name, free unless replacing.
 
-        `hint` is the advice after "already exists" (the caller knows its flags)."""
+        `other_name` says how this command takes another name (import-voice: --as NEW_NAME)."""
         validate_slug(slug)
         if not replace and (self.exists(slug) or self.voice_dir(slug).exists()):
-            raise UserError(f"voice {slug!r} already exists ({hint})")
+            raise already_exists(slug, other_name=other_name)
         return slug
 
     def get(self, slug: str) -> Voice:
@@ -507,16 +515,19 @@ class VoiceRegistry:
             )
         return voice, pid
 
-    def rename(self, old: str, new: str) -> Voice:
+    def rename(self, old: str, new: str, replace: bool = False) -> Voice:
+        """Give a voice another name; `replace` lets it take the name of an existing voice (which goes)."""
         validate_slug(new)
         with self.lock():
             voice = self.get(old)
-            self.ensure_available(new, hint="pick another name")
+            if voice.slug == new:
+                raise UserError(f"voice {new!r} already has that name")
+            self.ensure_available(new, replace)
             record = dict(voice.data, slug=new, updated_at=now_iso())
-            if record.get("display_name") == old:
+            if record.get("display_name") == voice.slug:
                 record["display_name"] = new
             atomic_write_json(voice.dir / "voice.json", record)
-            os.replace(voice.dir, self.voice_dir(new))
+            self._install(voice.dir, new, replace)
         return self.get(new)
 
     def delete(self, slug: str) -> None:
@@ -595,7 +606,7 @@ class VoiceRegistry:
         data.update(slug=slug, updated_at=now_iso())
         with self.lock():
             self._recover_locked()
-            self.ensure_available(slug, force, hint="use --force to replace it, or --as NEW_NAME")
+            self.ensure_available(slug, force, other_name="--as NEW_NAME")
             with staging_dir(self.root) as staging:
                 for rel, blob in contents.items():
                     write_new_file(staging, tuple(rel.split("/")), blob)

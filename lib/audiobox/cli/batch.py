@@ -17,8 +17,11 @@ from audiobox.cli.common import (
     print_json,
     runtime_options,
     stderr_console,
+    time_value,
 )
 from audiobox.errors import UserError
+
+MAX_OUTPUTS_LISTED = 20  # after a run, one line per item (file + seed) up to this many; the rest: manifest
 
 BATCH_EPILOG = """script formats:
   YAML   - a list of items, or {defaults: {...}, items: [...]}
@@ -56,7 +59,11 @@ def add_batch_parser(sub) -> argparse.ArgumentParser:
         "--check", action="store_true", help="validate the script against voices and models, generate nothing"
     )
     parser.add_argument(
-        "--pause", type=float, default=DIALOGUE_PAUSE_S, metavar="SEC", help="silence between dialogue lines"
+        "--pause",
+        type=time_value,
+        default=DIALOGUE_PAUSE_S,
+        metavar="SEC",
+        help="silence between dialogue lines (seconds or m:ss)",
     )
     parser.add_argument(
         "--select-best",
@@ -147,6 +154,12 @@ def cmd_batch(args) -> int:
         result = run_batch(script, dirs, pool, options, progress=progress, registry=registry)
     for line in result.failures:
         console.print(f"[red]failed[/red] {line}")
+    for out in result.outputs[:MAX_OUTPUTS_LISTED]:
+        console.print(f"item {out['item']}: {', '.join(out['files'])} (seed {out['seed']})")
+    if len(result.outputs) > MAX_OUTPUTS_LISTED:
+        console.print(
+            f"... {len(result.outputs) - MAX_OUTPUTS_LISTED} more items: files and seeds in the manifest"
+        )
     if result.dialogue_file:
         console.print(f"dialogue: {result.dialogue_file}")
     console.print(summary_line(result))
@@ -162,6 +175,7 @@ def cmd_batch(args) -> int:
                 "synth_sec": round(result.synth_sec, 3),
                 "dialogue": str(result.dialogue_file) if result.dialogue_file else None,
                 "failures": result.failures,
+                "outputs": result.outputs,
             }
         )
     return 0 if result.ok else 1

@@ -338,3 +338,17 @@ def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_takes(console, result, output: str | None = None) -> None:
+    """After every run that speaks: each take's file, the metadata, the seed that repeats it, -o's file."""
+    for take in result.meta["takes"]:
+        console.print(
+            f"take {take['take']}: {result.run_dir / take['file']}  "
+            f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
+        )
+    console.print(f"metadata: {result.meta_path}")
+    seed = result.meta["seed"]
+    console.print(f"seed: {seed} (--seed {seed} with the same settings repeats this run)")
+    if output:
+        console.print(f"output: {output}")

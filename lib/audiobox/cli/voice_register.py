@@ -23,6 +23,7 @@ from audiobox.cli.common import (
     add_generation,
     add_runtime,
     explicit_knobs,
+    print_takes,
     runtime_options,
     speaker_note,
     time_value,
@@ -223,7 +224,7 @@ def dispatch(argv) -> int:
     stages.end()
 
     # 4. register: ref.wav, the prompt and voice.json in one locked transaction
-    from audiobox.voices import clone_record, reference_files
+    from audiobox.voices import clone_record
 
     stages.start("register", f"voice {slug!r}")
     record = clone_record(
@@ -242,7 +243,7 @@ def dispatch(argv) -> int:
         slug,
         record,
         replace=args.force,
-        write_files=reference_files(prepared.audio, result.reference.path),
+        write_files=prepared.registry_files(),  # source.wav: what the reference was cut from, as voice-clone
         prompts=((prompt, None, None),),
     )
     (prompt_id,) = voice.prompts
@@ -250,6 +251,7 @@ def dispatch(argv) -> int:
 
     # 5. test sentence
     take_files: list[str] = []
+    spoken = None
     if not args.skip_synth:
         from audiobox.speak import SpeakRequest, run_speak
 
@@ -283,6 +285,8 @@ def dispatch(argv) -> int:
         "clips": [str(c.path) for c in result.clips],
         "reference": prepared.to_dict() | {"audio": None},
         "takes": take_files,
+        "seed": spoken.meta["seed"] if spoken else None,
+        "meta": str(spoken.meta_path) if spoken else None,
         "stage_seconds": stages.times,
         "split": {
             "stats": result.stats,
@@ -296,6 +300,8 @@ def dispatch(argv) -> int:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     else:
         console.print("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.times.items()))
+        if spoken:
+            print_takes(console, spoken)
         console.print(f"voice {slug!r} is ready. Next:\n  {next_cmd}")
     return 0
 

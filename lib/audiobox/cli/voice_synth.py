@@ -18,6 +18,7 @@ from audiobox.cli.common import (
     generation_fields,
     positive_int,
     print_json,
+    print_takes,
     read_text_arg,
     run_subcommand,
     runtime_options,
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("rename-voice", help="rename a registered voice", formatter_class=HelpFormatter)
     rn.add_argument("old", help="the voice's name now")
     rn.add_argument("new", help="its new name")
+    rn.add_argument("--force", action="store_true", help="replace an existing voice of the new name")
     add_dirs(rn, out=False)
 
     dl = sub.add_parser("delete-voice", help="delete a registered voice", formatter_class=HelpFormatter)
@@ -309,7 +311,7 @@ def cmd_speak(args) -> int:
     if args.save_profile_default:
         save_profile_default(dirs, args)
     code = review_takes(args, result, dirs, console)
-    summary = speak_summary(result)
+    summary = result.to_dict()
     if args.output and (chosen := chosen_take(result, args)) is not None:
         from audiobox.outputs import copy_to_named_output
 
@@ -321,17 +323,7 @@ def cmd_speak(args) -> int:
     if args.json:
         print_json(summary)
     else:
-        for take in result.meta["takes"]:
-            console.print(
-                f"take {take['take']}: {result.run_dir / take['file']}  "
-                f"{take['duration_sec']:.2f} s audio, RTF {take['rtf']:.2f}"
-            )
-        console.print(f"metadata: {result.meta_path}")
-        console.print(
-            f"seed: {summary['seed']} (--seed {summary['seed']} with the same settings repeats this run)"
-        )
-        if summary.get("output"):
-            console.print(f"output: {summary['output']}")
+        print_takes(console, result, summary.get("output"))
     return code
 
 
@@ -349,7 +341,7 @@ def cmd_speak_stream(args, request, dirs, pool, console) -> int:
     with synthesis_progress(console) as progress:
         result = run_speak_stream(request, dirs, pool, output, progress=progress)
     timings = {k: round(v, 3) for k, v in result.meta["timings"].items()}
-    summary = speak_summary(result) if result.run_dir else {"seed": result.meta["seed"], "timings": timings}
+    summary = result.to_dict() if result.run_dir else {"seed": result.meta["seed"], "timings": timings}
     if args.output and result.files:
         from audiobox.outputs import copy_to_named_output
 
@@ -371,7 +363,8 @@ def cmd_speak_stream(args, request, dirs, pool, console) -> int:
         )
     else:
         console.print(
-            f"streamed {result.takes[0].duration:.2f} s of audio, first after {timings['first_audio_sec']:.2f} s"
+            f"streamed {result.takes[0].duration:.2f} s of audio, first after {timings['first_audio_sec']:.2f} s; "
+            f"seed: {summary['seed']}"
         )
     return 0
 
@@ -437,20 +430,6 @@ def print_review(console, review, run_dir: Path) -> None:
     )
     if review.best_file is not None:
         console.print(f"best: take {board.best_index} -> {run_dir / review.best_file.name}")
-
-
-def speak_summary(result) -> dict:
-    meta = result.meta
-    return {
-        "run_dir": str(result.run_dir),
-        "files": [str(f) for f in result.files],
-        "meta": str(result.meta_path),
-        "voice": meta["voice"]["id"],
-        "model": meta["model"]["ref"],
-        "seed": meta["seed"],
-        "takes": [{k: t[k] for k in ("take", "file", "duration_sec", "rtf")} for t in meta["takes"]],
-        "timings": meta["timings"],
-    }
 
 
 def save_profile_default(dirs, args) -> None:
@@ -596,7 +575,7 @@ def cmd_register_builtin(args) -> int:
     from audiobox.languages import normalize_language
     from audiobox.styles import resolve_instruct
     from audiobox.tts.models import read_model_info, require_type
-    from audiobox.voices import VoiceRegistry, builtin_record, validate_slug, validate_tone
+    from audiobox.voices import VoiceRegistry, already_exists, builtin_record, validate_slug, validate_tone
 
     dirs = resolve_dirs(args.cache)
     slug = validate_slug(args.voice_name)
@@ -621,9 +600,7 @@ def cmd_register_builtin(args) -> int:
 
         def mutate(record, _dir):  # same speaker voice: add the tone / update defaults in place
             if record["custom_voice"]["speaker"] != speaker:
-                raise UserError(
-                    f"voice {slug!r} uses speaker {record['custom_voice']['speaker']!r}; use --force to replace it"
-                )
+                raise already_exists(slug, f" with speaker {record['custom_voice']['speaker']!r}")
             record["custom_voice"].update({k: v for k, v in cv.items() if v is not None})
             record["tones"].update(tones)
 
@@ -673,7 +650,7 @@ def cmd_design_voice(args) -> int:
     else:
         console.print(
             f"registered {result['voice']} (designed reference: {result['reference']}, "
-            f"{result['duration_sec']:.2f} s)"
+            f"{result['duration_sec']:.2f} s, seed {result['seed']})"
         )
         console.print(f'next: voice-synth speak --voice {result["voice"]} --text "Hello"')
     return 0
@@ -682,7 +659,7 @@ def cmd_design_voice(args) -> int:
 def cmd_rename(args) -> int:
     from audiobox.voices import VoiceRegistry
 
-    voice = VoiceRegistry(resolve_dirs(args.cache).voices).rename(args.old, args.new)
+    voice = VoiceRegistry(resolve_dirs(args.cache).voices).rename(args.old, args.new, replace=args.force)
     print(f"renamed {args.old} -> {voice.slug}")
     return 0
 

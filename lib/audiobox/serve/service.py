@@ -91,8 +91,9 @@ class SpeechService:
         find speech, pick and check a segment against the same quality gate (refused clips are a
         400 with the reason), transcribe it unless a transcript came with it, build the prompt with
         the served Base model, register voice + prompt in one transaction."""
+        from audiobox.clone import register_reference
         from audiobox.refprep import RefOptions, prepare_reference
-        from audiobox.voices import clone_record, reference_files, validate_slug
+        from audiobox.voices import validate_slug
 
         validate_slug(name)
         if self.registry.exists(name):
@@ -113,23 +114,18 @@ class SpeechService:
         synth = self.engine_for(self.config.models["base"], "base").synth
         prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=False)
 
-        record = clone_record(
-            display_name=name,
-            ref=prepared.ref_info(),
-            source={
-                "type": "upload",
-                "filename": filename,
-                "sha256": prepared.source_sha256,
-                "duration_sec": round(prepared.source_duration, 3),
-            },
-        )
-        decoded = Path(prepared.cache_dir) / "source-24k.wav"
-        files = reference_files(prepared.audio, decoded if decoded.is_file() else None)
         extra = {
             "ref_segment": [round(prepared.start, 3), round(prepared.end, 3)],
             "transcript": prepared.transcript,
         }
-        self.registry.create(name, record, write_files=files, prompts=((prompt, None, extra),))
+        register_reference(
+            self.registry,
+            name,
+            prepared,
+            {"type": "upload", "filename": filename},
+            display_name=name,
+            prompts=((prompt, None, extra),),
+        )
         return self.get_voice(name)
 
     # ------------------------------------------------------------------ speech
