@@ -89,6 +89,9 @@ def test_every_loader_gives_the_same_way_out(monkeypatch, tmp_path):
         assert f"({tmp_path / 'hf' / 'hub'})" in message and "HF_HUB_OFFLINE=1" in message
     assert f"({tmp_path / 'asr'})" in whisper and "HF_HUB_OFFLINE=1" in whisper
     assert "<cache>" not in tts + whisper + demucs
+    monkeypatch.setenv("AUDIOBOX_LAUNCHER", "./run-direct")  # started by ./run-direct: the command says so
+    assert all("`./run-direct voice-models download " in message for message in loaders_refusal(tmp_path))
+    monkeypatch.delenv("AUDIOBOX_LAUNCHER")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", closed_port_url())  # a mirror that does not answer

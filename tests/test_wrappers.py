@@ -27,6 +27,31 @@ def test_run_direct_runs_an_app_in_the_current_environment():
     assert "usage" in proc.stdout.lower()
 
 
+def test_every_app_is_a_console_script_and_an_apps_entry():
+    """pyproject's [project.scripts] (what `make venv` / `pip install .` put on PATH) and apps/ (what ./run
+    and ./run-direct start) name the same apps, each the main() of its audiobox.cli module."""
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    apps = {p.name for p in (REPO / "apps").iterdir() if (p / f"{p.name}.py").is_file()}
+    assert set(scripts) == apps and "voice-models" in apps
+    for name, target in scripts.items():
+        module = f"audiobox.cli.{name.replace('-', '_')}"
+        assert target == f"{module}:main" and callable(importlib.import_module(module).main)
+        assert f"from {module} import main" in (REPO / "apps" / name / f"{name}.py").read_text()
+
+
+def test_run_direct_names_itself_in_the_models_command(tmp_path):
+    """Started through ./run-direct, the way to get a missing model is a command that works as typed."""
+    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
+    env.pop("AUDIOBOX_LAUNCHER", None)
+    proc = _run([str(REPO / "run-direct"), "voice-models", "list", "--cache", str(tmp_path)], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"get them with `{REPO / 'run-direct'} voice-models download --cache {tmp_path}`" in proc.stdout
+    assert f"caches: {tmp_path / 'huggingface' / 'hub'} (Qwen3-TTS, Demucs)" in proc.stdout
+
+
 @pytest.mark.parametrize("wrapper", ["run-direct", "run"])
 def test_unknown_app_lists_the_apps(wrapper):
     proc = _run([str(REPO / wrapper), "nope"])

@@ -76,7 +76,7 @@ def find(name: str) -> CatalogModel:
         return CatalogModel(name, "demucs", "vocals separation (pass --separator-model)", (), False)
     raise UserError(
         f"unknown model {name!r}{did_you_mean(name, [m.name for m in CATALOG])}; "
-        f"`voice-models list` shows the models the apps use"
+        f"`{hub.models_command()} list` shows the models the apps use"
     )
 
 

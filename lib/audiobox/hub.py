@@ -26,6 +26,13 @@ _TRUE_VALUES = {"1", "on", "yes", "true"}
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
+def models_command() -> str:
+    """`voice-models` as the user runs it: through the launcher that started this app (./run and
+    ./run-direct set AUDIOBOX_LAUNCHER), else the console script `pip install` puts on PATH."""
+    launcher = os.environ.get("AUDIOBOX_LAUNCHER", "").strip()
+    return f"{launcher} {MODELS_COMMAND}" if launcher else MODELS_COMMAND
+
+
 def endpoint() -> str:
     """The hub (or mirror) base URL: HF_ENDPOINT, else huggingface.co."""
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
@@ -120,7 +127,8 @@ def not_cached_error(what: str, name: str, where: Path, why: str, alternative: s
     """The one message for a model that is neither cached nor downloadable."""
     return UserError(
         f"{what} {name!r} is not in the cache ({where}) and {why}. Get it with "
-        f"`{MODELS_COMMAND} download {name}` (run with network access, same cache dir), "
+        f"`{models_command()} download {name}` (where the hub or a mirror answers; the same --cache "
+        f"if you gave one), "
         f"or {alternative}"
     )
 

@@ -8,6 +8,7 @@ forbids them. They go where the apps look: Qwen3-TTS and Demucs into the Hugging
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from audiobox.cli.common import HelpFormatter, Parser, add_dirs, print_json, run_subcommand, stderr_console
 from audiobox.errors import run_main
@@ -85,7 +86,8 @@ def cmd_list(args) -> int:
     print(f"caches: {hub.cache_dir()} (Qwen3-TTS, Demucs), {dirs.stage('asr')} (Whisper)")
     missing = [r["name"] for r in rows if r["default"] and not r["cached"]]
     if missing:
-        print(f"missing: {', '.join(missing)}; get them with `voice-models download`")
+        cache = f" --cache {shlex.quote(args.cache)}" if args.cache else ""
+        print(f"missing: {', '.join(missing)}; get them with `{hub.models_command()} download{cache}`")
     return 0
 
 
