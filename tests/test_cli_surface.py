@@ -60,9 +60,14 @@ def test_named_output_mistakes_stop_before_any_model_loads(where, capsys, extra,
 def test_names_get_a_suggestion_and_voice_names_ignore_case(tiny_models, where, capsys):
     cache, _ = where
     model = ["--model", str(tiny_models / "custom_voice")]
-    assert synth(["register-builtin", "--voice-name", "narrator", "--speaker", "Ryan", *model, *cache]) == 0
+    tone = ["--tone", "excited", "--tone-instruct", "Very excited!"]
+    assert (
+        synth(["register-builtin", "--voice-name", "narrator", "--speaker", "Ryan", *tone, *model, *cache])
+        == 0
+    )
     capsys.readouterr()
     for args, suggestion in [
+        (["--voice", "narrator", "--tone", "exited"], "no tone 'exited' (did you mean 'excited'?)"),
         (["--voice", "narator"], "no voice named 'narator' (did you mean 'narrator'?)"),
         (["--speaker", "rian"], "unknown speaker 'rian' (did you mean 'ryan'?)"),
         (

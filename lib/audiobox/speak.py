@@ -108,9 +108,7 @@ def resolve_voice(request: SpeakRequest, registry: VoiceRegistry) -> ResolvedVoi
         cv = voice.custom_voice or {}
         tones = voice.tones()
         if request.tone and request.tone not in tones:
-            raise UserError(
-                f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(tones)) or 'none'})"
-            )
+            raise voice.unknown_tone(request.tone)
         if instruct is None and request.tone:
             instruct, instruct_source = tones[request.tone].get("instruct"), "tone"
         if instruct is None and cv.get("instruct_default"):
@@ -144,9 +142,7 @@ def resolve_voice(request: SpeakRequest, registry: VoiceRegistry) -> ResolvedVoi
     if model_ref is None:  # the model of the newest prompt for this tone: the voice was built for it
         candidates = [rec for rec in voice.prompts.values() if rec.get("tone") == request.tone]
         if not candidates:
-            raise UserError(
-                f"voice {voice.slug!r} has no tone {request.tone!r} (tones: {', '.join(sorted(voice.tones())) or 'none'})"
-            )
+            raise voice.unknown_tone(request.tone)
         model_ref = max(candidates, key=lambda r: r.get("seq", 0)).get("model") or DEFAULT_MODELS["base"]
     return ResolvedVoice(
         voice_id=voice.slug,

@@ -206,6 +206,17 @@ class Voice:
                 out.setdefault(rec["tone"], {}).setdefault("prompts", []).append(pid)
         return out
 
+    def unknown_tone(self, tone: str | None) -> UserError:
+        """The error for a tone this voice does not have (a "did you mean" for a typo)."""
+        names = sorted(self.tones())
+        if tone is None:
+            return UserError(
+                f"voice {self.slug!r} has prompts for tones only ({', '.join(names)}): pass --tone"
+            )
+        return UserError(
+            f"voice {self.slug!r} has no tone {tone!r}{did_you_mean(tone, names)} (tones: {', '.join(names) or 'none'})"
+        )
+
     @property
     def ready(self) -> bool:
         if self.engine == "custom_voice":
@@ -499,9 +510,7 @@ class VoiceRegistry:
         pid = voice.prompt_id_for(model_info.tag, tone)
         if pid is None:
             if tone and tone not in voice.tones():
-                raise UserError(
-                    f"voice {slug!r} has no tone {tone!r} (tones: {', '.join(sorted(voice.tones())) or 'none'})"
-                )
+                raise voice.unknown_tone(tone)
             other = sorted({rec.get("model") for rec in voice.prompts.values() if rec.get("tone") == tone})
             if not voice.prompts:
                 raise UserError(
