@@ -208,16 +208,15 @@ def explicit_knobs(args: argparse.Namespace) -> dict:
     }
 
 
+def sampling_fields(args: argparse.Namespace) -> dict:
+    """The add_generation flags as the keyword fields every request that generates takes
+    (SpeakRequest, BatchOptions, DesignRequest, SelfTestRequest)."""
+    return {"profile": args.profile, "knobs": explicit_knobs(args), "greedy": args.greedy, "seed": args.seed}
+
+
 def generation_fields(args: argparse.Namespace) -> dict:
-    """The add_generation flags as the keyword fields SpeakRequest and BatchOptions share."""
-    return {
-        "profile": args.profile,
-        "knobs": explicit_knobs(args),
-        "greedy": args.greedy,
-        "seed": args.seed,
-        "variants": args.variants,
-        "format": args.format,
-    }
+    """sampling_fields plus --variants and --format, which SpeakRequest and BatchOptions share."""
+    return {**sampling_fields(args), "variants": args.variants, "format": args.format}
 
 
 def _bounded(cast, minimum, strict: bool, noun: str):

@@ -19,7 +19,6 @@ from audiobox.cli.common import (
     add_generation,
     add_output_format,
     add_runtime,
-    explicit_knobs,
     generation_fields,
     positive_int,
     print_json,
@@ -28,6 +27,7 @@ from audiobox.cli.common import (
     renamed_flag,
     run_subcommand,
     runtime_options,
+    sampling_fields,
     stderr_console,
     time_value,
 )
@@ -393,10 +393,7 @@ def cmd_self_test(args) -> int:
         asr_model=args.asr_model,
         asr_device=args.asr_device,
         skip_whisper=args.skip_whisper,
-        profile=args.profile,
-        knobs=explicit_knobs(args),
-        greedy=args.greedy,
-        seed=args.seed,
+        **sampling_fields(args),
     )
 
     def show(check) -> None:
