@@ -184,6 +184,19 @@ class PreparedRef:
     def duration(self) -> float:
         return self.end - self.start
 
+    @property
+    def decoded_source(self) -> Path | None:
+        """The whole recording this reference was cut from, as decoded at 24 kHz (the decode stage's
+        cache); None for a registered voice's reference used as is."""
+        path = Path(self.cache_dir) / "source-24k.wav"
+        return path if path.is_file() else None
+
+    def registry_files(self):
+        """`write_files` for VoiceRegistry.create: ref.wav, and source.wav by voices.reference_files' rule."""
+        from audiobox.voices import reference_files
+
+        return reference_files(self.audio, self.decoded_source)
+
     def ref_info(self) -> dict:
         """What goes into voice.json's "ref" (ref.wav is this audio)."""
         from audiobox.voices import ref_record
