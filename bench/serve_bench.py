@@ -55,8 +55,11 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=25, help="frames per request (12.5 per audio second)")
     parser.add_argument("--clients", default="1,2,4")
     parser.add_argument("--reps", type=int, default=3, help="first-audio repetitions")
-    parser.add_argument("--first-chunk", type=int, default=4, help="frames in the first decoded chunk")
-    parser.add_argument("--chunk", type=int, default=12, help="frames in later chunks")
+    parser.add_argument("--first-chunk", type=int, help="frames in the first decoded chunk (engine default)")
+    parser.add_argument("--chunk", type=int, help="frames in later chunks (engine default)")
+    parser.add_argument(
+        "--throughput-reps", type=int, default=2, help="concurrent/one-by-one pairs per client count (median)"
+    )
     parser.add_argument("--json-out", help="append the summary as one JSON line here")
     args = parser.parse_args(argv)
 
@@ -74,10 +77,13 @@ def main(argv=None) -> int:
     speakers = loaded.info.speakers
     settings = GenerationSettings(profile="balanced", max_new_tokens=args.frames + 1)
     clients = [int(c) for c in args.clients.split(",")]
-    engine = StreamEngine(
-        synth,
-        StreamOptions(first_chunk_frames=args.first_chunk, chunk_frames=args.chunk, max_batch=max(clients)),
+    defaults = StreamOptions()
+    options = StreamOptions(
+        first_chunk_frames=args.first_chunk or defaults.first_chunk_frames,
+        chunk_frames=args.chunk or defaults.chunk_frames,
+        max_batch=max(clients),
     )
+    engine = StreamEngine(synth, options)
 
     def job(i: int) -> StreamJob:
         return StreamJob(TEXT, VoiceSpec.builtin(speakers[i % len(speakers)]), "english", settings, 100 + i)
@@ -127,19 +133,25 @@ def main(argv=None) -> int:
     )
     for count in clients:
         jobs = [job(i) for i in range(count)]
-        audio_c, wall_c, _ = run_concurrent(jobs)
-        audio_s, wall_s = 0.0, 0.0
-        for j in jobs:
-            a, w, _ = run_concurrent([j])
-            audio_s += a
-            wall_s += w
+        pairs = []
+        for _ in range(args.throughput_reps):  # alternate, so drifting load hits both sides alike
+            audio_c, wall_c, _ = run_concurrent(jobs)
+            audio_s, wall_s = 0.0, 0.0
+            for j in jobs:
+                a, w, _ = run_concurrent([j])
+                audio_s += a
+                wall_s += w
+            pairs.append((audio_c / wall_c, audio_s / wall_s))
         row = {
-            "concurrent_audio_per_wall": round(audio_c / wall_c, 3),
-            "one_by_one_audio_per_wall": round(audio_s / wall_s, 3),
-            "gain": round((audio_c / wall_c) / (audio_s / wall_s), 2),
+            "concurrent_audio_per_wall": round(statistics.median(c for c, _ in pairs), 3),
+            "one_by_one_audio_per_wall": round(statistics.median(o for _, o in pairs), 3),
+            "gain": round(statistics.median(c / o for c, o in pairs), 2),
+            "gains": [round(c / o, 2) for c, o in pairs],
         }
         summary["throughput"][str(count)] = row
         print(f"{count} clients: {row}", flush=True)
+    summary["chunks"] = {"first": options.first_chunk_frames, "later": options.chunk_frames}
+    summary["codec"] = {"calls": engine.codec_calls, "most_rows_in_one_call": engine.max_codec_rows}
     engine.close()
     summary["noise"] = {
         "cpu_steal_sec": round(cpu_steal() - steal0, 2),

@@ -136,6 +136,34 @@ def test_concurrent_streams_share_the_loop_and_match_solo_takes(synths, engine):
     assert engine.steps - steps_before >= longest
     for i, whole in enumerate(wholes):
         _assert_matches(results[i], whole)
+    assert engine.max_codec_rows >= 2  # chunks due at the same step went through one codec call
+
+
+def test_rows_that_join_later_share_codec_calls_once_their_chunks_align(synths):
+    """Later chunks end on the same engine steps for every row, so a stream that joined while
+    another was mid-take decodes together with it and both still equal their whole takes."""
+    from audiobox.tts.stream import StreamEngine, StreamJob, StreamOptions
+    from audiobox.tts.synth import VoiceSpec
+
+    synth = synths["custom_voice"]
+    settings = GenerationSettings(greedy=True, max_new_tokens=60)
+    jobs = [
+        StreamJob(TEXT * 2, VoiceSpec.builtin(name), "english", settings, 30) for name in ("ryan", "vivian")
+    ]
+    wholes = [synth.speak(j.text, j.voice, j.language, j.settings, seed=j.seed)[0].samples for j in jobs]
+    engine = StreamEngine(synth, StreamOptions(first_chunk_frames=2, chunk_frames=4))
+    try:
+        first = engine.submit(jobs[0])
+        chunks = [next(iter(first))]  # the first stream is audible before the second arrives
+        second = engine.submit(jobs[1])
+        later = list(second)
+        chunks += list(first)
+    finally:
+        engine.close()
+    assert first.stats.frames >= 20 and second.stats.frames >= 20
+    assert engine.max_codec_rows == 2
+    _assert_matches(chunks, wholes[0])
+    _assert_matches(later, wholes[1])
 
 
 def test_cancel_stops_generation(synths, engine):
@@ -238,6 +266,8 @@ def test_serve_bench_runs_on_the_tiny_checkpoint(tiny_models, tmp_path):
     [summary] = [json.loads(line) for line in out.read_text().splitlines()]
     assert summary["frames_made"] == [4] and summary["first_audio_sec"] > 0
     assert set(summary["throughput"]) == {"1", "2"} and summary["throughput"]["2"]["gain"] > 0
+    assert len(summary["throughput"]["2"]["gains"]) == 2  # median of alternating pairs
+    assert summary["codec"]["most_rows_in_one_call"] == 2  # two clients' chunks decoded together
 
 
 def test_batch_cache_rows_join_grow_and_leave_without_moving_their_keys():

@@ -7,7 +7,8 @@ and the code predictor read their weights once per step for all rows.  A row lea
 its end token, at its frame budget, or when its consumer cancels (a client that hung up).
 
 Audio: each row's codes are decoded in chunks on a separate decode thread, so decoding one chunk
-overlaps the generation of the next frames.  The codec decoder is causal: its sliding-window
+overlaps the generation of the next frames; chunks of several rows that fall due at the same step
+with windows of the same shape go through the codec's convolutions as one batch.  The codec decoder is causal: its sliding-window
 transformer keeps its key/value cache from chunk to chunk (so it sees exactly the history it sees
 in a whole-take decode) and its convolutions re-run :data:`CONV_CONTEXT` frames of left context
 (their receptive field is shorter).  The joined chunks therefore equal the decode of the whole take
@@ -42,7 +43,7 @@ CONV_CONTEXT = 8
 
 @dataclass(frozen=True)
 class StreamOptions:
-    first_chunk_frames: int = 4  # a short first chunk: first audio after 4 frames (320 ms of audio)
+    first_chunk_frames: int = 1  # first audio after one frame (80 ms of audio): docs/benchmarks.md §6b
     chunk_frames: int = 12  # later chunks: fewer codec calls, each re-decoding its left context
     max_batch: int = 8  # rows stepped together; later requests wait for a free row
 
@@ -122,7 +123,12 @@ _END = object()
 
 
 class _ChunkDecoder:
-    """Collects one row's codes and hands them to the decoder in chunks (a short first one)."""
+    """Collects one row's codes and hands them to the decoder in chunks.
+
+    The first chunk is short (first audio early); later chunks end on engine steps that are
+    multiples of ``chunk_frames``, the same steps for every row, so rows that joined at different
+    times still have chunks of one shape due together and share a codec call.
+    """
 
     def __init__(self, options: StreamOptions):
         self.options = options
@@ -132,17 +138,23 @@ class _ChunkDecoder:
     def add(self, frame_codes) -> None:
         self.codes.append(frame_codes)
 
-    def task(self, final: bool):
-        """The next chunk of codes (n, Q) when one is due, else None."""
+    def task(self, final: bool, step: int):
+        """The next chunk of codes (n, Q) when one is due after engine step ``step``, else None."""
         import torch
 
         pending = len(self.codes) - self.emitted
-        wanted = self.options.first_chunk_frames if self.emitted == 0 else self.options.chunk_frames
-        if pending <= 0 or (pending < wanted and not final):
+        if pending <= 0:
             return None
-        chunk = torch.stack(self.codes[self.emitted :])
+        if self.emitted == 0:
+            due = pending >= self.options.first_chunk_frames
+        else:
+            chunk = self.options.chunk_frames
+            due = step % chunk == 0 and pending >= max(1, chunk // 2) or pending >= 2 * chunk
+        if not (due or final):
+            return None
+        codes = torch.stack(self.codes[self.emitted :])
         self.emitted = len(self.codes)
-        return chunk
+        return codes
 
 
 class CodecStream:
@@ -169,6 +181,14 @@ class CodecStream:
 
     def push(self, codes, emit: bool = True):
         """Decode ``codes`` (n, Q) and return their n * 1920 samples (float32), or None if not emit."""
+        window, context = self.advance(codes)
+        if not emit:
+            return None
+        return render_windows(self.decoder, window)[0, context * SAMPLES_PER_FRAME :].float().cpu().numpy()
+
+    def advance(self, codes):
+        """Run ``codes`` (n, Q) through the stateful part (quantizer, conv, cached transformer); return
+        the window for the convolutions, (1, C, context + n), and its context length in frames."""
         import torch
 
         decoder = self.decoder
@@ -188,16 +208,21 @@ class CodecStream:
         if context:
             hidden = torch.cat((self.hidden_tail, hidden), dim=-1)
         self.hidden_tail = hidden[..., -CONV_CONTEXT:]
-        if not emit:
-            return None
-        wav = hidden
-        for blocks in decoder.upsample:
-            for block in blocks:
-                wav = block(wav)
-        for block in decoder.decoder:
+        return hidden, context
+
+
+def render_windows(decoder, windows):
+    """The codec's stateless upsampling convolutions on windows (B, C, T) -> waveforms (B, T * 1920).
+
+    Rows of one call are independent, so windows of several streams with the same shape are decoded
+    together: the convolution weights are read once for all of them."""
+    wav = windows
+    for blocks in decoder.upsample:
+        for block in blocks:
             wav = block(wav)
-        wav = wav.clamp(min=-1, max=1)[0, 0, context * SAMPLES_PER_FRAME :]
-        return wav.float().cpu().numpy()
+    for block in decoder.decoder:
+        wav = block(wav)
+    return wav.clamp(min=-1, max=1)[:, 0]
 
 
 class _Row:
@@ -398,6 +423,8 @@ class StreamEngine:
         self._waiting: list[StreamHandle] = []
         self.steps = 0  # decode steps run (for tests and the bench)
         self.max_rows_seen = 0
+        self.codec_calls = 0  # codec convolution calls, each for one or more streams' chunks
+        self.max_codec_rows = 0
         self._loop = threading.Thread(target=self._run, name="stream-engine", daemon=True)
         self._decoder = threading.Thread(target=self._decode_worker, name="stream-decoder", daemon=True)
         self._loop.start()
@@ -520,7 +547,7 @@ class StreamEngine:
         hidden = fast.talker_step(step_embeds, cache, mask, cos, sin, positions)
         logits = fast.talker.codec_head(hidden)[:, -1, :]
         self.steps += 1
-        keep = []
+        keep, tasks = [], []
         for i, row in enumerate(rows):
             row.past_hidden = hidden[i : i + 1, -1:, :]
             row.decoder.add(codec_ids[i].cpu())
@@ -528,21 +555,18 @@ class StreamEngine:
             row.handle.stats.frames = row.frame
             row.token = row.pick(logits[i : i + 1])
             ended = row.ended
-            self._queue_decode(row, final=ended is not None)
+            chunk = None if row.handle.cancelled.is_set() else row.decoder.task(ended is not None, self.steps)
+            if chunk is not None:
+                tasks.append((row.handle, chunk, None))
             if ended is None:
                 keep.append(i)
             else:
-                self._decode_tasks.put((row.handle, None, ended))
+                tasks.append((row.handle, None, ended))
+        if tasks:  # one item per step: chunks due together are decoded together
+            self._decode_tasks.put(tasks)
         if len(keep) != len(rows):
             self._rows = [rows[i] for i in keep]
             cache.keep_rows(keep)
-
-    def _queue_decode(self, row: _Row, final: bool) -> None:
-        if row.handle.cancelled.is_set():
-            return
-        chunk = row.decoder.task(final)
-        if chunk is not None:
-            self._decode_tasks.put((row.handle, chunk, None))
 
     # ------------------------------------------------------------------ the decoder thread
     def _decode_worker(self) -> None:
@@ -552,25 +576,51 @@ class StreamEngine:
         streams: dict[int, CodecStream] = {}
         with torch.inference_mode():
             while True:
-                task = self._decode_tasks.get()
-                if task is None:
+                tasks = self._decode_tasks.get()
+                if tasks is None:
                     return
-                handle, chunk, ended = task
-                if chunk is None:  # end marker, queued after the row's last chunk
-                    streams.pop(id(handle), None)
-                    handle._finish(ended)
-                    continue
-                if handle.cancelled.is_set():
-                    continue
-                try:
-                    stream = streams.get(id(handle))
-                    if stream is None:
-                        stream = streams[id(handle)] = CodecStream(decoder, self._prefix(handle.job))
-                    handle._put_audio(stream.push(chunk))
-                except Exception as exc:
-                    streams.pop(id(handle), None)
-                    handle.cancel()
-                    handle._finish("error", exc)
+                self._decode_step(decoder, streams, tasks)
+
+    def _decode_step(self, decoder, streams: dict, tasks: list) -> None:
+        """Decode the chunks one step made due, same-shaped windows in one call, then end the rows
+        that finished (their end markers follow their last chunk)."""
+        import torch
+
+        groups: dict[tuple, list] = {}
+        for handle, chunk, _ in tasks:
+            if chunk is None or handle.cancelled.is_set():
+                continue
+            try:
+                stream = streams.get(id(handle))
+                if stream is None:
+                    stream = streams[id(handle)] = CodecStream(decoder, self._prefix(handle.job))
+                window, context = stream.advance(chunk)
+            except Exception as exc:
+                self._fail_decode(streams, handle, exc)
+                continue
+            groups.setdefault((tuple(window.shape), context), []).append((handle, window))
+        for (_, context), members in groups.items():
+            try:
+                wavs = render_windows(decoder, torch.cat([window for _, window in members]))
+                wavs = wavs[:, context * SAMPLES_PER_FRAME :].float().cpu().numpy()
+            except Exception as exc:
+                for handle, _ in members:
+                    self._fail_decode(streams, handle, exc)
+                continue
+            self.codec_calls += 1
+            self.max_codec_rows = max(self.max_codec_rows, len(members))
+            for (handle, _), wav in zip(members, wavs):
+                handle._put_audio(wav)
+        for handle, chunk, ended in tasks:
+            if chunk is None:
+                streams.pop(id(handle), None)
+                handle._finish(ended)
+
+    @staticmethod
+    def _fail_decode(streams: dict, handle: StreamHandle, exc: Exception) -> None:
+        streams.pop(id(handle), None)
+        handle.cancel()
+        handle._finish("error", exc)
 
     @staticmethod
     def _prefix(job: StreamJob):
