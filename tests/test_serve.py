@@ -394,99 +394,114 @@ def test_voice_serve_help_does_not_import_torch():
     assert "VOICE_SERVE_API_KEY" in out.stdout
 
 
-def _chromium():
-    import shutil
+from chromium import chromium_binary, headless_page  # noqa: E402
 
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium is not installed (make system-deps)"
+)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (make system-deps)")
+def _wait_for_takes(page, count: int) -> dict:
+    """The page's own report once ``count`` takes arrived and every scheduled chunk played (or it failed)."""
+    deadline = time.time() + 120
+    report = {}
+    while time.time() < deadline:
+        report = json.loads(page.evaluate("JSON.stringify(window.speechReport)"))
+        if report["takes"] >= count and report["played"] >= report["scheduled"] > 0 or report["errors"]:
+            break
+        time.sleep(0.3)
+    return report
+
+
+@needs_chromium
 def test_web_page_streams_and_plays_in_headless_chromium(served, tmp_path):
     """Real headless Chromium, driven over the DevTools protocol: load the page, pick a voice, type
     text, press Speak; the page reports bytes arrived, chunks scheduled and played; screenshot kept."""
-    import base64
-    import urllib.request
-
-    websocket = pytest.importorskip("websocket")
-    profile = tmp_path / "profile"
-    browser = subprocess.Popen(
-        [
-            _chromium(),
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
-            "--autoplay-policy=no-user-gesture-required",
-            "--window-size=1000,900",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.time() + 60
-        while not (port_file.is_file() and port_file.read_text().strip()) and time.time() < deadline:
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
-        page = next(t for t in targets if t["type"] == "page")
-        ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60)
-        counter = iter(range(1, 10_000))
-
-        def call(method, **params):
-            ident = next(counter)
-            ws.send(json.dumps({"id": ident, "method": method, "params": params}))
-            while True:
-                message = json.loads(ws.recv())
-                if message.get("id") == ident:
-                    assert "error" not in message, message
-                    return message["result"]
-
-        def evaluate(expression):
-            result = call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-            return result["result"].get("value")
-
-        call("Page.enable")
-        call("Page.navigate", url=served["url"] + "/")
-        deadline = time.time() + 60
-        while not evaluate("document.querySelectorAll('#voice option').length") and time.time() < deadline:
-            time.sleep(0.2)
-        assert "anna" in evaluate(
+    pytest.importorskip("websocket")
+    with headless_page(tmp_path / "profile") as page:
+        page.open(served["url"] + "/")
+        page.wait_for("document.querySelectorAll('#voice option').length")
+        assert "anna" in page.evaluate(
             "[...document.querySelectorAll('#voice option')].map(o => o.value).join(',')"
         )
-        evaluate(
+        page.evaluate(
             "document.getElementById('voice').value = 'anna';"
             "document.getElementById('text').value = 'Hello from the browser test.';"
             "document.getElementById('variants').value = '2';"
             "document.getElementById('seed').value = '9';"
             "document.getElementById('speak').click(); true"
         )
-        deadline = time.time() + 120
-        report = {}
-        while time.time() < deadline:
-            report = evaluate("JSON.stringify(window.speechReport)")
-            report = json.loads(report)
-            if report["takes"] >= 2 and report["played"] >= report["scheduled"] > 0 or report["errors"]:
-                break
-            time.sleep(0.3)
-        shot = tmp_path / "voice-serve-page.png"
-        shot.write_bytes(base64.b64decode(call("Page.captureScreenshot", format="png")["data"]))
+        report = _wait_for_takes(page, 2)
+        shot = page.screenshot(tmp_path / "voice-serve-page.png")
         print(f"screenshot: {shot}")
         assert not report["errors"], report
         assert report["takes"] == 2 and report["bytes"] > 0
         assert report["played"] >= report["scheduled"] >= 2  # every chunk scheduled was played out
-        links = evaluate("[...document.querySelectorAll('#takes a')].map(a => a.download).join(',')")
+        links = page.evaluate("[...document.querySelectorAll('#takes a')].map(a => a.download).join(',')")
         assert links == "take-1-seed-9.wav,take-2-seed-10.wav"
         assert shot.stat().st_size > 5000
-        ws.close()
+
+
+@needs_chromium
+def test_web_page_with_an_api_key_creates_a_voice_from_a_clip_and_speaks_it(
+    served, tmp_path, tmp_path_factory
+):
+    """A server that wants a key: the page says so until the key is typed into its field; then the
+    create-voice form uploads a clip (chosen as a user would, through the file input), the new voice
+    appears in the list and in the registry, and speaking with it streams audio that plays."""
+    import dataclasses
+
+    from audiobox.serve.app import create_app
+    from audiobox.voices import VoiceRegistry
+    from clone_audio import CLEAN_TEXT, shared_clone_audio
+
+    pytest.importorskip("websocket")
+    audio = shared_clone_audio(tmp_path_factory)
+    service = served["app"].state.service
+    locked = create_app(dataclasses.replace(service.config, api_key=KEY), service=service)
+    server, thread, url = _start(locked)
+    try:
+        with headless_page(tmp_path / "profile") as page:
+            page.open(url + "/")
+            refused = page.wait_for("document.getElementById('status').textContent")
+            assert "API key" in refused and not page.evaluate(
+                "document.querySelectorAll('#voice option').length"
+            )
+
+            page.evaluate(f"document.getElementById('apikey').value = '{KEY}'; loadVoices()")
+            assert page.wait_for("document.querySelectorAll('#voice option').length")
+
+            page.set_files("#vfile", audio.clean)
+            page.evaluate(
+                "document.getElementById('vname').value = 'webguest';"
+                f"document.getElementById('vtext').value = {json.dumps(CLEAN_TEXT)};"
+                "document.getElementById('create').click(); true"
+            )
+            created = page.wait_for(
+                "(s => s.startsWith('created') || s.includes('error') ? s : '')"
+                "(document.getElementById('vstatus').textContent)",
+                timeout=300,
+            )
+            assert created == "created webguest", created
+            assert page.wait_for(
+                "[...document.querySelectorAll('#voice option')].some(o => o.value === 'webguest')"
+            )
+            record = VoiceRegistry(served["dirs"].voices).get("webguest").data
+            assert record["engine"] == "clone_prompt" and record["prompts"]
+            assert record["source"]["type"] == "upload" and record["source"]["filename"] == audio.clean.name
+
+            page.evaluate(
+                "document.getElementById('voice').value = 'webguest';"
+                "document.getElementById('text').value = 'The new voice speaks.';"
+                "document.getElementById('speak').click(); true"
+            )
+            report = _wait_for_takes(page, 1)
+            page.screenshot(tmp_path / "voice-serve-new-voice.png")
+            assert not report["errors"], report
+            assert (
+                report["takes"] == 1 and report["bytes"] > 0 and report["played"] >= report["scheduled"] > 0
+            )
+            assert page.evaluate("localStorage.getItem('voice-serve-key')") == KEY  # kept for the next visit
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-            browser.wait()
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -27,6 +27,7 @@ class CloneRequest:
     """Where the reference comes from, where the voice goes, and (optionally) what to say with it."""
 
     ref_audio: Path | None = None  # a recording (anything ffmpeg reads), or
+    ref_source: dict | None = None  # how ref_audio's origin is recorded (default: its path)
     voice: str | None = None  # a registered voice: its reference is reused, or re-cut when `recut`
     ref: RefOptions = field(default_factory=RefOptions)
     recut: bool = False  # new bounds, transcript or choice: re-cut the registered voice's reference
@@ -214,7 +215,7 @@ def resolve_reference(
         source = {"type": "voice", "voice": voice.slug, "file": path.name}
     elif request.ref_audio is not None:
         path = Path(request.ref_audio).expanduser()
-        source = {"type": "file", "path": str(path.resolve())}
+        source = request.ref_source or {"type": "file", "path": str(path.resolve())}
     else:
         raise UserError("give the reference: a recording (--ref-audio) or a registered voice (--voice)")
 

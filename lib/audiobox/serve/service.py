@@ -87,12 +87,12 @@ class SpeechService:
         raise ApiError(404, f"voice {voice_id!r} not found", "voice_not_found", "voice")
 
     def create_voice(self, name: str, clip: Path, filename: str, transcript: str | None, language: str):
-        """A clone voice from an uploaded clip, through the voice-clone reference pipeline: decode,
-        find speech, pick and check a segment against the same quality gate (refused clips are a
-        400 with the reason), transcribe it unless a transcript came with it, build the prompt with
-        the served Base model, register voice + prompt in one transaction."""
-        from audiobox.clone import register_reference
-        from audiobox.refprep import RefOptions, prepare_reference
+        """A clone voice from an uploaded clip, through voice-clone's own workflow (`clone.clone`):
+        the same reference choice and quality gate (a refused clip is a 400 with the reason),
+        transcription unless a transcript came with it, the prompt built with the served Base
+        model, voice + prompt registered in one transaction."""
+        from audiobox.clone import CloneRequest, clone
+        from audiobox.refprep import RefOptions
         from audiobox.voices import validate_slug
 
         validate_slug(name)
@@ -101,31 +101,19 @@ class SpeechService:
                 409, f"voice {name!r} already exists (delete it first or pick another name)", "voice_exists"
             )
         transcript = " ".join((transcript or "").split()) or None
-        options = RefOptions(
-            ref_text=transcript, language=normalize_language(language), asr_model=self.config.asr_model
-        )
-
-        def load_asr():
-            from audiobox.asr import load_asr as load
-
-            return load(options.asr_model, cache_dir=self.config.dirs.stage("asr"))
-
-        prepared = prepare_reference(clip, self.config.dirs.stage("refs"), options, asr_loader=load_asr)
-        synth = self.engine_for(self.config.models["base"], "base").synth
-        prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=False)
-
-        extra = {
-            "ref_segment": [round(prepared.start, 3), round(prepared.end, 3)],
-            "transcript": prepared.transcript,
-        }
-        register_reference(
-            self.registry,
-            name,
-            prepared,
-            {"type": "upload", "filename": filename},
+        base = self.config.models["base"]
+        self.engine_for(base, "base")  # the served Base model: loaded once, shared with its stream engine
+        request = CloneRequest(
+            ref_audio=clip,
+            ref_source={"type": "upload", "filename": filename},
+            ref=RefOptions(
+                ref_text=transcript, language=normalize_language(language), asr_model=self.config.asr_model
+            ),
+            voice_name=name,
             display_name=name,
-            prompts=((prompt, None, extra),),
+            model=base,
         )
+        clone(request, self.config.dirs, self._pool)
         return self.get_voice(name)
 
     # ------------------------------------------------------------------ speech
