@@ -61,28 +61,33 @@ def tiny_demucs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def loopback_media(speech_mix, tmp_path_factory):
-    """A 127.0.0.1-only HTTP server serving the speech mix (+ not-media and playlist pages), so the
-    real yt-dlp path runs offline. Yields its base URL; stopped and joined on teardown."""
-    import http.server
+def media_site(speech_mix, tmp_path_factory):
+    """A 127.0.0.1-only web server (fixtures/loopback.py: ranges, bytes counted) serving the speech
+    mix, a long recording (`long.wav`: the mix ten times, 7.7 min), not-media and playlist pages, so
+    the real yt-dlp path runs offline. Yields (base URL, handler class); stopped on teardown."""
     import shutil
-    from functools import partial
 
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    import numpy as np
+    import soundfile as sf
+    from loopback import file_server, serve_on_loopback
 
     root = tmp_path_factory.mktemp("www")
     shutil.copy(speech_mix.mp3, root / "podcast.mp3")
     shutil.copy(speech_mix.path, root / "podcast.wav")
     shutil.copy(speech_mix.music_only, root / "music_only.wav")
+    mix, rate = sf.read(speech_mix.path, dtype="int16")
+    sf.write(root / "long.wav", np.tile(mix, 10), rate, subtype="PCM_16")
     (root / "notes.txt").write_text("this is not media\n" * 100)
     (root / "page.html").write_text("<html><body><p>no media here</p></body></html>")
     (root / "list.html").write_text(
         '<html><body><video src="podcast.mp3"></video><audio src="podcast.wav"></audio></body></html>'
     )
+    handler = file_server(root)
+    with serve_on_loopback(handler) as url:
+        yield url, handler
 
-    from loopback import serve_on_loopback
 
-    with serve_on_loopback(partial(QuietHandler, directory=str(root))) as url:
-        yield url
+@pytest.fixture(scope="session")
+def loopback_media(media_site):
+    """The base URL of `media_site`."""
+    return media_site[0]

@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 from audiobox.audio import load_audio, resample
 from audiobox.errors import UserError
-from audiobox.sources import SourceLimits, download_source, source_limits
-from loopback import serve_on_loopback
+from audiobox.sources import SourceLimits, TrimRange, download_source, source_limits
+from loopback import file_server, serve_on_loopback
 
 
 def wav_header_bomb(path: Path, rate: int = 1, channels: int = 1, data_bytes: int = 40_000) -> Path:
@@ -157,3 +157,48 @@ def test_cli_flags_set_the_caps(tmp_path, loopback_media, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "over the download limit of 0.1 MB" in err[-1]
+
+
+def test_a_range_of_a_long_recording_is_all_that_is_downloaded(tmp_path, media_site):
+    url, site = media_site
+    long = site.folder / "long.wav"
+    before = site.served["/long.wav"]
+    media = download_source(f"{url}/long.wav", tmp_path / "dl", span=TrimRange(125.0, 130.0))
+    sent = site.served["/long.wav"] - before
+    # measured ~1.2 MB of 22 MB: yt-dlp's probe, ffmpeg's header read and seek, send buffers
+    assert sent < long.stat().st_size / 8, (sent, long.stat().st_size)
+    assert media.offset == 125.0 and media.duration == pytest.approx(130.0, abs=0.05)
+    original, rate = sf.read(long, dtype="float32")
+    want = original[125 * rate : 130 * rate]
+    got = media.read(rate, 125.0, 130.0).samples
+    assert abs(got.size - want.size) <= rate // 100
+    n = min(got.size, want.size)
+    assert np.max(np.abs(got[:n] - want[:n])) < 1e-3  # the same samples, not merely the same length
+    again = download_source(f"{url}/long.wav", tmp_path / "dl", span=TrimRange(125.0, 130.0))
+    assert again.cached and again.path == media.path
+    whole = download_source(f"{url}/long.wav", tmp_path / "dl")
+    assert whole.offset == 0.0 and not whole.cached
+    later = download_source(f"{url}/long.wav", tmp_path / "dl", span=TrimRange(200.0, 210.0))
+    assert later.cached and later.path == whole.path  # a whole recording serves every range
+
+
+def test_a_range_still_obeys_the_size_cap(tmp_path, media_site):
+    url, _site = media_site
+    with pytest.raises(UserError, match="over the download limit of 1 MB"):
+        download_source(
+            f"{url}/long.wav",
+            tmp_path / "dl",
+            span=TrimRange(60.0, 120.0),  # 2.9 MB of PCM
+            limits=SourceLimits(max_bytes=1_000_000),
+        )
+    assert cache_files(tmp_path / "dl") == []
+
+
+def test_a_server_without_ranges_gets_a_whole_download_and_a_warning(tmp_path, media_site, caplog):
+    plain = file_server(media_site[1].folder, accept_ranges=False)
+    with serve_on_loopback(plain) as url:
+        media = download_source(f"{url}/podcast.wav", tmp_path / "dl", span=TrimRange(10.0, 15.0))
+    size = (media_site[1].folder / "podcast.wav").stat().st_size
+    assert media.offset == 0.0 and media.path.stat().st_size == size
+    assert "downloading the whole recording" in caplog.text
+    assert [p for p in cache_files(tmp_path / "dl") if ".partial" in p] == []

@@ -152,20 +152,69 @@ def test_eight_concurrent_writers_of_one_file_never_mix(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["take.wav"]
 
 
-def test_a_killed_download_leaves_nothing_after_the_next_run(tmp_path, loopback_media):
-    from audiobox.sources import download_source
+@pytest.mark.parametrize("span", [None, (5.0, 10.0)], ids=["whole", "range"])
+def test_a_killed_download_leaves_nothing_after_the_next_run(tmp_path, loopback_media, span):
+    from audiobox.sources import TrimRange, download_source
 
     url = f"{loopback_media}/podcast.wav"
+    span_arg = "" if span is None else f", span=TrimRange{span!r}"
     body = (
         f"import os, signal, sys\nsys.path.insert(0, {LIB!r})\n"
-        "from audiobox.sources import download_source\n"
-        f"download_source({url!r}, __import__('pathlib').Path({str(tmp_path / 'dl')!r}),"
+        "from audiobox.sources import TrimRange, download_source\n"
+        f"download_source({url!r}, __import__('pathlib').Path({str(tmp_path / 'dl')!r}){span_arg},"
         " on_progress=lambda done, total: done and os.kill(os.getpid(), signal.SIGKILL))\n"
     )
     expect_killed(body)
+    media_files = [p for p in (tmp_path / "dl").rglob("*") if p.suffix == ".wav"]
+    assert all(".partial-" in str(p) for p in media_files)  # only the partial download, no final file
     assert [p.name for p in (tmp_path / "dl").rglob(".partial-*")]  # the kill left a partial download
-    media = download_source(url, tmp_path / "dl")
+    media = download_source(url, tmp_path / "dl", span=TrimRange(*span) if span else TrimRange())
     assert media.path.is_file() and not list((tmp_path / "dl").rglob(".partial-*"))
+
+
+def test_a_download_is_on_disk_before_its_name_is(tmp_path, loopback_media, monkeypatch):
+    """The finished media is fsynced, then renamed into the cache (a crash never leaves a final name
+    over data still in the page cache), like every file the project writes."""
+    import audiobox.fsutil as fsutil
+    from audiobox.sources import download_source
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", f"{src} -> {dst}"))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+    monkeypatch.setattr(fsutil.os, "replace", replace)
+    media = download_source(f"{loopback_media}/podcast.mp3", tmp_path / "dl")
+    (moved,) = [
+        i for i, (kind, what) in enumerate(events) if kind == "replace" and what.endswith(str(media.path))
+    ]
+    source = events[moved][1].split(" -> ")[0]
+    assert ("fsync", source) in events[:moved]
+
+
+def test_no_file_is_written_around_the_atomic_helper():
+    """Every file lib/ writes goes through audiobox.fsutil (unique temp, fsync, rename); the only
+    exceptions are appended logs and the lock file that holds its owner's line."""
+    import re
+
+    lib = Path(LIB) / "audiobox"
+    plain = re.compile(r"\.write_(text|bytes)\(|open\([^)]*[\"'][wax]b?\+?[\"']")
+    allowed = {"fsutil.py", "cloud/vastapi.py", "cloud/lifecycle.py"}  # the helper; append-only log; lock
+    found = [
+        f"{path.relative_to(lib)}:{number}: {line.strip()}"
+        for path in lib.rglob("*.py")
+        if str(path.relative_to(lib)) not in allowed
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if plain.search(line)
+    ]
+    assert found == []
 
 
 def test_one_file_mode_for_everything_following_the_umask(tmp_path):

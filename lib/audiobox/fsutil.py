@@ -69,15 +69,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
         _hold(fd)
         os.fchmod(fd, file_mode())
         yield tmp
-        with open(tmp, "rb") as fh:  # the writer may have replaced the file: sync what is there now
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        atomic_move(tmp, path)  # the writer may have replaced the file: sync what is there now
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
         os.close(fd)
+
+
+def atomic_move(src: Path, dst: Path) -> None:
+    """Rename a finished file (one a tool wrote, e.g. yt-dlp) onto `dst` in the same file system:
+    its bytes are fsynced first and the folder after, so a crash never leaves `dst` naming lost data."""
+    with open(src, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(src, dst)
+    _fsync_dir(Path(dst).parent)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -4,11 +4,15 @@ Downloads are cached under `<cache>/downloads/<extractor>/<video id>.<ext>` with
 `.json`; a second `index/<sha256(url)>.json` maps the exact link to that entry, so a repeated run
 with the same link needs no network at all. Files are moved into place only when complete.
 Trimming is not done by re-encoding: the trim range is validated here and applied when decoding.
+With --start/--end only that range is fetched where the site lets ffmpeg read one (yt-dlp's
+download ranges, the stream copied as it is); elsewhere the whole recording is fetched, under the
+same caps, and a warning says so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import time
@@ -19,7 +23,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from audiobox.errors import UserError
-from audiobox.fsutil import TEMP_PREFIX, atomic_write_json, clean_stale, sha256_json, staging_dir
+from audiobox.fsutil import TEMP_PREFIX, atomic_move, atomic_write_json, clean_stale, sha256_json, staging_dir
+
+log = logging.getLogger(__name__)
 
 TRIM_TOLERANCE_S = 0.5  # an --end up to half a second past the end is accepted (rounded durations)
 
@@ -56,13 +62,22 @@ class SourceMedia:
 
     path: Path
     kind: str  # "url" or "file"
-    duration: float  # of the whole file, seconds
+    duration: float  # where the file ends, in seconds of the source (offset + its length)
     meta: dict[str, Any] = field(default_factory=dict)
     cached: bool = False  # True when a download was reused
+    offset: float = 0.0  # where the file starts in the source: > 0 when only a range was downloaded
 
     @property
     def source_id(self) -> str:
         return str(self.meta.get("source_id") or self.path.stem)
+
+    def read(self, sample_rate: int | None, start: float | None = None, end: float | None = None, **kwargs):
+        """`audio.load_audio` of [start, end), given in seconds of the source (not of the file)."""
+        from audiobox.audio import load_audio
+
+        first = max(0.0, start - self.offset) if start is not None else None
+        last = end - self.offset if end is not None else None
+        return load_audio(self.path, sample_rate, start=first or None, end=last, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,9 @@ class TrimRange:
 
     def length(self, duration: float) -> float:
         return (self.end if self.end is not None else duration) - self.start
+
+
+WHOLE = TrimRange()  # no trim: the whole recording
 
 
 # ---------------------------------------------------------------- timestamps and trim
@@ -264,22 +282,47 @@ def _ydl_options(cookies: Path | None) -> dict[str, Any]:
     return opts
 
 
-def _download_entry(downloads: Path, extractor: str, video_id: str) -> tuple[Path, Path]:
+def _download_entry(downloads: Path, extractor: str, video_id: str, span: TrimRange) -> tuple[Path, Path]:
+    """The folder and sidecar of one download: `<id>.json` for the whole recording, a ranged one
+    `<id>.<start ms>-<end ms>.json` beside it."""
     folder = downloads / _safe_name(extractor.lower())
-    return folder, folder / f"{_safe_name(video_id)}.json"
+    stem = _safe_name(video_id)
+    if span != WHOLE:
+        stem += f".{_range_key(span)}"
+    return folder, folder / f"{stem}.json"
+
+
+def _range_key(span: TrimRange) -> str:
+    end = "end" if span.end is None else str(int(round(span.end * 1000)))
+    return f"{int(round(span.start * 1000))}-{end}"
+
+
+def _index_path(downloads: Path, url: str, span: TrimRange) -> Path:
+    key = url if span == WHOLE else f"{url}#{_range_key(span)}"
+    return downloads / "index" / f"{sha256_json(key)[:32]}.json"
 
 
 def _cached_download(meta_path: Path) -> SourceMedia | None:
     try:
         meta = json.loads(meta_path.read_text())
         media = meta_path.parent / meta["file"]
-    except (OSError, ValueError, KeyError):
+        offset = float(meta.get("offset", 0.0))
+        duration = float(meta["duration"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     if not media.is_file() or media.stat().st_size != meta.get("bytes"):
         return None
     return SourceMedia(
-        path=media, kind="url", duration=float(meta["duration"]), meta=meta["source"], cached=True
+        path=media, kind="url", duration=offset + duration, meta=meta["source"], cached=True, offset=offset
     )
+
+
+def _cached_via_index(downloads: Path, url: str, span: TrimRange) -> SourceMedia | None:
+    try:
+        ref = json.loads(_index_path(downloads, url, span).read_text())
+        return _cached_download(downloads / ref["entry"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def download_source(
@@ -290,9 +333,12 @@ def download_source(
     on_progress: ProgressCallback | None = None,
     refresh: bool = False,
     limits: SourceLimits = SourceLimits(),
+    span: TrimRange = WHOLE,
 ) -> SourceMedia:
     """Download the audio of one video with yt-dlp (cached by extractor + video id).
 
+    With a `span` (seconds of the source) only that range is fetched where the site allows it; the
+    file then starts at `span.start` (SourceMedia.offset). A cached whole recording serves any range.
     Live streams are refused, and so is a recording longer or larger than `limits`: before the
     download when the site says so, otherwise as soon as the bytes pass the cap."""
     scheme = urlparse(url).scheme.lower()
@@ -301,15 +347,11 @@ def download_source(
             f"unsupported link {url!r}: only http(s) links are downloaded (use --audio for files)"
         )
     downloads = Path(downloads)
-    index_path = downloads / "index" / f"{sha256_json(url)[:32]}.json"
-    if not refresh and index_path.is_file():
-        try:
-            ref = json.loads(index_path.read_text())
-            hit = _cached_download(downloads / ref["entry"])
-        except (OSError, ValueError, KeyError):
-            hit = None
-        if hit is not None:
-            return hit
+    if not refresh:
+        for key in dict.fromkeys((WHOLE, span)):
+            hit = _cached_via_index(downloads, url, key)
+            if hit is not None:
+                return hit
 
     try:
         import yt_dlp
@@ -330,85 +372,153 @@ def download_source(
     if info.get("_type") == "url" and info.get("url") and info.get("url") != url:
         # a redirect to another extractor (e.g. an embed): resolve it, still refusing playlists
         return download_source(
-            info["url"], downloads, cookies=cookies, on_progress=on_progress, refresh=refresh, limits=limits
+            info["url"],
+            downloads,
+            cookies=cookies,
+            on_progress=on_progress,
+            refresh=refresh,
+            limits=limits,
+            span=span,
         )
     if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
         raise UserError(f"{url} is a live stream; only finished recordings can be downloaded")
-    limits.check_duration(info.get("duration"), url)
-    limits.check_bytes(info.get("filesize") or info.get("filesize_approx"), url)
+    if span != WHOLE and info.get("duration"):
+        span = validate_trim(span.start, span.end, float(info["duration"]))  # before any byte comes
 
     extractor = str(info.get("extractor_key") or info.get("extractor") or "generic")
     video_id = str(info.get("id") or sha256_json(url)[:16])
     if extractor.lower() == "generic":  # ids of plain files are just their names: not unique across sites
         video_id = f"{video_id}-{sha256_json(url)[:10]}"
-    folder, meta_path = _download_entry(downloads, extractor, video_id)
     if not refresh:
-        hit = _cached_download(meta_path)
-        if hit is not None:
-            atomic_write_json(index_path, {"url": url, "entry": str(meta_path.relative_to(downloads))})
-            return hit
+        for key in dict.fromkeys((WHOLE, span)):
+            meta_path = _download_entry(downloads, extractor, video_id, key)[1]
+            hit = _cached_download(meta_path)
+            if hit is not None:
+                entry = str(meta_path.relative_to(downloads))
+                atomic_write_json(_index_path(downloads, url, span), {"url": url, "entry": entry})
+                return hit
 
-    clean_stale(folder, (TEMP_PREFIX,))  # what a killed download left behind
-    with staging_dir(folder, prefix=TEMP_PREFIX) as staging:
-
-        def hook(status: dict) -> None:
-            # raising here stops yt-dlp at once; the staging folder goes with the exception
-            limits.check_bytes(status.get("total_bytes"), url)
-            limits.check_bytes(status.get("downloaded_bytes"), url)
-            if on_progress and status.get("status") in ("downloading", "finished"):
-                on_progress(
-                    int(status.get("downloaded_bytes") or 0),
-                    status.get("total_bytes") or status.get("total_bytes_estimate"),
-                )
-
-        dl_opts = dict(
-            opts,
-            outtmpl={"default": str(staging / "media.%(ext)s")},
-            progress_hooks=[hook],
-            paths={"home": str(staging), "temp": str(staging)},
-        )
-        t0 = time.monotonic()
+    fetch = _Fetch(url, downloads, extractor, video_id, opts, limits, on_progress, info)
+    if span != WHOLE:
+        limits.check_duration(span.length(float(info.get("duration") or span.end or 0.0)), url)
         try:
-            with yt_dlp.YoutubeDL(dl_opts) as ydl:
-                full = ydl.extract_info(url, download=True)
-        except (DownloadError, ExtractorError) as exc:
-            raise UserError(f"cannot download {url}: {_short_ytdlp_error(exc)}") from None
-        files = [p for p in staging.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))]
-        if not files:
-            raise UserError(f"cannot download {url}: yt-dlp produced no file")
-        got = max(files, key=lambda p: p.stat().st_size)
-        try:
-            duration = probe_media(got)
-        except UserError:
-            raise UserError(
-                f"{url} is not audio or video (the server sent something ffmpeg cannot read)"
-            ) from None
-        limits.check_duration(duration, url)
-        ext = got.suffix.lstrip(".") or "bin"
-        final = folder / f"{_safe_name(video_id)}.{ext}"
-        got.replace(final)
-        full = full or {}
-        source = {
-            "type": "url",
-            "url": url,
-            "extractor": extractor,
-            "video_id": video_id,
-            "title": full.get("title") or info.get("title"),
-            "uploader": full.get("uploader"),
-            "webpage_url": full.get("webpage_url") or url,
-            "source_id": _safe_name(f"{extractor.lower()}-{video_id}"),
-        }
-        meta = {
-            "file": final.name,
-            "bytes": final.stat().st_size,
-            "duration": duration,
-            "source": source,
-            "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "download_s": round(time.monotonic() - t0, 2),
-        }
-        atomic_write_json(meta_path, meta)
-        atomic_write_json(index_path, {"url": url, "entry": str(meta_path.relative_to(downloads))})
-        return SourceMedia(path=final, kind="url", duration=duration, meta=source, cached=False)
+            return fetch.run(span)
+        except _RangeRefused as why:
+            log.warning(
+                "%s: cannot download just %s-%s (%s); downloading the whole recording "
+                "(up to %g MB, --max-download-mb)",
+                url,
+                format_timestamp(span.start),
+                "end" if span.end is None else format_timestamp(span.end),
+                why,
+                limits.max_bytes / 1e6,
+            )
+    limits.check_duration(info.get("duration"), url)
+    limits.check_bytes(info.get("filesize") or info.get("filesize_approx"), url)
+    return fetch.run(WHOLE)
+
+
+class _RangeRefused(Exception):
+    """A ranged download failed in a way a whole download may not (the site cannot serve ranges)."""
+
+
+@dataclass
+class _Fetch:
+    """One yt-dlp download into a held staging folder, moved into the cache when complete."""
+
+    url: str
+    downloads: Path
+    extractor: str
+    video_id: str
+    opts: dict[str, Any]
+    limits: SourceLimits
+    on_progress: ProgressCallback | None
+    info: dict[str, Any]
+
+    def run(self, span: TrimRange) -> SourceMedia:
+        import yt_dlp
+        from yt_dlp.utils import DownloadError, ExtractorError, download_range_func
+
+        url, limits = self.url, self.limits
+        folder, meta_path = _download_entry(self.downloads, self.extractor, self.video_id, span)
+        clean_stale(folder, (TEMP_PREFIX,))  # what a killed download left behind
+        with staging_dir(folder, prefix=TEMP_PREFIX) as staging:
+
+            def hook(status: dict) -> None:
+                # raising here stops yt-dlp at once; the staging folder goes with the exception
+                limits.check_bytes(status.get("total_bytes"), url)
+                limits.check_bytes(status.get("downloaded_bytes"), url)
+                if self.on_progress and status.get("status") in ("downloading", "finished"):
+                    self.on_progress(
+                        int(status.get("downloaded_bytes") or 0),
+                        status.get("total_bytes") or status.get("total_bytes_estimate"),
+                    )
+
+            dl_opts = dict(
+                self.opts,
+                outtmpl={"default": str(staging / "media.%(ext)s")},
+                progress_hooks=[hook],
+                paths={"home": str(staging), "temp": str(staging)},
+            )
+            if span != WHOLE:
+                # ffmpeg reads the range (seeking by HTTP range where the server allows) and copies
+                # the stream; -fs stops it just past the byte cap, which the size check below refuses
+                end = float("inf") if span.end is None else span.end
+                dl_opts["download_ranges"] = download_range_func(None, [(span.start, end)])
+                dl_opts["external_downloader_args"] = {"ffmpeg_o": ["-fs", str(limits.max_bytes)]}
+            t0 = time.monotonic()
+            try:
+                with yt_dlp.YoutubeDL(dl_opts) as ydl:
+                    full = ydl.extract_info(url, download=True) or {}
+            except (DownloadError, ExtractorError) as exc:
+                if span != WHOLE:
+                    raise _RangeRefused(_short_ytdlp_error(exc)) from None
+                raise UserError(f"cannot download {url}: {_short_ytdlp_error(exc)}") from None
+            files = [p for p in staging.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))]
+            if not files:
+                if span != WHOLE:
+                    raise _RangeRefused("yt-dlp produced no file")
+                raise UserError(f"cannot download {url}: yt-dlp produced no file")
+            got = max(files, key=lambda p: p.stat().st_size)
+            limits.check_bytes(got.stat().st_size, url)
+            try:
+                duration = probe_media(got)
+            except UserError:
+                if span != WHOLE:
+                    raise _RangeRefused("the range holds no audio ffmpeg can read") from None
+                raise UserError(
+                    f"{url} is not audio or video (the server sent something ffmpeg cannot read)"
+                ) from None
+            limits.check_duration(duration, url)
+            final = folder / f"{meta_path.stem}.{got.suffix.lstrip('.') or 'bin'}"
+            atomic_move(got, final)
+            source = {
+                "type": "url",
+                "url": url,
+                "extractor": self.extractor,
+                "video_id": self.video_id,
+                "title": full.get("title") or self.info.get("title"),
+                "uploader": full.get("uploader"),
+                "webpage_url": full.get("webpage_url") or url,
+                "source_id": _safe_name(f"{self.extractor.lower()}-{self.video_id}"),
+            }
+            if span != WHOLE:
+                source["downloaded_range"] = [span.start, span.end]
+            meta = {
+                "file": final.name,
+                "bytes": final.stat().st_size,
+                "duration": duration,
+                "offset": span.start,
+                "source": source,
+                "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "download_s": round(time.monotonic() - t0, 2),
+            }
+            atomic_write_json(meta_path, meta)
+            entry = str(meta_path.relative_to(self.downloads))
+            atomic_write_json(_index_path(self.downloads, url, span), {"url": url, "entry": entry})
+            return SourceMedia(
+                path=final, kind="url", duration=span.start + duration, meta=source, offset=span.start
+            )
 
 
 def resolve_source(
@@ -419,8 +529,10 @@ def resolve_source(
     cookies: Path | None = None,
     on_progress: ProgressCallback | None = None,
     limits: SourceLimits = SourceLimits(),
+    span: TrimRange = WHOLE,
 ) -> SourceMedia:
-    """One of --url / --audio. file:// links and existing paths given as --url go to ffmpeg directly."""
+    """One of --url / --audio. file:// links and existing paths given as --url go to ffmpeg directly.
+    A download fetches only `span` where the site allows (local files are read as they are)."""
     if bool(url) == bool(audio):
         raise UserError("give exactly one source: --url LINK or --audio FILE")
     if audio:
@@ -433,4 +545,4 @@ def resolve_source(
         raise UserError(f"not a link and not an existing file: {url!r}")
     if downloads is None:
         raise UserError("internal: no downloads cache dir given")
-    return download_source(url, downloads, cookies=cookies, on_progress=on_progress, limits=limits)
+    return download_source(url, downloads, cookies=cookies, on_progress=on_progress, limits=limits, span=span)

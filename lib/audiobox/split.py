@@ -112,6 +112,7 @@ class SplitOptions:
             raise UserError("--windows must be at least 1")
         if self.max_scan_s is not None and self.max_scan_s <= 0:
             raise UserError("--max-scan-seconds must be positive")
+        validate_trim(self.start, self.end, float("inf"))  # the order of --start/--end, before any download
         self.speaker_settings.validate()
         if self.speaker.match is not None and not Path(self.speaker.match).is_file():
             raise UserError(f"--match: no such file: {self.speaker.match}")
@@ -612,9 +613,15 @@ class VoiceSplitter:
             cookies=opts.cookies,
             on_progress=on_bytes,
             limits=opts.limits,
+            span=TrimRange(opts.start or 0.0, opts.end),
         )
         trim = validate_trim(opts.start, opts.end, source.duration)
         note = "cached" if source.cached else ("local file" if source.kind == "file" else "downloaded")
+        part = source.meta.get("downloaded_range")
+        if part:
+            note += (
+                f" {format_timestamp(part[0])}-{'end' if part[1] is None else format_timestamp(part[1])} only"
+            )
         self.progress.done("download", note)
         return source, trim
 
@@ -633,10 +640,9 @@ class VoiceSplitter:
         self.progress.stage("vad", scan.scan_end - scan.trim.start)
 
         def compute() -> dict:
-            audio16 = load_audio(
-                scan.source.path,
+            audio16 = scan.source.read(
                 VAD_SAMPLE_RATE,
-                start=scan.trim.start or None,
+                start=scan.trim.start,
                 end=scan.scan_end,
                 max_duration=max(opts.limits.max_duration_s, MAX_DECODE_S),
             ).samples
@@ -677,9 +683,7 @@ class VoiceSplitter:
         def compute() -> dict:
             from audiobox.speakers import find_speakers
 
-            audio16 = load_audio(
-                scan.source.path, VAD_SAMPLE_RATE, start=scan.trim.start or None, end=scan.scan_end
-            ).samples
+            audio16 = scan.source.read(VAD_SAMPLE_RATE, start=scan.trim.start, end=scan.scan_end).samples
             smap = find_speakers(
                 audio16,
                 raw_spans,
@@ -763,9 +767,7 @@ class VoiceSplitter:
                 if span is None:
                     continue
                 in_source = span.shifted(trim.start)
-                mix = load_audio(
-                    source.path, TTS_SAMPLE_RATE, start=in_source.start, end=in_source.end
-                ).samples
+                mix = source.read(TTS_SAMPLE_RATE, start=in_source.start, end=in_source.end).samples
                 path = sample_dir / f"speaker_{speaker.id}.wav"
                 write_audio(path, _fade(mix, TTS_SAMPLE_RATE), TTS_SAMPLE_RATE, "wav")
                 samples[speaker.id] = (path, in_source)
@@ -804,7 +806,7 @@ class VoiceSplitter:
         separated_s = done_s = 0.0
         for win in windows:
             start, end = scan.trim.start + win.start, scan.trim.start + win.end
-            mix = load_audio(scan.source.path, TTS_SAMPLE_RATE, start=start, end=end).samples
+            mix = scan.source.read(TTS_SAMPLE_RATE, start=start, end=end).samples
             voc, from_vocals = mix, False
             if sep is not None:
                 voc = self._vocals(

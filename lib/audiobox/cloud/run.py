@@ -58,7 +58,7 @@ from audiobox.cloud.vastapi import (
     this_host,
 )
 from audiobox.errors import UserError
-from audiobox.fsutil import atomic_write_json
+from audiobox.fsutil import atomic_write_json, atomic_write_text
 from audiobox.shard import gather, merge
 
 DEFAULT_QUERY = "reliability > 0.98 gpu_ram >= 20 compute_cap >= 800 compute_cap < 1200"
@@ -361,7 +361,7 @@ class Deployment:
         slot.record(slot.instance_id)["offer"] = offer.get("id")
         slot.run_dir.mkdir(parents=True, exist_ok=True)
         # Written at once, so even a killed run leaves the id behind.
-        (slot.run_dir / "instance_id").write_text(f"{slot.instance_id}\n", encoding="utf-8")
+        atomic_write_text(slot.run_dir / "instance_id", f"{slot.instance_id}\n")
         self.log(f"shard {slot.shard}: created instance {slot.instance_id} (label {slot.label})")
 
     def _wait_running(self, slot: Slot) -> None:
@@ -445,9 +445,8 @@ class Deployment:
             local_dir.mkdir(parents=True, exist_ok=True)
             for task in batches:
                 path = local_dir / f"batch-{task.index:03d}.jsonl"
-                path.write_text(
-                    "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in task.batch_items or []),
-                    encoding="utf-8",
+                atomic_write_text(
+                    path, "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in task.batch_items or [])
                 )
                 task.argv = ["voice-synth", "batch", f"{REMOTE_WORK_DIR}/.vast-batches/{path.name}"]
             rc = self._call(

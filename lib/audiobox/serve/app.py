@@ -25,6 +25,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audiobox.errors import UserError
+from audiobox.fsutil import atomic_write_bytes
 from audiobox.serve.config import ServeConfig
 from audiobox.serve.encode import CONTENT_TYPES, FORMATS, encode_stream
 from audiobox.serve.service import ApiError, SpeechOrder, SpeechService
@@ -297,7 +298,7 @@ def create_app(config: ServeConfig, service: SpeechService | None = None) -> Fas
         with tempfile.TemporaryDirectory(prefix="voice-serve-clip-") as folder:
             suffix = Path(file.filename or "clip").suffix.lower()[:8]
             clip = Path(folder) / f"upload{suffix if suffix.isascii() and suffix[1:].isalnum() else ''}"
-            clip.write_bytes(await file.read())
+            atomic_write_bytes(clip, await file.read())
             voice = await run_in_threadpool(
                 service.create_voice, name, clip, Path(file.filename or "clip").name, transcript, language
             )
@@ -311,7 +312,7 @@ def create_app(config: ServeConfig, service: SpeechService | None = None) -> Fas
     ):
         with tempfile.TemporaryDirectory(prefix="voice-serve-import-") as folder:
             path = Path(folder) / "bundle.zip"
-            path.write_bytes(await file.read())
+            atomic_write_bytes(path, await file.read())
             voice = await run_in_threadpool(service.registry.import_zip, path, name or None, force)
         return await run_in_threadpool(service.get_voice, voice.slug)
 
