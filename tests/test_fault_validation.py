@@ -110,3 +110,66 @@ def test_voice_clone_synth_refuses_empty_text_and_registers_nothing(tmp_path, lo
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "the text is empty" in err
     assert loads == [] and not VoiceRegistry(tmp_path / "c" / "voices").exists("newvoice")
+
+
+CLONE_BAD_INPUTS = [
+    (["--language", "klingon"], "unknown language 'klingon'"),
+    (["--variants", "17"], "--variants must be between 1 and 16"),
+    (["--temperature", "9"], "temperature"),
+    (["--voice-name", "foreign"], "already exists"),
+    (["--ref-start", "5", "--ref-end", "2"], "need 0 <= start < end"),
+    (["--ref-start", "0", "--ref-end", "45"], "the chosen span is 45.0 s"),
+    (["--ref-text", "Some words.", "--x-vector-only"], "--x-vector-only uses no transcript"),
+    (["--ref-text", "   "], "--ref-text is empty"),
+    (["--ref-language", "klingon"], "unknown language 'klingon'"),
+    (["--tone", "Bad Tone"], "invalid tone"),
+    (["--min-confidence", "2"], "--min-confidence must be between 0 and 1"),
+]
+
+
+def test_bad_voice_clone_input_is_refused_before_decoding_or_loading(tiny_models, tmp_path, loads, capsys):
+    """The reference path does not exist: a check that ran after decoding would say so instead."""
+    cache = tmp_path / "cache"
+    foreign_prompt_voice(cache, str(tiny_models / "base"))
+    missing = str(tmp_path / "not-decoded.wav")
+    common = ["--ref-audio", missing, "--text", "Hi.", "--model", str(tiny_models / "base")]
+    cases = [
+        *CLONE_BAD_INPUTS,
+        (["--model", str(tiny_models / "custom_voice")], "needs a voice clone (Base) model"),
+    ]
+    for args, message in cases:
+        code = clone_main(["synth", *common, *args, "--cache", str(cache), "--out", str(tmp_path / "w")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
+    code = clone_main(
+        ["prepare-ref", "--ref-audio", missing, "--voice-name", "foreign", "--cache", str(cache)]
+    )
+    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert loads == [] and not (tmp_path / "w").exists() and not (cache / "refs").exists()
+
+
+def test_bad_voice_register_input_is_refused_before_any_download_or_load(
+    tiny_models, tmp_path, loads, capsys
+):
+    from audiobox.cli.voice_register import main as register_main
+
+    cache = tmp_path / "cache"
+    foreign_prompt_voice(cache, str(tiny_models / "base"))
+    common = ["--audio", str(tmp_path / "not-decoded.wav"), "--voice-name", "newvoice"]
+    common += ["--model", str(tiny_models / "base"), "--no-separate"]
+    cases = [
+        (["--language", "klingon"], "unknown language 'klingon'"),
+        (["--model", str(tiny_models / "custom_voice")], "needs a voice clone (Base) model"),
+        (["--voice-name", "foreign"], "already exists"),
+        (["--ref-start", "5", "--ref-end", "2"], "need 0 <= start < end"),
+        (["--ref-text", "Some words.", "--x-vector-only"], "--x-vector-only uses no transcript"),
+        (["--text", "  "], "--text is empty"),
+        (["--temperature", "9"], "temperature"),
+        (["--start", "10", "--end", "5", "--x-vector-only"], "must be after --start"),
+    ]
+    for args, message in cases:
+        code = register_main([*common, *args, "--cache", str(cache), "--out", str(tmp_path / "w")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
+    assert loads == [] and not VoiceRegistry(cache / "voices").exists("newvoice")
+    assert not (cache / "downloads").exists() and not (tmp_path / "w").exists()

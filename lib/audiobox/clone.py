@@ -106,10 +106,33 @@ def check_voice_name(registry: VoiceRegistry, request: CloneRequest) -> None:
         registry.ensure_available(request.voice_name, replace)
 
 
+def check_request(request: CloneRequest, dirs: Dirs, with_model: bool = True) -> None:
+    """Everything `prepare`/`clone` can refuse before any decoding or model load: the voice name,
+    the reference options, the tone; with `with_model` (clone) also the Base model's type from its
+    config.json and the speech request (`speak.check_speech`: text, language, variants, settings)."""
+    from audiobox.speak import check_speech
+    from audiobox.tts.models import DEFAULT_MODELS, read_model_info, require_type
+    from audiobox.voices import validate_tone
+
+    check_voice_name(VoiceRegistry(dirs.voices), request)
+    request.ref.check()
+    validate_tone(request.tone)
+    if not with_model:
+        return
+    if request.speech is None and not request.target:
+        raise UserError(
+            "nothing to do: give --text/--text-file to speak, and/or --voice-name to register the voice"
+        )
+    info = read_model_info(request.model or DEFAULT_MODELS["base"])
+    require_type(info, "base", "cloning a voice")
+    if request.speech is not None:
+        check_speech(request.speech, info)
+
+
 def prepare(request: CloneRequest, dirs: Dirs, status: Status | None = None) -> PrepareResult:
     """Choose, check and transcribe the reference; register it when asked (no TTS model needed)."""
     registry = VoiceRegistry(dirs.voices)
-    check_voice_name(registry, request)
+    check_request(request, dirs, with_model=False)
     prepared, source, voice = resolve_reference(request, dirs, status)
     slug = request.voice_name or (
         voice.slug if voice is not None and prepared.chosen_by != "registered" else None
@@ -129,20 +152,14 @@ def clone(request: CloneRequest, dirs: Dirs, pool, status: Status | None = None)
     from audiobox.tts.settings import resolve_settings
     from audiobox.tts.synth import VoiceSpec
     from audiobox.tts.text import clean_text
-    from audiobox.voices import validate_tone
 
     started = time.perf_counter()
+    check_request(request, dirs)
     speech = request.speech
     text = clean_text(speech.text) if speech is not None else ""
-    validate_tone(request.tone)
-    if speech is None and not request.target:
-        raise UserError(
-            "nothing to do: give --text/--text-file to speak, and/or --voice-name to register the voice"
-        )
     registry = VoiceRegistry(dirs.voices)
-    check_voice_name(registry, request)
     settings, settings_source = (None, None)
-    if speech is not None:  # bad settings fail before the reference work
+    if speech is not None:
         settings, settings_source = resolve_settings(speech.profile, None, speech.greedy, **speech.knobs)
 
     prepared, source, voice = resolve_reference(request, dirs, status)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -93,6 +93,46 @@ class RefOptions:
     @property
     def uses_asr(self) -> bool:
         return not self.x_vector_only and not self.ref_text
+
+    def check(self) -> None:
+        """What is wrong without looking at the audio: refused before any decoding or model load
+        (voice-clone, voice-register and `prepare_reference` alike)."""
+        from audiobox.languages import normalize_language
+
+        if self.ref_text is not None and not self.ref_text.strip():
+            raise UserError("--ref-text is empty")
+        if self.ref_text and self.x_vector_only:
+            raise UserError("--x-vector-only uses no transcript: drop --ref-text (or drop --x-vector-only)")
+        start, end = self.ref_start or 0.0, self.ref_end
+        if start < 0 or (end is not None and end <= start):
+            shown = f"{start:g} .. {'end' if end is None else f'{end:g}'}"
+            raise UserError(f"--ref-start/--ref-end: need 0 <= start < end (got {shown})")
+        if end is not None and end - start > MAX_MANUAL_S:
+            raise UserError(_span_too_long(end - start))
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise UserError("--min-confidence must be between 0 and 1")
+        normalize_language(self.language)
+
+    def shifted(self, offset: float) -> RefOptions:
+        """The same --ref-start/--ref-end in a file that starts `offset` seconds into the recording
+        (a link of which only --start/--end was downloaded)."""
+        if not offset:
+            return self
+        start = self.ref_start if self.ref_start is not None else offset
+        if start < offset:
+            raise UserError(
+                f"--ref-start {start:g} s is before --start ({offset:g} s): only --start/--end of a link "
+                "is downloaded"
+            )
+        end = None if self.ref_end is None else self.ref_end - offset
+        return replace(self, ref_start=start - offset, ref_end=end)
+
+
+def _span_too_long(seconds: float) -> str:
+    return (
+        f"the chosen span is {seconds:.1f} s; a clone reference should be 3-{MAX_REF_S:.0f} s "
+        f"(at most {MAX_MANUAL_S:.0f} s): narrow --ref-start/--ref-end"
+    )
 
 
 @dataclass
@@ -753,16 +793,11 @@ class RefPreparer:
         opts, total = self.options, audio.duration
         start = 0.0 if opts.ref_start is None else float(opts.ref_start)
         end = total if opts.ref_end is None else float(opts.ref_end)
-        if start < 0 or end <= start:
-            raise UserError(f"--ref-start/--ref-end: need 0 <= start < end (got {start:g} .. {end:g})")
-        if start >= total:
+        if start >= total:  # the order of the bounds was checked before decoding (RefOptions.check)
             raise UserError(f"--ref-start {start:g} s is past the end of the recording ({total:.1f} s)")
         end = min(end, total)
         if end - start > MAX_MANUAL_S:
-            raise UserError(
-                f"the chosen span is {end - start:.1f} s; a clone reference should be 3-{MAX_REF_S:.0f} s "
-                f"(at most {MAX_MANUAL_S:.0f} s): narrow --ref-start/--ref-end"
-            )
+            raise UserError(_span_too_long(end - start))
         speech = sum(e - s for s, e in _relative_spans(spans, start, end))
         if speech < MIN_REF_S:
             raise UserError(
@@ -972,8 +1007,5 @@ def prepare_reference(
     progress: Progress | None = None,
 ) -> PreparedRef:
     """Decode, find speech, choose and check a segment; see the module docstring."""
-    if options.ref_text is not None and not options.ref_text.strip():
-        raise UserError("--ref-text is empty")
-    if options.ref_text and options.x_vector_only:
-        raise UserError("--x-vector-only uses no transcript: drop --ref-text (or drop --x-vector-only)")
+    options.check()
     return RefPreparer(refs_root, options, asr_loader, progress).prepare(Path(path))

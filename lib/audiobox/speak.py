@@ -176,11 +176,36 @@ class CheckedRequest:
 def check_request(
     request: SpeakRequest, registry: VoiceRegistry, infos: dict | None = None
 ) -> CheckedRequest:
-    """Every check a speak request allows before a model loads: text, voice, tone, model type,
-    language, speaker, the prompt's model, --out-exact, variants. Shared by speak and batch --check.
+    """Every check a speak request allows before a model loads: voice, tone, model type, what
+    `check_speech` checks, speaker, the prompt's model. Shared by speak and batch --check.
     `infos` caches ModelInfo by model ref across many requests."""
-    from audiobox.languages import normalize_language
     from audiobox.tts.models import read_model_info, require_type
+
+    resolved = resolve_voice(request, registry)
+    infos = {} if infos is None else infos
+    if resolved.model_ref not in infos:
+        infos[resolved.model_ref] = read_model_info(resolved.model_ref)
+    info = infos[resolved.model_ref]
+    purpose = (
+        "speaking with a cloned voice" if resolved.kind == "clone" else "speaking with a built-in speaker"
+    )
+    require_type(info, resolved.model_kind, purpose)
+    text, language = check_speech(request, info)
+    spec_args = dict(resolved.spec_args)
+    prompt_id = None
+    if resolved.kind == "speaker":
+        spec_args["speaker"] = info.canonical_speaker(spec_args["speaker"])
+    else:
+        voice, prompt_id = registry.choose_prompt(request.voice, info, request.tone)
+        _check_prompt_model(voice.dir / "prompts" / f"{prompt_id}.json", info, voice.slug)
+    return CheckedRequest(text, resolved, info, language, spec_args, prompt_id)
+
+
+def check_speech(request: SpeakRequest, info) -> tuple[str, str]:
+    """The checks of what to say, for any app that speaks (speak, batch, voice-clone synth,
+    voice-register): text, variants, --out-exact, generation settings, and the language against the
+    model's config (`info`: ModelInfo, no weights). Returns (clean text, language)."""
+    from audiobox.languages import normalize_language
     from audiobox.tts.text import clean_text
 
     text = clean_text(request.text)
@@ -192,24 +217,8 @@ def check_request(
         and not Path(request.out_exact).is_dir()
     ):
         raise UserError(f"--out-exact {request.out_exact} exists and is not a directory")
-    resolved = resolve_voice(request, registry)
-    infos = {} if infos is None else infos
-    if resolved.model_ref not in infos:
-        infos[resolved.model_ref] = read_model_info(resolved.model_ref)
-    info = infos[resolved.model_ref]
-    purpose = (
-        "speaking with a cloned voice" if resolved.kind == "clone" else "speaking with a built-in speaker"
-    )
-    require_type(info, resolved.model_kind, purpose)
-    language = normalize_language(request.language, info.languages)
-    spec_args = dict(resolved.spec_args)
-    prompt_id = None
-    if resolved.kind == "speaker":
-        spec_args["speaker"] = info.canonical_speaker(spec_args["speaker"])
-    else:
-        voice, prompt_id = registry.choose_prompt(request.voice, info, request.tone)
-        _check_prompt_model(voice.dir / "prompts" / f"{prompt_id}.json", info, voice.slug)
-    return CheckedRequest(text, resolved, info, language, spec_args, prompt_id)
+    resolve_settings(request.profile, None, request.greedy, **request.knobs)
+    return text, normalize_language(request.language, info.languages)
 
 
 def _check_prompt_model(meta_path: Path, info, slug: str) -> None:

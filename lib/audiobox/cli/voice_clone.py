@@ -201,11 +201,7 @@ def ref_options(args, chooser=None):
         read_text_arg(args.ref_text, args.ref_text_file) if (args.ref_text or args.ref_text_file) else None
     )
     if ref_text is not None:
-        ref_text = " ".join(ref_text.split())
-        if not ref_text:
-            raise UserError("--ref-text is empty")
-    if not 0.0 <= args.min_confidence <= 1.0:
-        raise UserError("--min-confidence must be between 0 and 1")
+        ref_text = " ".join(ref_text.split())  # an empty one is refused by RefOptions.check
     return RefOptions(
         ref_start=args.ref_start,
         ref_end=args.ref_end,

@@ -98,35 +98,50 @@ class _Stages:
 
 
 def _precheck(args, dirs, registry):
-    """Everything that needs no model and no download; returns (model_info, language, ref_language, text)."""
+    """Everything that needs no model and no download, with the checks voice-clone and speak use
+    (RefOptions.check, speak.check_speech). Returns (model info, reference options, test speech or None)."""
     from audiobox.languages import normalize_language
+    from audiobox.refprep import RefOptions
+    from audiobox.speak import SpeakRequest, check_speech
     from audiobox.tts.models import DEFAULT_MODELS, read_model_info, require_type
 
     registry.ensure_available(args.voice_name, args.force)
-    language = normalize_language(args.language)
-    ref_language = normalize_language(args.ref_language)
-    text = (args.text if args.text is not None else DEFAULT_TEST_TEXT).strip()
-    if not args.skip_synth and not text:
-        raise UserError("--text is empty (or pass --skip-synth)")
-    if args.ref_text is not None and not args.ref_text.strip():
-        raise UserError("--ref-text is empty")
-    if args.ref_start is not None and args.ref_end is not None and args.ref_start >= args.ref_end:
-        raise UserError(
-            f"--ref-start must be before --ref-end (got {args.ref_start:g} .. {args.ref_end:g} s)"
-        )
     if args.interactive and (args.ref_start is not None or args.ref_end is not None):
         raise UserError(
             "--interactive picks a clip of the split; --ref-start/--ref-end name the span: use one"
         )
-    if args.ref_text and args.x_vector_only:
-        raise UserError("--x-vector-only uses no transcript: drop --ref-text (or drop --x-vector-only)")
+    ref_opts = RefOptions(
+        ref_start=args.ref_start,
+        ref_end=args.ref_end,
+        ref_text=args.ref_text,
+        language=normalize_language(args.ref_language),
+        x_vector_only=args.x_vector_only,
+        asr_device=args.asr_device,
+        force_bad_ref=args.force_bad_ref,
+        **({"asr_model": args.asr_model} if args.asr_model else {}),
+    )
+    ref_opts.check()
     info = read_model_info(args.model or DEFAULT_MODELS["base"])
     require_type(info, "base", "voice-register (cloning a voice)")
-    if not args.x_vector_only and not args.ref_text:
-        from audiobox.asr import DEFAULT_ASR_MODEL, locate_model
+    speech = None
+    if not args.skip_synth:
+        text = args.text if args.text is not None else DEFAULT_TEST_TEXT
+        if not text.strip():
+            raise UserError("--text is empty (or pass --skip-synth)")
+        speech = SpeakRequest(
+            text=text,
+            voice=args.voice_name,
+            language=args.language,
+            **sampling_fields(args),
+            model=info.ref,
+            app="voice-register",
+        )
+        check_speech(speech, info)
+    if ref_opts.uses_asr:
+        from audiobox.asr import locate_model
 
-        locate_model(args.asr_model or DEFAULT_ASR_MODEL, dirs.stage("asr"))
-    return info, language, ref_language, text
+        locate_model(ref_opts.asr_model, dirs.stage("asr"))
+    return info, ref_opts, speech
 
 
 def dispatch(argv) -> int:
@@ -150,9 +165,11 @@ def dispatch(argv) -> int:
             return show_speakers(splitter, split_options(args, None), dirs, args.json, progress)
         finally:
             progress.close()
-    info, language, ref_language, text = _precheck(args, dirs, registry)
+    info, ref_opts, speech = _precheck(args, dirs, registry)
     opts = split_options(args, None)
     opts.validate()
+    if opts.url and opts.start and (args.ref_start is not None or args.ref_end is not None):
+        ref_opts.shifted(opts.start)  # a reference span must lie in the part of the link downloaded
     stages = _Stages(console)
 
     # 1. split
@@ -178,19 +195,9 @@ def dispatch(argv) -> int:
     )
 
     # 2. reference: best segment + transcript, exactly as voice-clone prepares one
-    from audiobox.refprep import RefOptions, prepare_reference
+    from audiobox.refprep import prepare_reference
 
     stages.start("reference", "segment + transcript")
-    ref_opts = RefOptions(
-        ref_start=args.ref_start,
-        ref_end=args.ref_end,
-        ref_text=args.ref_text,
-        language=ref_language,
-        x_vector_only=args.x_vector_only,
-        asr_device=args.asr_device,
-        force_bad_ref=args.force_bad_ref,
-        **({"asr_model": args.asr_model} if args.asr_model else {}),
-    )
 
     def asr_loader():
         from audiobox.asr import load_asr
@@ -199,6 +206,8 @@ def dispatch(argv) -> int:
 
     # --ref-start/--ref-end name a span of the source itself; otherwise the split's best clip is the reference
     spanned = args.ref_start is not None or args.ref_end is not None
+    if spanned:  # a link's --start/--end alone may have been downloaded: the file then starts there
+        ref_opts = ref_opts.shifted(result.source.offset)
     prepared = prepare_reference(
         result.source.path if spanned else result.reference.path,
         dirs.stage("refs"),
@@ -252,22 +261,11 @@ def dispatch(argv) -> int:
     # 5. test sentence
     take_files: list[str] = []
     spoken = None
-    if not args.skip_synth:
-        from audiobox.speak import SpeakRequest, run_speak
+    if speech is not None:
+        from audiobox.speak import run_speak
 
-        stages.start("speak", f"test sentence: {text!r}")
-        spoken = run_speak(
-            SpeakRequest(
-                text=text,
-                voice=slug,
-                language=language,
-                **sampling_fields(args),
-                model=info.ref,
-                app="voice-register",
-            ),
-            dirs,
-            pool,
-        )
+        stages.start("speak", f"test sentence: {speech.text!r}")
+        spoken = run_speak(speech, dirs, pool)
         take_files = [str(p) for p in spoken.files]
         stages.end(", ".join(take_files))
 
