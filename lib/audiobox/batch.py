@@ -728,7 +728,7 @@ class _Runner:
                 ready.append((plan, self._spec(plan, synth)))
             except UserError as exc:
                 results.append(self._fail(plan, str(exc)))
-        if len(ready) > 1:
+        if len(ready) > 1 and synth.seeds_per_row:  # else each item alone, so its seed reproduces it
             try:
                 results.extend(self._generate_together(synth, ready))
                 return results
@@ -746,14 +746,18 @@ class _Runner:
         first = ready[0][0]
         started = time.perf_counter()
         wavs, rate = synth.generate(
-            [p.item.text for p, _ in ready], [s for _, s in ready], first.language, first.settings, first.seed
+            [p.item.text for p, _ in ready],
+            [s for _, s in ready],
+            first.language,
+            first.settings,
+            [p.seed for p, _ in ready],  # each row its own generator: its seed alone reproduces it
         )
         spent = time.perf_counter() - started
         total_audio = sum(len(w) for w in wavs) / rate or 1.0
         out = []
         for (plan, _), wav in zip(ready, wavs):
             share = spent * (len(wav) / rate) / total_audio
-            take = Take(index=1, samples=wav, sample_rate=rate, seed=first.seed, synth_sec=share)
+            take = Take(index=1, samples=wav, sample_rate=rate, seed=plan.seed, synth_sec=share)
             out.append(
                 self._finish(
                     plan,
@@ -761,7 +765,7 @@ class _Runner:
                     synth,
                     share,
                     batched_with=[p.item.number for p, _ in ready],
-                    seed=first.seed,
+                    seed=plan.seed,
                 )
             )
         return out

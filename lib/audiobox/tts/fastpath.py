@@ -32,7 +32,9 @@ Contract (what the engine integrates against)::
     wavs, sr = fast.generate_custom_voice(text, speaker=..., language=..., instruct=..., **gen_kwargs)
     wavs, sr = fast.generate_voice_design(text, instruct=..., language=..., **gen_kwargs)
 
-Every method also takes ``on_frame=callable(frames_done: int)``, called once per generated frame.
+Every method also takes ``on_frame=callable(frames_done: int)``, called once per generated frame,
+and ``generators=[torch.Generator, ...]`` (one per row): row i then samples from its own generator
+(:func:`pick_per_row`), so a row's draws do not depend on the other rows of the call.
 """
 
 from __future__ import annotations
@@ -194,6 +196,24 @@ class _LogitsRules:
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
 
 
+def pick_per_row(rules, logits, generators, history=None, generated: int = 0):
+    """One pick per row, row i drawing from ``generators[i]`` (and with ``rules[i]`` when ``rules``
+    is a list): a row's random numbers are then those it would draw alone, whatever shares its batch.
+
+    Used by batched whole takes (one seed per item) and by the stream engine (one per request)."""
+    import torch
+
+    per_row = rules if isinstance(rules, (list, tuple)) else [rules] * len(generators)
+    return torch.cat(
+        [
+            rule.pick(
+                logits[i : i + 1], None if history is None else history[i : i + 1], generated, generator
+            )
+            for i, (rule, generator) in enumerate(zip(per_row, generators, strict=True))
+        ]
+    )
+
+
 def _row_cos_sin(table_cos, table_sin, positions):
     """Rotary (cos, sin) for one new token per row, shaped like upstream's per-layer input."""
     return table_cos[positions].unsqueeze(1), table_sin[positions].unsqueeze(1)
@@ -268,10 +288,11 @@ class FastGenerator:
         voice_clone_prompt=None,
         non_streaming_mode: bool = False,
         on_frame: FrameCallback | None = None,
+        generators: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_clone``."""
-        with self._fast_talker(on_frame):
+        with self._fast_talker(on_frame, generators):
             return self.qwen.generate_voice_clone(
                 text,
                 language=language,
@@ -291,10 +312,11 @@ class FastGenerator:
         instruct=None,
         non_streaming_mode: bool = True,
         on_frame: FrameCallback | None = None,
+        generators: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_custom_voice``."""
-        with self._fast_talker(on_frame):
+        with self._fast_talker(on_frame, generators):
             return self.qwen.generate_custom_voice(
                 text,
                 speaker=speaker,
@@ -311,10 +333,11 @@ class FastGenerator:
         language=None,
         non_streaming_mode: bool = True,
         on_frame: FrameCallback | None = None,
+        generators: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_design``."""
-        with self._fast_talker(on_frame):
+        with self._fast_talker(on_frame, generators):
             return self.qwen.generate_voice_design(
                 text,
                 instruct=instruct,
@@ -325,11 +348,11 @@ class FastGenerator:
 
     # ------------------------------------------------------------------ the seam
     @contextmanager
-    def _fast_talker(self, on_frame: FrameCallback | None) -> Iterator[None]:
+    def _fast_talker(self, on_frame: FrameCallback | None, generators: list | None = None) -> Iterator[None]:
         """Route ``talker.generate`` to our loop for one call (instance attribute, removed after)."""
 
         def fast_generate(**kwargs):
-            return self.talker_generate(on_frame=on_frame, **kwargs)
+            return self.talker_generate(on_frame=on_frame, generators=generators, **kwargs)
 
         with self._lock:
             self.talker.__dict__["generate"] = fast_generate
@@ -400,11 +423,13 @@ class FastGenerator:
         tts_pad_embed,
         max_new_tokens: int,
         on_frame: FrameCallback | None = None,
+        generators: list | None = None,
         **options,
     ) -> TalkerResult:
         """Drop-in for ``talker.generate`` as upstream calls it; returns what upstream reads.
 
-        ``options`` are upstream's sampling and stopping options (see :meth:`logits_rules`)."""
+        ``options`` are upstream's sampling and stopping options (see :meth:`logits_rules`);
+        ``generators`` (one per row) give each row its own random stream, else the global one is used."""
         import torch
 
         talker = self.talker
@@ -416,6 +441,16 @@ class FastGenerator:
 
         talker_rules, predictor_rules, eos_ids = self.logits_rules(device, **options)
         pad_id = eos_ids[0] if eos_ids else None
+        talker_pick, predictor_pick = talker_rules.pick, predictor_rules.pick
+        if generators is not None:
+            if len(generators) != batch:
+                raise ValueError(f"{len(generators)} generators for {batch} rows")
+
+            def talker_pick(logits, history, generated):
+                return pick_per_row(talker_rules, logits, generators, history, generated)
+
+            def predictor_pick(logits):
+                return pick_per_row(predictor_rules, logits, generators)
 
         with torch.inference_mode():
             if attention_mask is None:
@@ -448,7 +483,7 @@ class FastGenerator:
             steps = [((prefill.past_hidden,), None)]
             logits = prefill.logits[:, -1, :].to(copy=True, dtype=torch.float32)
             history = torch.empty(batch, 0, dtype=torch.long, device=device)
-            token = talker_rules.pick(logits, history, 0)
+            token = talker_pick(logits, history, 0)
             unfinished = torch.ones(batch, dtype=torch.bool, device=device)
             eos_tensor = torch.tensor(eos_ids, device=device) if eos_ids else None
             if eos_tensor is not None:
@@ -459,7 +494,7 @@ class FastGenerator:
 
             while history.shape[1] < max_new_tokens and bool(unfinished.any()):
                 first_hidden = talker.get_input_embeddings()(token[:, None])
-                predicted = self.predict_codes(past_hidden, first_hidden, predictor_rules.pick)
+                predicted = self.predict_codes(past_hidden, first_hidden, predictor_pick)
                 codec_ids = torch.cat((token[:, None], predicted), dim=-1)
                 step_embeds = self.step_embeddings(first_hidden, predicted)
                 if frame < trailing_len:
@@ -483,7 +518,7 @@ class FastGenerator:
                     on_frame(frame)
 
                 logits = talker.codec_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
-                token = talker_rules.pick(logits, history, history.shape[1])
+                token = talker_pick(logits, history, history.shape[1])
                 if pad_id is not None:
                     token = torch.where(unfinished, token, torch.full_like(token, pad_id))
                     unfinished &= ~torch.isin(token, eos_tensor)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from audiobox.errors import UserError
+from audiobox.tts.fastpath import pick_per_row
 from audiobox.tts.runtime import quiet_stdout
 from audiobox.tts.settings import GenerationSettings
 from audiobox.tts.synth import Synthesizer, VoiceSpec
@@ -530,12 +531,7 @@ class StreamEngine:
         first_hidden = fast.talker.get_input_embeddings()(tokens[:, None])
 
         def pick(logits):
-            return torch.cat(
-                [
-                    row.predictor_rules.pick(logits[i : i + 1], generator=row.generator)
-                    for i, row in enumerate(rows)
-                ]
-            )
+            return pick_per_row([r.predictor_rules for r in rows], logits, [r.generator for r in rows])
 
         predicted = fast.predict_codes(past_hidden, first_hidden, pick)
         codec_ids = torch.cat((tokens[:, None], predicted), dim=-1)

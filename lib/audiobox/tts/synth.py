@@ -82,6 +82,11 @@ class Synthesizer:
         self.info = loaded.info
         self.backend_name, self.generator = self._pick_backend(backend)
 
+    @property
+    def seeds_per_row(self) -> bool:
+        """True when one batched `generate` call can give each row its own seed."""
+        return self.backend_name == "fast"
+
     def _pick_backend(self, backend: str):
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -168,16 +173,25 @@ class Synthesizer:
         voices: list[VoiceSpec],
         language: str,
         settings: GenerationSettings,
-        seed: int,
+        seed: int | list[int],
         on_frame: Callable[[int], None] | None = None,
     ) -> tuple[list[np.ndarray], int]:
-        """One batched model call: row i speaks texts[i] with voices[i]."""
+        """One batched model call: row i speaks texts[i] with voices[i].
+
+        `seed`: one for the call, or one per row (`seeds_per_row` backends only): row i then draws
+        its random numbers from its own generator seeded seeds[i], as it would alone."""
         import torch
 
         method, args, kwargs = self.upstream_call(texts, voices, language, settings)
-        if self.backend_name == "fast" and on_frame is not None:
-            kwargs["on_frame"] = on_frame
-        torch.manual_seed(seed)
+        seeds = [seed] * len(texts) if isinstance(seed, int) else list(seed)
+        if self.backend_name == "fast":
+            if on_frame is not None:
+                kwargs["on_frame"] = on_frame
+            device = self.loaded.model.device
+            kwargs["generators"] = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        elif len(set(seeds)) > 1:
+            raise ValueError("one seed per row needs the fast backend")
+        torch.manual_seed(seeds[0])
         with quiet_stdout(), torch.inference_mode():
             wavs, rate = getattr(self.generator, method)(*args, **kwargs)
         return [np.asarray(w, dtype=np.float32).reshape(-1) for w in wavs], int(rate)
