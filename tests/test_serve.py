@@ -8,6 +8,7 @@ their generation defaults so each take stays short.  Not covered: audio quality 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -334,6 +335,37 @@ def test_load_eight_clients_fifty_requests_with_disconnects(served):
     assert rss_mb() - warm < 150
 
 
+def test_the_server_logs_every_request_with_its_timing_after_the_apps_logging_setup(tmp_path, capsys):
+    """voice-serve runs inside errors.run_main, which keeps "audiobox" loggers at WARNING: the
+    request lines must still reach stderr (they once did not)."""
+    import logging
+
+    from audiobox.errors import show_library_warnings
+    from audiobox.paths import Dirs
+    from audiobox.serve.app import create_app, log, log_requests
+    from audiobox.serve.config import ServeConfig
+    from starlette.testclient import TestClient
+
+    show_library_warnings()
+    before = (log.level, log.propagate)
+    handler = log_requests()
+    try:
+        with TestClient(
+            create_app(ServeConfig(dirs=Dirs(cache=tmp_path / "c", work=tmp_path / "w")))
+        ) as http:
+            assert http.get("/v1/models").status_code == 200
+            assert http.post("/v1/audio/speech", json={}).status_code == 400
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(before[0])
+        log.propagate = before[1]
+    lines = [line for line in capsys.readouterr().err.splitlines() if " /v1/" in line]
+    assert len(lines) == 2, lines
+    assert "GET /v1/models 200" in lines[0] and "POST /v1/audio/speech 400" in lines[1]
+    assert all(re.search(r" \d+\.\d{3}s bytes=\d+", line) for line in lines)
+    assert logging.getLogger("qwen_tts").getEffectiveLevel() >= logging.WARNING  # no config chatter
+
+
 def str_model(served) -> str:
     return served["app"].state.service.config.models["custom_voice"]
 
@@ -376,6 +408,26 @@ def test_voice_serve_cli_refuses_an_open_network_bind(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     assert main(["--host", "0.0.0.0", "--cache", str(tmp_path)]) == 2
     assert "without an API key" in capsys.readouterr().err
+
+
+def test_stream_chunk_sizes_are_a_server_setting(tmp_path, capsys):
+    from audiobox.cli.voice_serve import main
+    from audiobox.paths import Dirs
+    from audiobox.serve.config import ServeConfig
+    from audiobox.serve.service import SpeechService
+    from audiobox.tts.stream import StreamOptions
+
+    dirs = Dirs(cache=tmp_path / "c", work=tmp_path / "w")
+    assert SpeechService(ServeConfig(dirs=dirs)).stream_options() == StreamOptions()
+    tuned = SpeechService(ServeConfig(dirs=dirs, first_chunk_frames=4, chunk_frames=24, max_batch=2))
+    assert tuned.stream_options() == StreamOptions(first_chunk_frames=4, chunk_frames=24, max_batch=2)
+    with pytest.raises(SystemExit) as refused:
+        main(["--first-chunk-frames", "0"])
+    assert refused.value.code == 2 and "at least 1" in capsys.readouterr().err
+    assert main(["--chunk-frames", "301", "--cache", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --first-chunk-frames and --chunk-frames must be at most 300"
+    ]
 
 
 def test_voice_serve_help_does_not_import_torch():

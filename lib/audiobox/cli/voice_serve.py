@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--dtype", default="auto", choices=DTYPES, help="as in voice-synth")
     models.add_argument("--attention", default="sdpa", choices=ATTENTIONS, help="streaming needs sdpa")
     add_threads(models, "tts")
+    stream = parser.add_argument_group("streaming (latency against CPU: every chunk is one codec call)")
+    stream.add_argument(
+        "--first-chunk-frames",
+        type=positive_int,
+        metavar="N",
+        help="frames (80 ms each) before the first audio is sent (default: 1)",
+    )
+    stream.add_argument(
+        "--chunk-frames", type=positive_int, metavar="N", help="frames in each later chunk (default: 12)"
+    )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-batch", type=positive_int, default=8, help="requests generated together")
     limits.add_argument("--max-input-chars", type=positive_int, default=4096, help="longest input text")
@@ -88,6 +98,8 @@ def _main(argv) -> int:
     check_binding(args.host, api_key)
     for ref in (args.base_model, args.custom_voice_model):
         read_model_info(ref)  # a wrong model dir fails now, not on the first request
+    if max(args.first_chunk_frames or 1, args.chunk_frames or 1) > 300:
+        raise UserError("--first-chunk-frames and --chunk-frames must be at most 300")
     config = ServeConfig(
         dirs=resolve_dirs(args.cache),
         host=args.host,
@@ -103,6 +115,8 @@ def _main(argv) -> int:
             max_variants=args.max_variants,
         ),
         max_batch=args.max_batch,
+        first_chunk_frames=args.first_chunk_frames,
+        chunk_frames=args.chunk_frames,
         judge_asr=args.judge_asr,
         asr_model=args.asr_model,
     )

@@ -319,11 +319,24 @@ def create_app(config: ServeConfig, service: SpeechService | None = None) -> Fas
     return app
 
 
+def log_requests() -> logging.Handler:
+    """Every request as one timed line on stderr. The apps keep "audiobox" loggers at WARNING
+    (errors.show_library_warnings), so the server's own logger gets its level and handler here;
+    other libraries speak only from WARNING up."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handler
+
+
 def serve(config: ServeConfig) -> None:
     """Run the server until interrupted (uvicorn, one process: the models live in it)."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_requests()
     app = create_app(config)
     log.info(
         "voice-serve on http://%s:%d (auth %s)", config.host, config.port, "on" if config.api_key else "off"

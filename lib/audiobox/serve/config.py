@@ -34,6 +34,8 @@ class ServeConfig:
     runtime: RuntimeOptions = RuntimeOptions()
     limits: Limits = Limits()
     max_batch: int = 8
+    first_chunk_frames: int | None = None  # None: the stream engine's defaults (tts.stream.StreamOptions)
+    chunk_frames: int | None = None
     judge_asr: str = "auto"  # ASR used by select_best (audiobox.takes)
     asr_model: str = "small"  # faster-whisper model transcribing uploaded clips without a transcript
 

@@ -170,7 +170,7 @@ class SpeechService:
 
     def engine_for(self, model_ref: str, kind: str):
         """The stream engine of a checkpoint, loading it on first use (one load, shared)."""
-        from audiobox.tts.stream import StreamEngine, StreamOptions
+        from audiobox.tts.stream import StreamEngine
 
         with self._lock:
             engine = self._engines.get(model_ref)
@@ -180,9 +180,18 @@ class SpeechService:
 
                     self._pool = ModelPool(self.config.runtime)
                 synth = self._pool.synthesizer(model_ref, kind)
-                engine = StreamEngine(synth, StreamOptions(max_batch=self.config.max_batch))
+                engine = StreamEngine(synth, self.stream_options())
                 self._engines[model_ref] = engine
             return engine
+
+    def stream_options(self):
+        from audiobox.tts.stream import StreamOptions
+
+        chunks = {
+            "first_chunk_frames": self.config.first_chunk_frames,
+            "chunk_frames": self.config.chunk_frames,
+        }
+        return StreamOptions(max_batch=self.config.max_batch, **{k: v for k, v in chunks.items() if v})
 
     def _reference(self, slug: str):
         from audiobox.audio import load_audio
