@@ -299,11 +299,14 @@ def test_one_availability_check(tmp_path):
         registry.ensure_available("Bad Name")
 
 
-def test_replace_reference_drops_the_prompts_of_the_old_one(tmp_path):
+@pytest.mark.parametrize("tag", ["m", "qwen3-tts-12hz-0.6b-base"])  # a hub model's tag holds a dot
+def test_replace_reference_drops_the_prompts_of_the_old_one(tmp_path, tag):
+    from audiobox.tts.prompts import ClonePrompt
     from audiobox.voices import clone_record, ref_record, reference_files
 
     registry = VoiceRegistry(tmp_path / "voices")
     prompt = xvec_prompt()
+    prompt.model = dict(prompt.model, tag=tag)
     old, new = _tone(4.0), _tone(6.0)
     registry.create(
         "anna",
@@ -312,11 +315,17 @@ def test_replace_reference_drops_the_prompts_of_the_old_one(tmp_path):
         prompts=((prompt, None, None), (prompt, "calm", None)),
     )
     voice_dir = registry.get("anna").dir
+    pids = sorted(registry.get("anna").prompts)
+    assert pids == [f"{tag}_xvec_calm_v1", f"{tag}_xvec_v1"]
+    # each prompt keeps its own two files (a dot in the id is no suffix) and loads back
+    files = sorted(p.name for p in (voice_dir / "prompts").iterdir())
+    assert files == sorted(f"{pid}{suffix}" for pid in pids for suffix in (".json", ".safetensors"))
+    assert all(ClonePrompt.load(voice_dir / "prompts" / pid).x_vector_only for pid in pids)
     removed = registry.replace_reference(
         "anna", new, ref_record(new.duration, 24000, "New.", "english"), {"a": 1}
     )
     voice = registry.get("anna")
-    assert sorted(removed) == ["m_xvec_calm_v1", "m_xvec_v1"] and voice.prompts == {} and not voice.ready
+    assert sorted(removed) == pids and voice.prompts == {} and not voice.ready
     assert not list((voice_dir / "prompts").glob("*")) and not list(voice_dir.glob(".ref-new*"))
     assert voice.ref["transcript"] == "New." and voice.ref["language"] == "english"
     assert voice.data["source"] == {"type": "file", "re_cut": {"a": 1}}

@@ -52,6 +52,21 @@ def test_run_direct_names_itself_in_the_models_command(tmp_path):
     assert f"caches: {tmp_path / 'huggingface' / 'hub'} (Qwen3-TTS, Demucs)" in proc.stdout
 
 
+def test_next_steps_name_the_launcher_that_ran_the_app(tiny_models, tmp_path):
+    """A printed next step works as typed: through ./run-direct it says ./run-direct, installed it says the
+    console script."""
+    argv = ["voice-synth", "register-builtin", "--voice-name", "host", "--speaker", "aiden", "--force",
+            "--model", str(tiny_models / "custom_voice"), "--cache", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
+    env.pop("AUDIOBOX_LAUNCHER", None)
+    proc = _run([str(REPO / "run-direct"), *argv], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f'next: {REPO / "run-direct"} voice-synth speak --voice host --text "Hello"' in proc.stdout
+    proc = _run([sys.executable, str(REPO / "apps" / "voice-synth" / "voice-synth.py"), *argv[1:]], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert 'next: voice-synth speak --voice host --text "Hello"' in proc.stdout
+
+
 @pytest.mark.parametrize("wrapper", ["run-direct", "run"])
 def test_unknown_app_lists_the_apps(wrapper):
     proc = _run([str(REPO / wrapper), "nope"])
@@ -82,6 +97,22 @@ def test_run_without_a_docker_engine_points_to_run_direct(tmp_path):
     assert "no Docker engine answers (Cannot connect to the Docker daemon" in proc.stderr
     assert "./run-direct voice-synth ..." in proc.stderr and "building" not in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_run_without_the_compose_plugin_points_to_run_direct(tmp_path):
+    """A Docker client without the compose plugin answers as the real one does; ./run names ./run-direct."""
+    stand_in = tmp_path / "bin" / "docker"
+    stand_in.parent.mkdir()
+    stand_in.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [[ "$1" == compose ]]; then echo "docker: \'compose\' is not a docker command." >&2; exit 1; fi\n'
+        "exit 0\n"
+    )
+    stand_in.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stand_in.parent}:/usr/bin:/bin"}
+    proc = _run([str(REPO / "run"), "voice-models", "list"], env=env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "'docker compose') is missing" in proc.stderr and "./run-direct voice-models ..." in proc.stderr
 
 
 def test_run_direct_refuses_path_like_app_names():

@@ -330,7 +330,7 @@ def build_prompt(synth, prepared: PreparedRef, force: bool, status: Status | Non
         prompt.save(stem)
         return prompt
 
-    return cached_file(stem.with_suffix(".safetensors"), refresh=force, load=load, make=build_and_save)
+    return cached_file(ClonePrompt.files(stem)[0], refresh=force, load=load, make=build_and_save)
 
 
 def registered_prompt(registry: VoiceRegistry, slug: str, model_info, tone: str | None, x_vector_only: bool):

@@ -27,10 +27,10 @@ _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def models_command() -> str:
-    """`voice-models` as the user runs it: through the launcher that started this app (./run and
-    ./run-direct set AUDIOBOX_LAUNCHER), else the console script `pip install` puts on PATH."""
-    launcher = os.environ.get("AUDIOBOX_LAUNCHER", "").strip()
-    return f"{launcher} {MODELS_COMMAND}" if launcher else MODELS_COMMAND
+    """`voice-models` as the user runs it (paths.app_command)."""
+    from audiobox.paths import app_command
+
+    return app_command(MODELS_COMMAND)
 
 
 def endpoint() -> str:

@@ -15,6 +15,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def app_command(app: str) -> str:
+    """How the user starts `app`, for messages that name a next step: through the launcher that
+    started this process (./run and ./run-direct export AUDIOBOX_LAUNCHER), else the console script
+    that `pip install` puts on PATH."""
+    launcher = os.environ.get("AUDIOBOX_LAUNCHER", "").strip()
+    return f"{launcher} {app}" if launcher else app
+
+
 def _default_dir(env_var: str, checkout_name: str) -> Path:
     if os.environ.get(env_var):
         return Path(os.environ[env_var]).expanduser()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from audiobox.errors import UserError
 from audiobox.outputs import environment_info, exact_run_dir, new_run_dir, write_run_meta, write_take_audio
-from audiobox.paths import Dirs
+from audiobox.paths import Dirs, app_command
 from audiobox.styles import resolve_instruct
 from audiobox.tts.models import DEFAULT_MODELS
 from audiobox.tts.settings import resolve_settings
@@ -136,7 +136,7 @@ def resolve_voice(request: SpeakRequest, registry: VoiceRegistry) -> ResolvedVoi
         )
     if not voice.prompts:
         raise UserError(
-            f"voice {voice.slug!r} has no clone prompt yet: build one with `voice-clone synth --voice {voice.slug}`"
+            f"voice {voice.slug!r} has no clone prompt yet: build one with `{app_command('voice-clone')} synth --voice {voice.slug}`"
         )
     model_ref = request.model
     if model_ref is None:  # the model of the newest prompt for this tone: the voice was built for it

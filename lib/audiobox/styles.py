@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 
 from audiobox.errors import UserError, did_you_mean
+from audiobox.paths import app_command
 
 STYLES_PATH = Path(__file__).with_name("styles.yaml")
 
@@ -26,7 +27,7 @@ def style_instruct(name: str) -> str:
     if key not in styles:
         raise UserError(
             f"unknown instruct style {name!r}{did_you_mean(name, styles)} "
-            f"(choose from {', '.join(sorted(styles))}; `voice-synth list-styles` shows what each says)"
+            f"(choose from {', '.join(sorted(styles))}; `{app_command('voice-synth')} list-styles` shows what each says)"
         )
     return styles[key]
 

@@ -31,6 +31,7 @@ from audiobox.fsutil import (
     staging_dir,
     write_new_file,
 )
+from audiobox.paths import app_command
 
 VOICE_SCHEMA_VERSION = 1
 ENGINES = ("clone_prompt", "custom_voice", "designed_clone")
@@ -485,9 +486,9 @@ class VoiceRegistry:
             write_audio(voice_dir / "ref.wav", ref.samples, ref.sample_rate, "wav")  # atomic
             for pid in list(record.get("prompts") or {}):
                 removed.append(pid)
-                stem = voice_dir / Path(record["prompts"].pop(pid)["file"]).with_suffix("")
-                for suffix in (".safetensors", ".json"):
-                    stem.with_suffix(suffix).unlink(missing_ok=True)
+                record["prompts"].pop(pid)
+                for suffix in (".safetensors", ".json"):  # appended: ids hold dots (...-0.6b-base_icl_v1)
+                    (voice_dir / "prompts" / f"{pid}{suffix}").unlink(missing_ok=True)
             record["ref"] = ref_info
             record["source"] = {**(record.get("source") or {}), "re_cut": re_cut}
 
@@ -515,7 +516,7 @@ class VoiceRegistry:
             if not voice.prompts:
                 raise UserError(
                     f"voice {slug!r} has no clone prompt yet: build one with "
-                    f"`voice-clone synth --voice {slug} --model {model_info.ref}`"
+                    f"`{app_command('voice-clone')} synth --voice {slug} --model {model_info.ref}`"
                 )
             raise UserError(
                 f"voice {slug!r} has no prompt{' for tone ' + repr(tone) if tone else ''} built with "

@@ -32,7 +32,7 @@ from audiobox.cli.common import (
     time_value,
 )
 from audiobox.errors import UserError, run_main
-from audiobox.paths import resolve_dirs
+from audiobox.paths import app_command, resolve_dirs
 from audiobox.tts.models import DEFAULT_MODELS
 
 EPILOG = """examples:
@@ -335,7 +335,9 @@ def cmd_prepare_ref(args) -> int:
             f"registered reference of voice {result.voice!r}"
             + (f" (removed {len(removed)} prompts built from the old reference)" if removed else "")
         )
-        console.print(f'next: voice-clone synth --voice {result.voice} --text "Hello" (builds its prompt)')
+        console.print(
+            f'next: {app_command("voice-clone")} synth --voice {result.voice} --text "Hello" (builds its prompt)'
+        )
     return 0
 
 
@@ -395,8 +397,8 @@ def cmd_self_test(args) -> int:
     def show(check) -> None:
         colour = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}[check.status]
         console.print(f"[{colour}]{check.status:>4}[/{colour}]  {check.name}: {check.detail}")
-        if "seed" in check.extra:
-            console.print(f"      seed {check.extra['seed']}, output {check.extra['output']}")
+        if "seed" in check.extra:  # the detail names the output file
+            console.print(f"      seed {check.extra['seed']}")
 
     pool = ModelPool(runtime_options(args), args.backend, status=_status(console))
     result = run_self_test(request, dirs, pool, on_check=show)

@@ -30,6 +30,7 @@ from audiobox.cli.common import (
 )
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
+from audiobox.paths import app_command
 from audiobox.tts.models import DEFAULT_MODELS
 
 DEFAULT_TEST_TEXT = "Hello! This is my new voice. I hope it sounds just like the recording."
@@ -270,7 +271,7 @@ def dispatch(argv) -> int:
         stages.end(", ".join(take_files))
 
     cache_flag = f" --cache {shlex.quote(str(dirs.cache))}" if args.cache else ""
-    next_cmd = f"voice-synth speak --voice {slug} --text {shlex.quote('Your text here.')}{cache_flag}"
+    next_cmd = f"{app_command('voice-synth')} speak --voice {slug} --text {shlex.quote('Your text here.')}{cache_flag}"
     summary = {
         "voice": slug,
         "ready": registry.get(slug).ready,

@@ -14,6 +14,7 @@ import sys
 from audiobox.cli.common import HelpFormatter, Parser, add_dirs, show_speakers, speaker_note
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
+from audiobox.paths import app_command
 
 EPILOG = """examples:
   voice-split --url "https://www.youtube.com/watch?v=ID" --start 1:30 --end 6:00 --clips 5
@@ -141,7 +142,7 @@ def dispatch(argv) -> int:
         cache_flag = f" --cache {shlex.quote(args.cache)}" if args.cache else ""
         console.print(
             f"registered voice {voice.slug!r} (reference only, no transcript or prompt yet). Next:\n"
-            f'  voice-clone synth --voice {voice.slug} --text "..."'
+            f'  {app_command("voice-clone")} synth --voice {voice.slug} --text "..."'
             f"{cache_flag}\n  (transcribes the reference and builds the clone prompt; "
             f"voice-register does split + clone in one step)"
         )

@@ -27,7 +27,7 @@ from audiobox.cli.common import (
     time_value,
 )
 from audiobox.errors import UserError, run_main
-from audiobox.paths import resolve_dirs
+from audiobox.paths import app_command, resolve_dirs
 from audiobox.tts.models import DEFAULT_MODELS
 
 ASR_CHOICES = ("auto", "whisper", "sphinx", "none")  # audiobox.takes.load_transcriber
@@ -616,7 +616,7 @@ def cmd_register_builtin(args) -> int:
         )
         voice = registry.create(slug, record, replace=args.force)
     print(f"registered {voice.slug}: speaker {speaker}" + (f", tone {args.tone}" if args.tone else ""))
-    print(f'next: voice-synth speak --voice {voice.slug} --text "Hello"')
+    print(f'next: {app_command("voice-synth")} speak --voice {voice.slug} --text "Hello"')
     return 0
 
 
@@ -650,7 +650,7 @@ def cmd_design_voice(args) -> int:
             f"registered {result['voice']} (designed reference: {result['reference']}, "
             f"{result['duration_sec']:.2f} s, seed {result['seed']})"
         )
-        console.print(f'next: voice-synth speak --voice {result["voice"]} --text "Hello"')
+        console.print(f'next: {app_command("voice-synth")} speak --voice {result["voice"]} --text "Hello"')
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_bytes, atomic_write_json
+from audiobox.paths import app_command
 from audiobox.tts.models import ModelInfo
 
 PROMPT_SCHEMA_VERSION = 1
@@ -57,7 +58,7 @@ def check_prompt_model(built: dict, info: ModelInfo, slug: str = "SLUG") -> None
         raise UserError(
             f"this voice prompt was built with {built.get('ref', 'another model')}; it cannot be used with "
             f"{info.ref} ({', '.join(mismatched) or 'not a Base model'} differ). Rebuild it with "
-            f"`voice-clone synth --voice {slug} --model {info.ref}`"
+            f"`{app_command('voice-clone')} synth --voice {slug} --model {info.ref}`"
         )
 
 
@@ -108,6 +109,12 @@ class ClonePrompt:
     def check_compatible(self, info: ModelInfo, slug: str = "SLUG") -> None:
         check_prompt_model(self.model, info, slug)
 
+    @staticmethod
+    def files(stem: Path) -> tuple[Path, Path]:
+        """<stem>.safetensors and <stem>.json. Prompt ids hold dots (qwen3-tts-12hz-0.6b-base_icl_v1): the
+        suffix is appended, never swapped in (Path.with_suffix would cut the name at '.6b')."""
+        return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
     def save(self, stem: Path) -> tuple[Path, Path]:
         """Write <stem>.safetensors and <stem>.json atomically."""
         from safetensors.numpy import save
@@ -115,7 +122,7 @@ class ClonePrompt:
         tensors = {"speaker_embedding": np.ascontiguousarray(self.speaker_embedding)}
         if self.ref_code is not None:
             tensors["ref_code"] = np.ascontiguousarray(self.ref_code)
-        tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        tensor_path, meta_path = ClonePrompt.files(stem)
         atomic_write_bytes(
             tensor_path, save(tensors, metadata={"schema_version": str(PROMPT_SCHEMA_VERSION)})
         )
@@ -132,7 +139,7 @@ class ClonePrompt:
 
     @classmethod
     def load(cls, stem: Path) -> ClonePrompt:
-        tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        tensor_path, meta_path = ClonePrompt.files(stem)
         try:
             tensors, meta = check_prompt_files(
                 tensor_path.read_bytes(), meta_path.read_bytes(), f"voice prompt {tensor_path.name}"
