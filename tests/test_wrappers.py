@@ -78,20 +78,25 @@ def test_unknown_app_lists_the_apps(wrapper):
         assert f"  {app}\n" in proc.stderr
 
 
-def test_run_without_a_docker_engine_points_to_run_direct(tmp_path):
-    """The client is installed but no engine answers: one line naming ./run-direct, no build attempt."""
+def _with_docker_stand_in(tmp_path, script: str) -> dict:
+    """An environment whose `docker` is a stand-in answering like the real client in some broken state."""
     stand_in = tmp_path / "bin" / "docker"
     stand_in.parent.mkdir()
-    stand_in.write_text(
-        "#!/usr/bin/env bash\n"
+    stand_in.write_text("#!/usr/bin/env bash\n" + script)
+    stand_in.chmod(0o755)
+    return {**os.environ, "PATH": f"{stand_in.parent}:/usr/bin:/bin"}
+
+
+def test_run_without_a_docker_engine_points_to_run_direct(tmp_path):
+    """The client is installed but no engine answers: one line naming ./run-direct, no build attempt."""
+    env = _with_docker_stand_in(
+        tmp_path,
         "# answers like the real client whose daemon is down\n"
         'if [[ "$1" == compose && "$2" == version ]]; then echo "Docker Compose version v2.40.3"; exit 0; fi\n'
         'echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.'
         ' Is the docker daemon running?" >&2\n'
-        "exit 1\n"
+        "exit 1\n",
     )
-    stand_in.chmod(0o755)
-    env = {**os.environ, "PATH": f"{stand_in.parent}:/usr/bin:/bin"}
     proc = _run([str(REPO / "run"), "voice-synth", "--help"], env=env)
     assert proc.returncode == 2, proc.stderr
     assert "no Docker engine answers (Cannot connect to the Docker daemon" in proc.stderr
@@ -101,15 +106,11 @@ def test_run_without_a_docker_engine_points_to_run_direct(tmp_path):
 
 def test_run_without_the_compose_plugin_points_to_run_direct(tmp_path):
     """A Docker client without the compose plugin answers as the real one does; ./run names ./run-direct."""
-    stand_in = tmp_path / "bin" / "docker"
-    stand_in.parent.mkdir()
-    stand_in.write_text(
-        "#!/usr/bin/env bash\n"
+    env = _with_docker_stand_in(
+        tmp_path,
         'if [[ "$1" == compose ]]; then echo "docker: \'compose\' is not a docker command." >&2; exit 1; fi\n'
-        "exit 0\n"
+        "exit 0\n",
     )
-    stand_in.chmod(0o755)
-    env = {**os.environ, "PATH": f"{stand_in.parent}:/usr/bin:/bin"}
     proc = _run([str(REPO / "run"), "voice-models", "list"], env=env)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "'docker compose') is missing" in proc.stderr and "./run-direct voice-models ..." in proc.stderr
