@@ -199,6 +199,13 @@ def test_prompts_round_trip_as_safetensors_and_refuse_other_models(tiny_models, 
         loaded.check_compatible(other)
     with pytest.raises(UserError, match="no prompt built with"):
         registry.load_prompt("cloned", read_model_info("Qwen/Qwen3-TTS-12Hz-1.7B-Base"))
+    (
+        tmp_path / "voices" / "cloned" / "prompts" / f"{chosen}.safetensors"
+    ).unlink()  # e.g. saved under a cut name
+    with pytest.raises(
+        UserError, match="build it again with `voice-clone synth --voice cloned --model .* --refresh`"
+    ):
+        registry.load_prompt("cloned", synth.info)
 
 
 def xvec_prompt():

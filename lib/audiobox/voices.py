@@ -499,8 +499,16 @@ class VoiceRegistry:
         from audiobox.tts.prompts import ClonePrompt
 
         voice, pid = self.choose_prompt(slug, model_info, tone)
-        prompt = ClonePrompt.load(voice.dir / "prompts" / pid)
-        prompt.check_compatible(model_info, slug)
+        try:
+            prompt = ClonePrompt.load(voice.dir / "prompts" / pid)
+        except (
+            UserError
+        ) as exc:  # e.g. a prompt an older version saved under a cut name ('...-0.safetensors')
+            raise UserError(
+                f"{exc}; build it again with `{app_command('voice-clone')} synth --voice {voice.slug} "
+                f"--model {model_info.ref}" + (f" --tone {tone}" if tone else "") + " --refresh`"
+            ) from exc
+        prompt.check_compatible(model_info, voice.slug)
         return prompt, pid
 
     def choose_prompt(self, slug: str, model_info, tone: str | None = None) -> tuple[Voice, str]:
