@@ -70,15 +70,19 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     )
 
 
+class BadHeader(UserError):
+    """A file whose header declares what no real recording has (refused before decoding)."""
+
+
 def check_header(path: Path, rate: float, channels: int, seconds: float, max_duration: float) -> None:
     """Refuse what a header declares before decoding it: absurd rates/channels, too long a stretch."""
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise UserError(
+        raise BadHeader(
             f"{path.name} declares a sample rate of {rate:g} Hz "
             f"(supported: {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz); is the file damaged?"
         )
     if not 1 <= channels <= MAX_CHANNELS:
-        raise UserError(f"{path.name} declares {channels} channels (supported: 1-{MAX_CHANNELS})")
+        raise BadHeader(f"{path.name} declares {channels} channels (supported: 1-{MAX_CHANNELS})")
     if seconds > max_duration:
         raise UserError(
             f"{path.name}: decoding {seconds / 3600:.1f} h at once is over the limit of "

@@ -164,15 +164,22 @@ def source_limits(max_download_mb: float, max_duration: str | float) -> SourceLi
 
 
 def probe_media(path: Path) -> float:
-    """Duration in seconds of the first audio stream; UserError when the file holds no audio."""
-    from audiobox.audio import ffprobe_audio
+    """Duration in seconds of the first audio stream; UserError when the file holds no audio,
+    audio.BadHeader when its header declares an absurd sample rate or channel count."""
+    from audiobox.audio import check_header, ffprobe_audio
 
-    info, detail = ffprobe_audio(path, "stream=codec_type,duration:format=duration")
+    info, detail = ffprobe_audio(path, "stream=codec_type,sample_rate,channels,duration:format=duration")
     if info is None:
         raise UserError(f"{path.name} is not an audio or video file ffmpeg can read ({detail})")
     streams = info.get("streams") or []
     if not streams:
         raise UserError(f"{path.name} has no audio stream")
+    try:
+        rate, channels = float(streams[0]["sample_rate"]), int(streams[0]["channels"])
+    except (KeyError, TypeError, ValueError):
+        pass  # not declared: the decoder checks what it finds
+    else:
+        check_header(path, rate, channels, 0.0, float("inf"))
     for candidate in (streams[0].get("duration"), (info.get("format") or {}).get("duration")):
         try:
             if candidate not in (None, "N/A") and float(candidate) > 0:
@@ -439,6 +446,8 @@ class _Fetch:
         import yt_dlp
         from yt_dlp.utils import DownloadError, ExtractorError, download_range_func
 
+        from audiobox.audio import BadHeader
+
         url, limits = self.url, self.limits
         folder, meta_path = _download_entry(self.downloads, self.extractor, self.video_id, span)
         clean_stale(folder, (TEMP_PREFIX,))  # what a killed download left behind
@@ -483,6 +492,8 @@ class _Fetch:
             limits.check_bytes(got.stat().st_size, url)
             try:
                 duration = probe_media(got)
+            except BadHeader as exc:
+                raise UserError(f"{url}: {exc}") from None
             except UserError:
                 if span != WHOLE:
                     raise _RangeRefused("the range holds no audio ffmpeg can read") from None

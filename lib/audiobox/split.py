@@ -39,6 +39,7 @@ from audiobox.sources import (
     SourceMedia,
     TrimRange,
     format_timestamp,
+    is_url,
     resolve_source,
     validate_trim,
 )
@@ -601,7 +602,10 @@ class VoiceSplitter:
     # -- stage 1: source
     def resolve(self, opts: SplitOptions) -> tuple[SourceMedia, TrimRange]:
         opts.validate()
-        self.progress.stage("download", None)
+        # a download gets a progress row; a local file none, so that a bad one is one error line
+        downloading = bool(opts.url) and is_url(opts.url) and not opts.url.startswith("file://")
+        if downloading:
+            self.progress.stage("download", None)
 
         def on_bytes(done: int, total: int | None) -> None:
             self.progress.update("download", done, total)
@@ -616,13 +620,13 @@ class VoiceSplitter:
             span=TrimRange(opts.start or 0.0, opts.end),
         )
         trim = validate_trim(opts.start, opts.end, source.duration)
-        note = "cached" if source.cached else ("local file" if source.kind == "file" else "downloaded")
-        part = source.meta.get("downloaded_range")
-        if part:
-            note += (
-                f" {format_timestamp(part[0])}-{'end' if part[1] is None else format_timestamp(part[1])} only"
-            )
-        self.progress.done("download", note)
+        if downloading:
+            note = "cached" if source.cached else ("local file" if source.kind == "file" else "downloaded")
+            part = source.meta.get("downloaded_range")
+            if part:
+                end = "end" if part[1] is None else format_timestamp(part[1])
+                note += f" {format_timestamp(part[0])}-{end} only"
+            self.progress.done("download", note)
         return source, trim
 
     def _scan(self, opts: SplitOptions, source: SourceMedia, trim: TrimRange) -> _Scan:

@@ -176,12 +176,13 @@ def dispatch(argv) -> int:
     # 1. split
     from audiobox.split import RichProgress, VoiceSplitter
 
-    stages.start("split", "clips from the source")
     progress = RichProgress(console)
     try:
         splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
         splitter.prepare(opts)  # a missing Demucs model fails here, before any download
-        source, trim = splitter.resolve(opts)
+        local = splitter.resolve(opts) if opts.audio else None  # a bad file: its error line alone
+        stages.start("split", "clips from the source")
+        source, trim = local or splitter.resolve(opts)
         opts.out_dir = dirs.work / slug
         result = splitter.run(opts, source, trim)
     finally:
