@@ -193,3 +193,28 @@ def test_rejected_reference_registers_nothing(speech_mix, tiny_models, tmp_path,
     err = capsys.readouterr().err
     assert rc == 2 and "rejected" in err
     assert _voices(tmp_path) == []
+
+
+def test_register_from_a_range_of_a_long_link(media_site, tiny_models, tmp_path, capsys):
+    """Only --start/--end of the link is downloaded; --ref-start/--ref-end stay in source seconds."""
+    url, site = media_site
+    args = ["--url", f"{url}/long.wav", "--start", "2:00", "--end", "2:30", "--no-separate"]
+    args += ["--x-vector-only", "--skip-synth", "--voice-name", "ranged", *_common(tmp_path, tiny_models)]
+    rc = main([*args, "--ref-start", "1:00", "--ref-end", "1:06"])  # outside what would be downloaded
+    err = capsys.readouterr().err
+    assert rc == 2 and "is before --start" in err and not (tmp_path / "cache" / "downloads").exists()
+
+    before = site.served["/long.wav"]
+    rc = main([*args, "--ref-start", "2:05", "--ref-end", "2:11"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert site.served["/long.wav"] - before < (site.folder / "long.wav").stat().st_size / 5
+    voice = VoiceRegistry(tmp_path / "cache" / "voices").get("ranged")
+    assert voice.ready and voice.data["source"]["downloaded_range"] == [120.0, 150.0]
+    segment = voice.ref["segment"]  # seconds of the downloaded file, which starts at 2:00
+    assert abs(segment["start"] - 5.0) < 0.3 and abs(segment["end"] - 11.0) < 0.3, segment
+    original, rate = sf.read(site.folder / "long.wav", dtype="float32")
+    ref, ref_rate = sf.read(voice.ref_wav, dtype="float32")
+    assert ref_rate == rate
+    want = original[int((120 + segment["start"]) * rate) :][: ref.size]
+    assert np.corrcoef(ref[: want.size], want)[0, 1] > 0.95  # the same words as 2:05 of the source
