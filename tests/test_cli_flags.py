@@ -41,7 +41,16 @@ def parse(app: str, *argv: str) -> argparse.Namespace:
 
 
 @pytest.mark.parametrize(
-    "flag", ["--tts-threads", "--separator-threads", "--asr-device", "--cache", "--debug", "--json"]
+    "flag",
+    [
+        "--tts-threads",
+        "--separator-threads",
+        "--asr-device",
+        "--cache",
+        "--debug",
+        "--json",
+        "--display-name",
+    ],
 )
 def test_shared_flags_are_defined_once(flag):
     """Same flag, same destination and the same help in every app that has it."""
@@ -57,6 +66,14 @@ def test_replacing_a_voice_is_force_and_ignoring_caches_is_refresh():
     for label, action in options["--force"]:
         assert "replace" in action.help or "overwrite" in action.help, (label, action.help)
         assert "cache" not in action.help, (label, action.help)
+    registering = {
+        label: action.help
+        for label, action in options["--force"]
+        if "--voice-name" in action.container._option_string_actions
+    }
+    assert len(registering) == 6 and set(registering.values()) == {
+        "replace an existing voice of that name"
+    }, registering
     refresh = {label: action.help for label, action in options["--refresh"]}
     assert {"voice-split", "voice-clone synth", "voice-clone prepare-ref"} <= set(refresh)
     assert all("cache" in text for text in refresh.values())

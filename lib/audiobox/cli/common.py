@@ -98,6 +98,13 @@ def add_threads(group, engine: str) -> None:
     renamed_flag(group, "--threads", " or ".join(f"{f} ({n})" for f, n, _ in THREAD_FLAGS.values()))
 
 
+def add_voice_name(group, name_help: str, required: bool = False) -> None:
+    """--voice-name, --display-name and --force: the same three flags wherever a command registers a voice."""
+    group.add_argument("--voice-name", required=required, metavar="SLUG", help=name_help)
+    group.add_argument("--display-name", help="human-readable name stored with the voice")
+    group.add_argument("--force", action="store_true", help="replace an existing voice of that name")
+
+
 def add_asr(group) -> None:
     """--asr-model / --asr-device: the faster-whisper model of every app (transcripts, take checks)."""
     group.add_argument(

@@ -19,6 +19,7 @@ from audiobox.cli.common import (
     add_generation,
     add_output_format,
     add_runtime,
+    add_voice_name,
     generation_fields,
     positive_int,
     print_json,
@@ -114,9 +115,7 @@ def add_reference_args(parser: argparse.ArgumentParser, required: bool = True) -
 
 def add_registry_args(parser: argparse.ArgumentParser) -> None:
     reg = parser.add_argument_group("registry")
-    reg.add_argument("--voice-name", metavar="SLUG", help="register the result under this name")
-    reg.add_argument("--display-name", help="human-readable name stored with the voice")
-    reg.add_argument("--force", action="store_true", help="replace an existing voice of that name")
+    add_voice_name(reg, "register the result under this name")
     renamed_flag(reg, "--replace", "--force (and --force, which ignored the caches, is now --refresh)")
 
 

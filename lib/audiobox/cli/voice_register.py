@@ -22,6 +22,7 @@ from audiobox.cli.common import (
     add_dirs,
     add_generation,
     add_runtime,
+    add_voice_name,
     print_takes,
     runtime_options,
     sampling_fields,
@@ -48,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_source_args(parser)
     add_split_args(parser, clips_default=3)
     voice = parser.add_argument_group("voice")
-    voice.add_argument("--voice-name", required=True, metavar="SLUG", help="name of the new voice")
-    voice.add_argument("--display-name", help="human-readable name stored with the voice")
-    voice.add_argument("--force", action="store_true", help="replace an existing voice with this name")
+    add_voice_name(voice, "name of the new voice", required=True)
     voice.add_argument("--interactive", "-i", action="store_true", help="pick the reference clip yourself")
     ref = parser.add_argument_group("reference (as voice-clone)")
     ref.add_argument(

@@ -11,7 +11,7 @@ import argparse
 import shlex
 import sys
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, show_speakers, speaker_note
+from audiobox.cli.common import HelpFormatter, Parser, add_dirs, add_voice_name, show_speakers, speaker_note
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
 from audiobox.paths import app_command
@@ -31,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_source_args(parser)
     add_split_args(parser)
     reg = parser.add_argument_group("registration")
-    reg.add_argument("--voice-name", metavar="SLUG", help="register the best reference clip as this voice")
-    reg.add_argument("--display-name", help="display name of the registered voice")
-    reg.add_argument("--force", action="store_true", help="replace an existing voice with the same name")
+    add_voice_name(reg, "register the best reference clip as this voice")
     reg.add_argument(
         "--interactive",
         "-i",

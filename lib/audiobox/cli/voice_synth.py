@@ -14,6 +14,7 @@ from audiobox.cli.common import (
     add_generation,
     add_output_format,
     add_runtime,
+    add_voice_name,
     explicit_knobs,
     generation_fields,
     positive_int,
@@ -154,9 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="register a built-in speaker (+ instruct presets) as a named voice",
         formatter_class=HelpFormatter,
     )
-    rb.add_argument(
-        "--voice-name", required=True, metavar="SLUG", help="name of the new voice (lower-case, digits, -)"
-    )
+    add_voice_name(rb, "name of the new voice (lower-case, digits, -)", required=True)
     rb.add_argument("--speaker", required=True, help="the built-in speaker (see list-speakers)")
     rb.add_argument(
         "--model",
@@ -174,9 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     tone.add_argument("--tone-instruct", help="the instruction of --tone")
     tone.add_argument("--tone-instruct-style", metavar="NAME", help="the instruction of --tone, as a preset")
     rb.add_argument("--language-default", default="auto", help="language used when speak gets none")
-    rb.add_argument("--display-name", help="human-readable name stored with the voice")
     rb.add_argument("--description", default="", help="free text stored with the voice")
-    rb.add_argument("--force", action="store_true", help="replace an existing voice of that name")
     add_dirs(rb, out=False)
 
     dv = sub.add_parser(
@@ -184,9 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="describe a voice; VoiceDesign speaks a reference, Base clones it",
         formatter_class=HelpFormatter,
     )
-    dv.add_argument(
-        "--voice-name", required=True, metavar="SLUG", help="name of the new voice (lower-case, digits, -)"
-    )
+    add_voice_name(dv, "name of the new voice (lower-case, digits, -)", required=True)
     desc = dv.add_mutually_exclusive_group(required=True)
     desc.add_argument("--instruct", help="the voice, in words")
     desc.add_argument("--instruct-style", metavar="NAME", help="the voice, as a preset (see list-styles)")
@@ -206,9 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID_OR_DIR",
         help="Base model that clones it (the voice then speaks with this model)",
     )
-    dv.add_argument("--display-name", help="human-readable name stored with the voice")
     dv.add_argument("--description", default="", help="free text stored with the voice")
-    dv.add_argument("--force", action="store_true", help="replace an existing voice of that name")
     dv.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_generation(dv)
     add_runtime(dv, "unused: see --design-model and --clone-model")
