@@ -33,8 +33,9 @@ Contract (what the engine integrates against)::
     wavs, sr = fast.generate_voice_design(text, instruct=..., language=..., **gen_kwargs)
 
 Every method also takes ``on_frame=callable(frames_done: int)``, called once per generated frame,
-and ``generators=[torch.Generator, ...]`` (one per row): row i then samples from its own generator
-(:func:`pick_per_row`), so a row's draws do not depend on the other rows of the call.
+``generators=[torch.Generator, ...]`` (one per row): row i then samples from its own generator
+(:func:`pick_per_row`), so a row's draws do not depend on the other rows of the call, and
+``budgets=[int, ...]``: row i stops where ``max_new_tokens=budgets[i]`` would stop it alone.
 """
 
 from __future__ import annotations
@@ -289,10 +290,11 @@ class FastGenerator:
         non_streaming_mode: bool = False,
         on_frame: FrameCallback | None = None,
         generators: list | None = None,
+        budgets: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_clone``."""
-        with self._fast_talker(on_frame, generators):
+        with self._fast_talker(on_frame, generators, budgets):
             return self.qwen.generate_voice_clone(
                 text,
                 language=language,
@@ -313,10 +315,11 @@ class FastGenerator:
         non_streaming_mode: bool = True,
         on_frame: FrameCallback | None = None,
         generators: list | None = None,
+        budgets: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_custom_voice``."""
-        with self._fast_talker(on_frame, generators):
+        with self._fast_talker(on_frame, generators, budgets):
             return self.qwen.generate_custom_voice(
                 text,
                 speaker=speaker,
@@ -334,10 +337,11 @@ class FastGenerator:
         non_streaming_mode: bool = True,
         on_frame: FrameCallback | None = None,
         generators: list | None = None,
+        budgets: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_design``."""
-        with self._fast_talker(on_frame, generators):
+        with self._fast_talker(on_frame, generators, budgets):
             return self.qwen.generate_voice_design(
                 text,
                 instruct=instruct,
@@ -348,11 +352,13 @@ class FastGenerator:
 
     # ------------------------------------------------------------------ the seam
     @contextmanager
-    def _fast_talker(self, on_frame: FrameCallback | None, generators: list | None = None) -> Iterator[None]:
+    def _fast_talker(
+        self, on_frame: FrameCallback | None, generators: list | None = None, budgets: list | None = None
+    ) -> Iterator[None]:
         """Route ``talker.generate`` to our loop for one call (instance attribute, removed after)."""
 
         def fast_generate(**kwargs):
-            return self.talker_generate(on_frame=on_frame, generators=generators, **kwargs)
+            return self.talker_generate(on_frame=on_frame, generators=generators, budgets=budgets, **kwargs)
 
         with self._lock:
             self.talker.__dict__["generate"] = fast_generate
@@ -424,12 +430,15 @@ class FastGenerator:
         max_new_tokens: int,
         on_frame: FrameCallback | None = None,
         generators: list | None = None,
+        budgets: list | None = None,
         **options,
     ) -> TalkerResult:
         """Drop-in for ``talker.generate`` as upstream calls it; returns what upstream reads.
 
         ``options`` are upstream's sampling and stopping options (see :meth:`logits_rules`);
-        ``generators`` (one per row) give each row its own random stream, else the global one is used."""
+        ``generators`` (one per row) give each row its own random stream, else the global one is used;
+        ``budgets`` (one per row, at most ``max_new_tokens``) stop each row where ``max_new_tokens``
+        would stop it alone: its last picked token becomes the end code, so upstream cuts it there."""
         import torch
 
         talker = self.talker
@@ -451,6 +460,12 @@ class FastGenerator:
 
             def predictor_pick(logits):
                 return pick_per_row(predictor_rules, logits, generators)
+
+        row_limit = None
+        if budgets is not None:
+            if len(budgets) != batch or max(budgets) > max_new_tokens or pad_id is None:
+                raise ValueError(f"budgets {budgets} do not fit {batch} rows of at most {max_new_tokens}")
+            row_limit = torch.tensor(budgets, device=device)
 
         with torch.inference_mode():
             if attention_mask is None:
@@ -519,6 +534,10 @@ class FastGenerator:
 
                 logits = talker.codec_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
                 token = talker_pick(logits, history, history.shape[1])
+                if row_limit is not None:  # a row alone would stop after this token: never frame it
+                    token = torch.where(
+                        row_limit <= history.shape[1] + 1, torch.full_like(token, pad_id), token
+                    )
                 if pad_id is not None:
                     token = torch.where(unfinished, token, torch.full_like(token, pad_id))
                     unfinished &= ~torch.isin(token, eos_tensor)

@@ -179,7 +179,8 @@ class Synthesizer:
         """One batched model call: row i speaks texts[i] with voices[i].
 
         `seed`: one for the call, or one per row (`seeds_per_row` backends only): row i then draws
-        its random numbers from its own generator seeded seeds[i], as it would alone."""
+        its random numbers from its own generator seeded seeds[i], and stops at its own text's token
+        budget, as it would alone."""
         import torch
 
         method, args, kwargs = self.upstream_call(texts, voices, language, settings)
@@ -189,6 +190,8 @@ class Synthesizer:
                 kwargs["on_frame"] = on_frame
             device = self.loaded.model.device
             kwargs["generators"] = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+            kwargs["budgets"] = [settings.budget_for(text, language) for text in texts]
+            kwargs["max_new_tokens"] = max(kwargs["budgets"])
         elif len(set(seeds)) > 1:
             raise ValueError("one seed per row needs the fast backend")
         torch.manual_seed(seeds[0])
