@@ -200,19 +200,20 @@ def test_a_download_is_on_disk_before_its_name_is(tmp_path, loopback_media, monk
 
 
 def test_no_file_is_written_around_the_atomic_helper():
-    """Every file lib/ writes goes through audiobox.fsutil (unique temp, fsync, rename); the only
-    exceptions are appended logs and the lock file that holds its owner's line."""
+    """Every file lib/ writes goes through audiobox.fsutil (unique temp, fsync, rename): writers that
+    need a path write into `with atomic_path(target) as tmp`. The only exceptions are appended logs
+    and the lock file that holds its owner's line."""
     import re
 
     lib = Path(LIB) / "audiobox"
-    plain = re.compile(r"\.write_(text|bytes)\(|open\([^)]*[\"'][wax]b?\+?[\"']")
+    plain = re.compile(r"\.write_(text|bytes)\(|open\([^)]*[\"'][wax]b?\+?[\"']|shutil\.copy|sf\.write\(")
     allowed = {"fsutil.py", "cloud/vastapi.py", "cloud/lifecycle.py"}  # the helper; append-only log; lock
     found = [
         f"{path.relative_to(lib)}:{number}: {line.strip()}"
         for path in lib.rglob("*.py")
         if str(path.relative_to(lib)) not in allowed
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if plain.search(line)
+        if plain.search(line) and not re.search(r"\btmp\b", line)  # into an atomic_path temp: the helper's
     ]
     assert found == []
 

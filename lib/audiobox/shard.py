@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from audiobox.errors import UserError
-from audiobox.fsutil import atomic_write_json
+from audiobox.fsutil import atomic_path, atomic_write_json
 
 MANIFEST = "manifest.json"
 _SHARD_MANIFEST_RE = re.compile(r"manifest\.shard-(\d+)-of-(\d+)\.json")
@@ -224,6 +224,8 @@ def gather(shard_dirs: Sequence[Path], dest: Path) -> list[Path]:
                     if to.read_bytes() != src.read_bytes():
                         raise UserError(f"{to}: two shards wrote different files here")
                     continue
-                to.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, to)
+                with atomic_path(
+                    to
+                ) as tmp:  # a killed gather leaves no half file for the next one to trip on
+                    shutil.copy2(src, tmp)
     return sorted(out_dirs)
