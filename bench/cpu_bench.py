@@ -206,11 +206,11 @@ def main(argv=None) -> int:
         marks = first_frame if first_frame is not None else []
         started = time.perf_counter()
 
-        def on_frame(n):
-            if n == 1:
+        def on_frame(event):  # an audiobox.progress.ProgressEvent per frame
+            if event.done == 1:
                 marks.append(time.perf_counter() - started)
 
-        return generator.generate_custom_voice(text, on_frame=on_frame, **gen)
+        return generator.generate_custom_voice(text, progress=on_frame, **gen)
 
     for engine in engines:  # warm-up: first calls pay lazy imports and allocator growth
         torch.manual_seed(0)

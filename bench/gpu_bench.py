@@ -85,7 +85,7 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
         if FastGenerator.supports(model):
             fast = FastGenerator(model)
             runners["fast"] = (
-                lambda text, on_frame=None: fast.generate_custom_voice(text, on_frame=on_frame, **gen),
+                lambda text, on_frame=None: fast.generate_custom_voice(text, progress=on_frame, **gen),
                 True,
             )
         else:
@@ -123,8 +123,8 @@ def bench_model(label: str, path: Path, args) -> list[dict]:
             marks = []
             started = time.perf_counter()
 
-            def on_frame(n, started=started, marks=marks):
-                if n == 1:
+            def on_frame(event, started=started, marks=marks):  # an audiobox.progress.ProgressEvent
+                if event.done == 1:
                     _sync(torch, device)
                     marks.append(time.perf_counter() - started)
 

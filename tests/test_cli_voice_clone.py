@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,7 +89,8 @@ def test_prepare_ref_scores_candidates_and_registers_the_reference(audio, models
     assert ref["forced"] and record["prompts"] == {}  # reference only: no prompt yet
     wav, rate = sf.read(Path(dirs["cache"]) / "voices" / "sess" / "ref.wav")
     assert rate == 24000 and len(wav) / rate == pytest.approx(data["segment"]["duration"], abs=0.01)
-    assert "progress" not in err and "transcribing candidate" in err  # progress goes to stderr
+    # progress goes to stderr (not a terminal here: plain lines), the JSON alone to stdout
+    assert re.search(r"\] transcribe: started \(\d candidates\)\n", err) and "] transcribe: done in" in err
 
     # the human-readable form shows the table and the winner
     code, _, err = run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,10 +191,18 @@ def test_app_end_to_end_from_a_link(loopback_media, tiny_demucs, tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "AUDIOBOX_PROGRESS_SECONDS": "0"},
     )
     assert proc.returncode == 0, proc.stderr
     assert "registered voice 'from-link'" in proc.stderr and "Demucs ran on" in proc.stderr
+    # stderr is a pipe here, as in a log or CI: every stage as plain lines, with its progress
+    lines = proc.stderr.splitlines()
+    for stage in ("download", "speech map (VAD)", "speakers", "vocals (Demucs)", "export clips"):
+        assert any(f"] {stage}: started" in line for line in lines), (stage, proc.stderr)
+        assert any(f"] {stage}: done in" in line for line in lines), (stage, proc.stderr)
+    assert any(re.search(r"\] download: +\d+% \([\d.]+ MB of [\d.]+ MB\)$", line) for line in lines)
+    assert any(re.search(r"\] vocals \(Demucs\): +\d+% \(\d+ s of \d+ s\)$", line) for line in lines)
+    assert "\x1b[" not in proc.stderr  # no terminal control codes in a log
     manifest = json.loads((tmp_path / "out" / "from-link" / "clips.json").read_text())
     assert manifest["source"]["type"] == "url" and manifest["stats"]["separated_s"] <= 12.6
     assert all(24 <= c["start"] and c["end"] <= 46 for c in manifest["clips"])

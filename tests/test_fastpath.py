@@ -81,10 +81,13 @@ def test_supports_and_contract(loaded):
     fast = FastGenerator(model)
     frames = []
     wavs, sr = fast.generate_custom_voice(
-        "Hello there.", speaker="vivian", language="english", on_frame=frames.append, **GREEDY
+        "Hello there.", speaker="vivian", language="english", progress=frames.append, **GREEDY
     )
     assert sr == 24000 and len(wavs) == 1 and wavs[0].dtype == np.float32
-    assert frames == list(range(1, len(frames) + 1)) and len(frames) * 1920 == len(wavs[0])
+    assert [e.done for e in frames] == list(range(1, len(frames) + 1)) and len(frames) * 1920 == len(wavs[0])
+    assert {(e.stage, e.unit, e.total) for e in frames} == {
+        ("synthesize", "frames", GREEDY["max_new_tokens"])
+    }
     assert "generate" not in model.model.talker.__dict__  # the seam is restored after the call
 
 

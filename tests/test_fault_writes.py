@@ -162,7 +162,7 @@ def test_a_killed_download_leaves_nothing_after_the_next_run(tmp_path, loopback_
         f"import os, signal, sys\nsys.path.insert(0, {LIB!r})\n"
         "from audiobox.sources import TrimRange, download_source\n"
         f"download_source({url!r}, __import__('pathlib').Path({str(tmp_path / 'dl')!r}){span_arg},"
-        " on_progress=lambda done, total: done and os.kill(os.getpid(), signal.SIGKILL))\n"
+        " progress=lambda event: event.done and os.kill(os.getpid(), signal.SIGKILL))\n"
     )
     expect_killed(body)
     media_files = [p for p in (tmp_path / "dl").rglob("*") if p.suffix == ".wav"]

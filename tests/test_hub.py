@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -133,6 +134,12 @@ def test_models_download_from_a_mirror_then_the_apps_run_offline(tiny_models, tm
         done = run_app("voice-models", "download", *names, "--cache", str(cache), "--json", env=env)
         assert done.returncode == 0, done.stderr
         fetched = {m["name"]: Path(m["path"]) for m in json.loads(done.stdout)["models"]}
+        # progress through audiobox.progress (stderr is a pipe: plain lines), not huggingface_hub's bars
+        for repo in [*list(repos)[:2], "Systran/faster-whisper-small"]:
+            assert re.search(rf"\] download: started \([\d.]+ MB\): {re.escape(repo)}\n", done.stderr), (
+                done.stderr
+            )
+        assert done.stderr.count("] download: done in") == 3 and "Fetching" not in done.stderr
         assert (fetched["small"] / "model.bin").is_file() and str(cache / "asr") in str(fetched["small"])
         assert (fetched[names[1]] / "config.json").is_file()
 

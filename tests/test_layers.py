@@ -98,3 +98,61 @@ def test_no_library_function_takes_parsed_arguments():
                             f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}({param.arg})"
                         )
     assert not offenders, offenders
+
+
+# the library's own ways to reach the terminal, each with its reason; everything else reports
+# progress through audiobox.progress and warnings through logging
+TERMINAL_WRITERS = {
+    "errors.py",  # run_main: the apps' one error line, and the handler that shows library warnings
+    "cloud/vastapi.py",  # Log: the cloud run's own log file + terminal, which must never raise in a teardown
+    "tts/runtime.py",  # sends qwen_tts's own prints to stderr, so --json/--stdout output stays clean
+}
+
+
+def _terminal_use(path: Path) -> list[str]:
+    """print() calls and sys.stdout/sys.stderr references in one file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            found.append(f"print() at line {node.lineno}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("stdout", "stderr")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+        ):
+            found.append(f"sys.{node.attr} at line {node.lineno}")
+    return found
+
+
+def test_library_shows_nothing_itself():
+    """No rich or tqdm below cli/ (bars, tables and spinners are the apps' business), no prints."""
+    drawing = {
+        str(path.relative_to(PACKAGE)): sorted(
+            name for name in _imports(path) if name.split(".")[0] in ("rich", "tqdm")
+        )
+        for path in _library_modules()
+    }
+    assert not {k: v for k, v in drawing.items() if v}, "library modules importing rich/tqdm"
+    printing = {
+        rel: hits
+        for path in _library_modules()
+        if (rel := str(path.relative_to(PACKAGE))) not in TERMINAL_WRITERS and (hits := _terminal_use(path))
+    }
+    assert not printing, (
+        f"library modules writing to the terminal (use audiobox.progress / logging): {printing}"
+    )
+
+
+def test_one_progress_protocol():
+    """Progress crosses from the library to the apps as audiobox.progress events only: the former
+    channels (a Progress class, byte-count and frame callbacks, status strings) are gone."""
+    for needle in (
+        "on_progress",
+        "on_frame",
+        "RichProgress",
+        "ProgressCallback",
+        "ProgressHook",
+        "Status = ",
+    ):
+        assert _files_using(needle) == [], needle

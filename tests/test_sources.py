@@ -60,12 +60,12 @@ def loopback(loopback_media):
 
 def test_download_is_cached_by_video_id(loopback, tmp_path, speech_mix):
     seen = []
-    first = resolve_source(
-        url=f"{loopback}/podcast.mp3", downloads=tmp_path, on_progress=lambda d, t: seen.append(d)
-    )
+    first = resolve_source(url=f"{loopback}/podcast.mp3", downloads=tmp_path, progress=seen.append)
     assert first.kind == "url" and not first.cached and first.path.is_file()
     assert first.meta["extractor"].lower() == "generic" and first.meta["url"].endswith("podcast.mp3")
     assert abs(first.duration - speech_mix.duration) < 0.2 and seen
+    assert {(e.stage, e.unit) for e in seen} == {("download", "bytes")}
+    assert (seen[0].phase, seen[-1].phase) == ("start", "end") and seen[-2].done == seen[-2].total > 0
     assert first.path.parent.parent == tmp_path and first.path.read_bytes() == speech_mix.mp3.read_bytes()
     again = resolve_source(url=f"{loopback}/podcast.mp3", downloads=tmp_path)
     assert again.cached and again.path == first.path

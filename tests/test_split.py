@@ -9,21 +9,22 @@ import pytest
 import soundfile as sf
 from audiobox.errors import UserError
 from audiobox.separate import SeparatorOptions
-from audiobox.split import Progress, SplitOptions, VoiceSplitter, candidate_clips, select_windows
+from audiobox.split import SplitOptions, VoiceSplitter, candidate_clips, select_windows
 from audiobox.vad import Span
 
 TOL = 0.2  # VAD padding + onset error
 
 
-class Recorder(Progress):
+class Recorder:
+    """Collects the splitter's progress events (audiobox.progress); `notes`: each stage's last end message."""
+
     def __init__(self):
-        self.notes, self.warnings = {}, []
+        self.events, self.notes = [], {}
 
-    def done(self, name, note=""):
-        self.notes[name] = note
-
-    def warn(self, message):
-        self.warnings.append(message)
+    def __call__(self, event):
+        self.events.append(event)
+        if event.phase == "end":
+            self.notes[event.stage] = event.message
 
 
 _TRACKS: dict = {}
@@ -113,7 +114,7 @@ def test_caches_are_keyed_by_content(speech_mix, tmp_path):
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.startswith(".") and p.is_file()]
 
 
-def test_demucs_runs_only_on_speech_dense_windows(speech_mix, tiny_demucs, tmp_path):
+def test_demucs_runs_only_on_speech_dense_windows(speech_mix, tiny_demucs, tmp_path, caplog):
     rec = Recorder()
     splitter = _splitter(tmp_path, rec)
     opts = SplitOptions(
@@ -132,7 +133,11 @@ def test_demucs_runs_only_on_speech_dense_windows(speech_mix, tiny_demucs, tmp_p
     vocals = list((first.cache_dir / "vocals").glob("*.wav"))
     assert len(vocals) == 1 and sf.info(vocals[0]).samplerate == 24000
     # random weights destroy the speech: the window falls back to the mix, and says so
-    assert any("lost the speech" in w for w in first.warnings) and rec.warnings
+    assert any("lost the speech" in w for w in first.warnings)
+    assert any("lost the speech" in r.message for r in caplog.records if r.name == "audiobox.split")  # logged
+    separate = [e for e in rec.events if e.stage == "separate"]
+    assert separate[0].phase == "start" and separate[-1].phase == "end" and separate[0].unit == "s"
+    assert all(0 < e.done <= e.total for e in separate if e.phase == "update")
     assert first.clips and not first.clips[0].from_vocals
     _inside_speech(first.clips[0].start, first.clips[0].end, speech_mix)
     # second run: separated stem comes from the cache, same model object

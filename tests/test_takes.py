@@ -178,6 +178,7 @@ def test_ranking_picks_the_clean_take_and_names_each_defect(defect_takes, speech
     # the scoreboard is JSON-able and the table renders
     import json
 
+    from audiobox.cli.common import scoreboard_table
     from rich.console import Console
 
     data = json.loads(json.dumps(board.to_dict()))
@@ -189,7 +190,7 @@ def test_ranking_picks_the_clean_take_and_names_each_defect(defect_takes, speech
         "notes": [],
     }
     console = Console(record=True, width=140)
-    console.print(board.table())
+    console.print(scoreboard_table(board))
     assert "best" in console.export_text()
 
 

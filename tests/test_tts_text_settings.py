@@ -79,8 +79,13 @@ def test_progress_reports_frames_for_each_chunk(tiny_models):
         settings=GenerationSettings(max_new_tokens=6),
         chunk=True,
         seed=5,
-        progress=lambda *e: events.append(e),
+        progress=events.append,
     )
-    labels = {label for label, _, _ in events}
-    assert labels == {f"chunk {i + 1}/{len(takes[0].chunks)}" for i in range(len(takes[0].chunks))}
-    assert all(total == 6 and 0 <= done <= 6 for _, done, total in events)
+    chunks = [f"chunk {i + 1}/{len(takes[0].chunks)}" for i in range(len(takes[0].chunks))]
+    assert [e.message for e in events if e.phase == "start"] == chunks
+    assert [e.phase for e in events if e.phase != "update"] == ["start", "end"] * len(chunks)
+    frames = [e for e in events if e.phase == "update"]
+    assert {e.message for e in frames} == set(chunks) and {(e.stage, e.unit) for e in events} == {
+        ("synthesize", "frames")
+    }
+    assert all(e.total == 6 and 0 < e.done <= 6 for e in frames)

@@ -26,6 +26,7 @@ import numpy as np
 from audiobox import hub
 from audiobox.audio import Audio, resample
 from audiobox.errors import UserError
+from audiobox.progress import ProgressFn
 
 ASR_VERSION = 1  # bump when transcription settings change (cache keys include it)
 WHISPER_SAMPLE_RATE = 16000
@@ -144,11 +145,11 @@ def cached_model(model: str, cache_dir: Path | None = None) -> Path | None:
     return None
 
 
-def download(model: str, cache_dir: Path | None = None) -> Path:
-    """Fetch a whisper model into `cache_dir` (default: the HF cache), with progress."""
+def download(model: str, cache_dir: Path | None = None, progress: ProgressFn | None = None) -> Path:
+    """Fetch a whisper model into `cache_dir` (default: the HF cache); `progress` sees the bytes."""
     repo_id = whisper_repo_id(model)
     try:
-        return hub.snapshot(repo_id, cache_dir, allow_patterns=WHISPER_FILES)
+        return hub.snapshot(repo_id, cache_dir, allow_patterns=WHISPER_FILES, progress=progress)
     except Exception as exc:
         raise UserError(f"could not download whisper model {model!r}: {type(exc).__name__}: {exc}") from None
 

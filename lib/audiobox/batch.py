@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
+from audiobox.progress import ProgressFn, Reporter
 
 MANIFEST_VERSION = 1
 ITEM_KEYS = (
@@ -554,10 +554,12 @@ def run_batch(
     pool,
     options: BatchOptions = BatchOptions(),
     judge=None,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressFn | None = None,
     registry=None,
 ) -> BatchResult:
-    """Plan (fails before any model loads), then generate by model, batching what can be batched."""
+    """Plan (fails before any model loads), then generate by model, batching what can be batched.
+
+    `progress` gets a "batch" stage: items done of the total, with audio seconds and RTF so far."""
     from audiobox.voices import VoiceRegistry
 
     registry = registry or VoiceRegistry(dirs.voices)
@@ -588,18 +590,14 @@ def run_batch(
     todo = [p for p in planned if manifest.entry(p.item.number)["status"] != "done"]
     state = {"done": len(planned) - len(todo), "total": len(planned)}
 
-    def report(plan: PlannedItem | None = None):
-        if progress:
-            progress(
-                {
-                    "done": state["done"],
-                    "total": state["total"],
-                    "audio_sec": stats.audio_sec,
-                    "rtf": stats.rtf,
-                    "item": plan.item.number if plan else None,
-                }
-            )
+    reporter = Reporter(progress)
 
+    def report(plan: PlannedItem | None = None):
+        rtf = f", RTF {stats.rtf:.2f}" if stats.rtf else ""
+        note = f"item {plan.item.number}; " if plan else ""
+        reporter.update("batch", state["done"], message=f"{note}{stats.audio_sec:.1f} s of audio{rtf}")
+
+    reporter.start("batch", state["total"], "items")
     report()
     if (options.select_best or options.qa) and judge is None and todo:
         from audiobox.takes import JudgeOptions, TakeJudge
@@ -642,6 +640,7 @@ def run_batch(
     manifest.data["stopped_early"] = stop
     manifest.save()
     counts = manifest.data["summary"]
+    reporter.end("batch", f"{counts.get('done', 0)} done, {counts.get('failed', 0)} failed")
     return BatchResult(
         out_dir=out_dir,
         manifest_path=manifest.path,

@@ -13,6 +13,7 @@ from pathlib import Path
 from audiobox import hub
 from audiobox.errors import UserError, did_you_mean
 from audiobox.paths import Dirs
+from audiobox.progress import ProgressFn
 from audiobox.tts.models import DEFAULT_MODELS, KNOWN_MODELS, MODEL_TYPE_LABELS, cached_snapshot
 
 APPS = ("voice-synth", "voice-clone", "voice-split", "voice-register")
@@ -110,8 +111,8 @@ def cached(model: CatalogModel, dirs: Dirs) -> Path | None:
     return files[0].parent if files else None
 
 
-def download(model: CatalogModel, dirs: Dirs) -> Path:
-    """Fetch what is missing (huggingface_hub shows per-file progress on stderr)."""
+def download(model: CatalogModel, dirs: Dirs, progress: ProgressFn | None = None) -> Path:
+    """Fetch what is missing; `progress` gets a "download" stage (audiobox.progress) per fetch."""
     found = cached(model, dirs)
     if found is not None:
         return found
@@ -127,13 +128,13 @@ def download(model: CatalogModel, dirs: Dirs) -> Path:
         )
     if model.family == "qwen3-tts":
         try:
-            return hub.snapshot(model.name)
+            return hub.snapshot(model.name, progress=progress)
         except Exception as exc:
             raise UserError(f"could not download {model.name}: {type(exc).__name__}: {exc}") from None
     if model.family == "whisper":
         from audiobox.asr import download as download_whisper
 
-        return download_whisper(model.name, dirs.stage("asr"))
+        return download_whisper(model.name, dirs.stage("asr"), progress)
     from audiobox.separate import hub_model_files
 
-    return hub_model_files(model.name, download=True)[0].parent
+    return hub_model_files(model.name, download=True, progress=progress)[0].parent

@@ -9,17 +9,15 @@ it and speaks a text with it. The reference work itself is `audiobox.refprep`; t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiobox.errors import UserError
 from audiobox.paths import Dirs
+from audiobox.progress import ProgressFn, Reporter
 from audiobox.refprep import PreparedRef, RefOptions
 from audiobox.speak import SpeakRequest, SpeakResult
 from audiobox.voices import Voice, VoiceRegistry
-
-Status = Callable[[str], None]
 
 
 @dataclass
@@ -129,11 +127,11 @@ def check_request(request: CloneRequest, dirs: Dirs, with_model: bool = True) ->
         check_speech(request.speech, info)
 
 
-def prepare(request: CloneRequest, dirs: Dirs, status: Status | None = None) -> PrepareResult:
+def prepare(request: CloneRequest, dirs: Dirs, progress: ProgressFn | None = None) -> PrepareResult:
     """Choose, check and transcribe the reference; register it when asked (no TTS model needed)."""
     registry = VoiceRegistry(dirs.voices)
     check_request(request, dirs, with_model=False)
-    prepared, source, voice = resolve_reference(request, dirs, status)
+    prepared, source, voice = resolve_reference(request, dirs, progress)
     slug = request.voice_name or (
         voice.slug if voice is not None and prepared.chosen_by != "registered" else None
     )
@@ -146,7 +144,7 @@ def prepare(request: CloneRequest, dirs: Dirs, status: Status | None = None) -> 
     return PrepareResult(prepared, slug, False, [])
 
 
-def clone(request: CloneRequest, dirs: Dirs, pool, status: Status | None = None) -> CloneResult:
+def clone(request: CloneRequest, dirs: Dirs, pool, progress: ProgressFn | None = None) -> CloneResult:
     """Reference -> prompt (cached) -> registered voice -> takes of `request.speech`, each when asked."""
     from audiobox.speak import speak_with
     from audiobox.tts.settings import resolve_settings
@@ -162,7 +160,7 @@ def clone(request: CloneRequest, dirs: Dirs, pool, status: Status | None = None)
     if speech is not None:
         settings, settings_source = resolve_settings(speech.profile, None, speech.greedy, **speech.knobs)
 
-    prepared, source, voice = resolve_reference(request, dirs, status)
+    prepared, source, voice = resolve_reference(request, dirs, progress)
     prep_sec = time.perf_counter() - started
     synth = pool.synthesizer(request.model, "base")
     prompt_started = time.perf_counter()
@@ -171,7 +169,7 @@ def clone(request: CloneRequest, dirs: Dirs, pool, status: Status | None = None)
         prompt = registered_prompt(registry, voice.slug, synth.info, request.tone, prepared.x_vector_only)
         prompt_cached = prompt is not None
     if prompt is None:
-        prompt, prompt_cached = build_prompt(synth, prepared, request.ref.force, status)
+        prompt, prompt_cached = build_prompt(synth, prepared, request.ref.force, progress)
     prompt_sec = time.perf_counter() - prompt_started
 
     registered = None
@@ -198,6 +196,7 @@ def clone(request: CloneRequest, dirs: Dirs, pool, status: Status | None = None)
             timings={"prep_sec": prep_sec, "prompt_sec": prompt_sec},
             started=started,
             extra={"reference": {k: v for k, v in prepared.ref_info().items() if k != "wav"}},
+            progress=progress,
         )
     return CloneResult(prepared, synth.info.ref, prompt.mode, prompt_cached, registered, spoken)
 
@@ -206,7 +205,7 @@ def clone(request: CloneRequest, dirs: Dirs, pool, status: Status | None = None)
 
 
 def resolve_reference(
-    request: CloneRequest, dirs: Dirs, status: Status | None = None
+    request: CloneRequest, dirs: Dirs, progress: ProgressFn | None = None
 ) -> tuple[PreparedRef, dict, Voice | None]:
     """(reference, where it came from, the registered voice or None).
 
@@ -239,7 +238,7 @@ def resolve_reference(
     def loader():
         return load_asr(options.asr_model, device=options.asr_device, cache_dir=dirs.stage("asr"))
 
-    prepared = prepare_reference(path, dirs.stage("refs"), options, asr_loader=loader, progress=status)
+    prepared = prepare_reference(path, dirs.stage("refs"), options, asr_loader=loader, progress=progress)
     return prepared, source, voice
 
 
@@ -287,7 +286,7 @@ def registered_reference(voice: Voice, options: RefOptions) -> PreparedRef:
     )
 
 
-def build_prompt(synth, prepared: PreparedRef, force: bool, status: Status | None = None):
+def build_prompt(synth, prepared: PreparedRef, force: bool, progress: ProgressFn | None = None):
     """(prompt, reused): the clone prompt for this reference + model, cached beside the reference."""
     from audiobox.fsutil import sha256_json
     from audiobox.stagecache import cached_file
@@ -307,11 +306,10 @@ def build_prompt(synth, prepared: PreparedRef, force: bool, status: Status | Non
     )[:20]
 
     def build(_path=None):
-        if status:
-            status(f"building the {'x-vector' if prepared.x_vector_only else 'ICL'} clone prompt")
-        return synth.build_clone_prompt(
-            prepared.audio, prepared.transcript, x_vector_only=prepared.x_vector_only
-        )
+        with Reporter(progress).step("prompt", "x-vector" if prepared.x_vector_only else "ICL"):
+            return synth.build_clone_prompt(
+                prepared.audio, prepared.transcript, x_vector_only=prepared.x_vector_only
+            )
 
     if prepared.chosen_by == "registered":  # a voice's own reference: its registry prompts are the cache
         return build(), False

@@ -9,6 +9,7 @@ from audiobox.audio import Audio, load_audio, write_audio
 from audiobox.fsutil import atomic_write_json, sha256_json
 from audiobox.languages import normalize_language
 from audiobox.paths import Dirs
+from audiobox.progress import ProgressFn, Reporter
 from audiobox.styles import resolve_instruct
 from audiobox.tts.settings import resolve_settings
 from audiobox.tts.text import clean_text
@@ -33,8 +34,10 @@ class DesignRequest:
     replace: bool = False
 
 
-def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
-    """Design, clone, register. The designed reference is cached by its inputs, so reruns are cheap."""
+def design_voice(request: DesignRequest, dirs: Dirs, pool, progress: ProgressFn | None = None) -> dict:
+    """Design, clone, register. The designed reference is cached by its inputs, so reruns are cheap.
+
+    `progress` sees the designed reference being spoken ("synthesize") and the prompt built."""
     from audiobox.tts.synth import VoiceSpec
 
     registry = VoiceRegistry(dirs.voices)
@@ -60,7 +63,9 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
         reference = load_audio(ref_path)
         seed = json.loads((cache_dir / "design.json").read_text(encoding="utf-8")).get("seed")
     else:
-        take = designer.speak(ref_text, VoiceSpec.design(instruct), language, settings, seed=request.seed)[0]
+        take = designer.speak(
+            ref_text, VoiceSpec.design(instruct), language, settings, seed=request.seed, progress=progress
+        )[0]
         reference, seed = Audio(take.samples, take.sample_rate), take.seed
         write_audio(ref_path, reference.samples, reference.sample_rate)
         atomic_write_json(
@@ -76,7 +81,8 @@ def design_voice(request: DesignRequest, dirs: Dirs, pool) -> dict:
         )
     pool.release(designer.info.ref)
     cloner = pool.synthesizer(request.clone_model, "base")
-    prompt = cloner.build_clone_prompt(reference, ref_text)
+    with Reporter(progress).step("prompt", "ICL"):
+        prompt = cloner.build_clone_prompt(reference, ref_text)
 
     record = clone_record(
         engine="designed_clone",

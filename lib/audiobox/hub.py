@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from audiobox.errors import UserError
+from audiobox.progress import ProgressFn, Reporter
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MODELS_COMMAND = "voice-models"
@@ -140,26 +143,98 @@ def require_download(what: str, name: str, where: Path, alternative: str) -> Non
         raise not_cached_error(what, name, where, current.describe(), alternative)
 
 
-def snapshot(repo_id: str, cache: Path | None = None, allow_patterns: list[str] | None = None) -> Path:
-    """Download (or complete) a whole model repo from the hub; huggingface_hub shows the progress."""
+def snapshot(
+    repo_id: str,
+    cache: Path | None = None,
+    allow_patterns: list[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Download (or complete) a whole model repo from the hub; `progress` gets a "download" stage."""
     from huggingface_hub import snapshot_download
 
-    return Path(
-        snapshot_download(
-            repo_id,
-            cache_dir=str(cache or cache_dir()),
-            allow_patterns=allow_patterns,
-            endpoint=endpoint(),
+    cache = Path(cache or cache_dir())
+    with _watched(repo_id, cache, progress, lambda: _repo_bytes(repo_id, allow_patterns)):
+        return Path(
+            snapshot_download(
+                repo_id, cache_dir=str(cache), allow_patterns=allow_patterns, endpoint=endpoint()
+            )
         )
-    )
 
 
-def file(repo_id: str, filename: str, local_only: bool) -> Path:
-    """One file of a hub repo: from the cache only, or downloaded when missing."""
+def file(repo_id: str, filename: str, local_only: bool, progress: ProgressFn | None = None) -> Path:
+    """One file of a hub repo: from the cache only, or downloaded when missing (a "download" stage)."""
     from huggingface_hub import hf_hub_download
 
-    return Path(
-        hf_hub_download(
-            repo_id, filename, cache_dir=str(cache_dir()), local_files_only=local_only, endpoint=endpoint()
+    def fetch() -> Path:
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                cache_dir=str(cache_dir()),
+                local_files_only=local_only,
+                endpoint=endpoint(),
+            )
         )
-    )
+
+    if local_only:
+        return fetch()
+    with _watched(f"{repo_id}/{filename}", cache_dir(), progress, lambda: None, repo_id):
+        return fetch()
+
+
+def _repo_bytes(repo_id: str, allow_patterns: list[str] | None) -> int | None:
+    """The size of the files a snapshot fetches, from the hub's listing (None when it does not say)."""
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi(endpoint=endpoint()).model_info(repo_id, revision="main", files_metadata=True)
+    except Exception:  # the size is only for the progress line: the download itself reports failures
+        return None
+    sizes = [
+        s.size
+        for s in info.siblings or []
+        if allow_patterns is None or any(fnmatch(s.rfilename, pattern) for pattern in allow_patterns)
+    ]
+    return sum(sizes) if sizes and all(isinstance(size, int) for size in sizes) else None
+
+
+@contextmanager
+def _watched(what: str, cache: Path, progress: ProgressFn | None, total, repo_id: str | None = None):
+    """A "download" stage for a huggingface_hub download: the bytes arriving in the repo's blob folder,
+    read once a second (huggingface_hub's own bars are off meanwhile; it has no byte callback)."""
+    if progress is None:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    blobs = Path(cache) / f"models--{(repo_id or what).replace('/', '--')}" / "blobs"
+    reporter = Reporter(progress)
+    size = total()
+    reporter.start("download", size, "bytes", what)
+    stop = threading.Event()
+
+    def arrived() -> int:
+        try:
+            return sum(p.stat().st_size for p in blobs.iterdir() if p.is_file())
+        except OSError:
+            return 0
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            done = arrived()
+            reporter.update("download", min(done, size) if size else done)
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    watcher = threading.Thread(target=watch, name="download-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        if not was_disabled:
+            enable_progress_bars()
+    reporter.end("download", f"{arrived() / 1e6:.1f} MB in the cache")

@@ -47,6 +47,7 @@ from audiobox.audio import TTS_SAMPLE_RATE, Audio, load_audio, write_audio
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
 from audiobox.languages import pace_ratio, text_chars
+from audiobox.progress import ProgressFn, Reporter
 from audiobox.quality import QUALITY_VERSION, frame_powers, loudness_gain, measure, quality_score
 from audiobox.stagecache import cached_file, cached_json
 
@@ -68,8 +69,6 @@ DEFAULT_MIN_CONFIDENCE = 0.37  # geometric-mean token probability = exp(avg_logp
 MIN_COVERAGE = 0.8
 RATE_RANGE = (0.4, 2.5)  # transcript chars per speech second / the language's typical pace
 SILENT_PEAK = 1e-4
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -529,13 +528,13 @@ class RefPreparer:
         refs_root: Path,
         options: RefOptions,
         asr_loader: Callable[[], object] | None = None,
-        progress: Progress | None = None,
+        progress: ProgressFn | None = None,
     ):
         self.root = Path(refs_root)
         self.options = options
         self._asr_loader = asr_loader
         self._asr = None
-        self.progress = progress or (lambda msg: None)
+        self.progress = Reporter(progress)
         self.reused: dict = {}
         self.warnings: list[str] = []
 
@@ -548,7 +547,6 @@ class RefPreparer:
         decoded = base / "source-24k.wav"
 
         def decode() -> dict:
-            self.progress(f"decoding {path.name}")
             audio = load_audio(path, sample_rate=TTS_SAMPLE_RATE)
             if not np.all(np.isfinite(audio.samples)):
                 raise UserError(f"{path} decodes to invalid samples (NaN/inf)")
@@ -575,8 +573,14 @@ class RefPreparer:
         settings = VadSettings()
 
         def find_speech() -> dict:
-            self.progress("finding speech (Silero VAD)")
-            spans = load_vad().speech_spans(audio.samples, audio.sample_rate, settings=settings)
+            self.progress.start("vad", audio.duration, "s")
+            spans = load_vad().speech_spans(
+                audio.samples,
+                audio.sample_rate,
+                settings=settings,
+                progress=self.progress.shifted("vad", 0.0, audio.duration),
+            )
+            self.progress.end("vad", f"{sum(s.end - s.start for s in spans):.0f} s speech")
             return {"vad": settings.key(), "spans": [[round(s.start, 3), round(s.end, 3)] for s in spans]}
 
         data, self.reused["speech"] = cached_json(
@@ -590,8 +594,8 @@ class RefPreparer:
         if self._asr is None:
             if self._asr_loader is None:
                 raise UserError("a transcript is needed: pass --ref-text, or use --x-vector-only")
-            self.progress(f"loading whisper model {self.options.asr_model}")
-            self._asr = self._asr_loader()
+            with self.progress.step("load", f"whisper {self.options.asr_model}"):
+                self._asr = self._asr_loader()
         return self._asr
 
     def transcribe(self, audio: Audio, base: Path, start: float, end: float) -> dict:
@@ -847,7 +851,7 @@ class RefPreparer:
                 f"({speech_total:.1f} s of speech in short bursts); pass --ref-start/--ref-end"
             )
         windows = thin_windows(windows)
-        self.progress(f"measuring {len(windows)} candidate spans")
+        self.progress.note("reference", f"measuring {len(windows)} candidate spans")
         pool = [self._candidate(audio, spans, s, e, sp, loudness=False) for s, e, sp in windows]
         return [
             self._candidate(audio, spans, c.start, c.end, c.speech_s)  # full measures for the kept
@@ -857,10 +861,9 @@ class RefPreparer:
     def _transcribe_candidates(self, cands: list[Candidate], audio: Audio, spans, base: Path) -> None:
         """Whisper on each candidate; its words decide coverage, and the quality is re-measured with them."""
         lang = None if self.options.language == "auto" else self.options.language
-        for cand in cands:
-            self.progress(
-                f"transcribing candidate {cand.index}/{len(cands)} ({cand.start:.1f}-{cand.end:.1f} s)"
-            )
+        self.progress.start("transcribe", len(cands), "candidates")
+        for done, cand in enumerate(cands):
+            self.progress.update("transcribe", done, message=f"{cand.start:.1f}-{cand.end:.1f} s")
             self._add_transcript(cand, self.transcribe(audio, base, cand.start, cand.end), spans)
             seg = self._cut(audio, cand.start, cand.end)
             m = measure(
@@ -872,6 +875,7 @@ class RefPreparer:
             )
             q = quality_score(m)
             cand.quality, cand.quality_score = {**m.to_dict(), "parts": q.parts}, q.score
+        self.progress.end("transcribe")
 
     def _use_ref_text(self, cands: list[Candidate], audio: Audio, base: Path) -> None:
         """No whisper transcript: the given --ref-text (checked for pace, optionally verified) or none."""
@@ -882,7 +886,10 @@ class RefPreparer:
                 cand.transcript = opts.ref_text
                 cand.rate_ratio = pace_ratio(opts.ref_text, cand.speech_s, lang)
                 if opts.verify_ref_text:
-                    self.progress(f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)")
+                    self.progress.note(
+                        "reference",
+                        f"checking --ref-text against whisper ({cand.start:.1f}-{cand.end:.1f} s)",
+                    )
                     heard = self.transcribe(audio, base, cand.start, cand.end)
                     cand.verification = verify_words(opts.ref_text, heard, opts.min_confidence, opts.language)
             self._check(cand)
@@ -1004,7 +1011,7 @@ def prepare_reference(
     refs_root: Path,
     options: RefOptions,
     asr_loader: Callable[[], object] | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> PreparedRef:
     """Decode, find speech, choose and check a segment; see the module docstring."""
     options.check()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from audiobox import hub
 from audiobox.errors import UserError
+from audiobox.progress import ProgressEvent, ProgressFn
 
 DEFAULT_SEPARATOR_MODEL = "htdemucs"
 HF_NAMESPACE = "adefossez"
@@ -51,10 +51,9 @@ class LoadedSeparator:
     options: SeparatorOptions
     load_s: float
 
-    def vocals(
-        self, samples: np.ndarray, sample_rate: int, on_progress: Callable[[float], None] | None = None
-    ) -> np.ndarray:
-        """Mono vocals at `sample_rate` for a mono float32 signal."""
+    def vocals(self, samples: np.ndarray, sample_rate: int, progress: ProgressFn | None = None) -> np.ndarray:
+        """Mono vocals at `sample_rate` for a mono float32 signal; `progress` gets "separate" events
+        (seconds of `samples` done)."""
         import torch
         from demucs.apply import apply_model
 
@@ -73,10 +72,13 @@ class LoadedSeparator:
         segment = float(getattr(self.model, "segment", 7.8) or 7.8) * self.samplerate
         n_models = len(getattr(self.model, "models", [None]))
 
+        seconds = len(samples) / sample_rate
+
         def callback(info: dict) -> None:
-            if on_progress and info.get("state") == "end":
+            if progress and info.get("state") == "end":
                 within = min(1.0, (float(info.get("segment_offset", 0)) + segment) / max(1, length))
-                on_progress(min(1.0, (int(info.get("model_idx_in_bag", 0)) + within) / n_models))
+                share = min(1.0, (int(info.get("model_idx_in_bag", 0)) + within) / n_models)
+                progress(ProgressEvent("separate", done=share * seconds, total=seconds, unit="s"))
 
         with torch.inference_mode():
             out = apply_model(
@@ -87,7 +89,7 @@ class LoadedSeparator:
                 overlap=self.options.overlap,
                 progress=False,
                 device=self.device,
-                callback=callback if on_progress else None,
+                callback=callback if progress else None,
             )[0]
         voc = (out[self.vocals_index] * std + mean).mean(0).cpu().numpy().astype(np.float32)
         return resample(voc, self.samplerate, sample_rate)
@@ -158,7 +160,7 @@ def _hf_repo_id(name: str) -> str:
     return f"{namespace or HF_NAMESPACE}/{hf_repo_name(short)}"
 
 
-def hub_model_files(name: str, download: bool) -> list[Path] | None:
+def hub_model_files(name: str, download: bool, progress: ProgressFn | None = None) -> list[Path] | None:
     """The bag yaml and weight files of a Demucs hub model, from the cache (no network at all when
     it is complete). Missing files are downloaded when `download` and the hub (audiobox.hub) can be
     reached; without `download` a missing file gives None."""
@@ -176,7 +178,7 @@ def hub_model_files(name: str, download: bool) -> list[Path] | None:
             "Demucs model", name, hub.cache_dir(), "pass --demucs-repo DIR with local model files"
         )
         try:
-            return hub.file(repo_id, filename, local_only=False)
+            return hub.file(repo_id, filename, local_only=False, progress=progress)
         except Exception as exc:
             raise UserError(
                 f"cannot download Demucs model {name!r} from {repo_id}: {type(exc).__name__}: {exc}"
@@ -194,19 +196,21 @@ def hub_model_files(name: str, download: bool) -> list[Path] | None:
     return files
 
 
-def _load_from_hub(name: str) -> tuple[Any, list[Path]]:
+def _load_from_hub(name: str, progress: ProgressFn | None = None) -> tuple[Any, list[Path]]:
     import yaml
     from demucs.apply import BagOfModels
     from demucs.hf import load_safetensors_model
 
-    files = hub_model_files(name, download=True)
+    files = hub_model_files(name, download=True, progress=progress)
     bag = yaml.safe_load(files[0].read_text()) or {}
     models = [load_safetensors_model(path) for path in files[1:]]
     return BagOfModels(models, bag.get("weights"), bag.get("segment")), files
 
 
-def load_separator(options: SeparatorOptions = SeparatorOptions()) -> LoadedSeparator:
-    """Load (once per process) the Demucs model named in `options`."""
+def load_separator(
+    options: SeparatorOptions = SeparatorOptions(), progress: ProgressFn | None = None
+) -> LoadedSeparator:
+    """Load (once per process) the Demucs model named in `options`; a download shows on `progress`."""
     key = (options.model, str(options.repo) if options.repo else None, options.device)
     if key in _LOADED:
         loaded = _LOADED[key]
@@ -220,7 +224,7 @@ def load_separator(options: SeparatorOptions = SeparatorOptions()) -> LoadedSepa
     if options.repo is not None:
         model, files = _load_from_repo(options.model, Path(options.repo).expanduser())
     else:
-        model, files = _load_from_hub(options.model)
+        model, files = _load_from_hub(options.model, progress)
     model.eval()
     sources = list(getattr(model, "sources", []))
     if "vocals" not in sources:

@@ -16,7 +16,6 @@ import logging
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,11 @@ from urllib.parse import unquote, urlparse
 
 from audiobox.errors import UserError
 from audiobox.fsutil import TEMP_PREFIX, atomic_move, atomic_write_json, clean_stale, sha256_json, staging_dir
+from audiobox.progress import ProgressFn, Reporter
 
 log = logging.getLogger(__name__)
 
 TRIM_TOLERANCE_S = 0.5  # an --end up to half a second past the end is accepted (rounded durations)
-
-ProgressCallback = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
 
 
 @dataclass(frozen=True)
@@ -337,7 +335,7 @@ def download_source(
     downloads: Path,
     *,
     cookies: Path | None = None,
-    on_progress: ProgressCallback | None = None,
+    progress: ProgressFn | None = None,
     refresh: bool = False,
     limits: SourceLimits = SourceLimits(),
     span: TrimRange = WHOLE,
@@ -347,7 +345,8 @@ def download_source(
     With a `span` (seconds of the source) only that range is fetched where the site allows it; the
     file then starts at `span.start` (SourceMedia.offset). A cached whole recording serves any range.
     Live streams are refused, and so is a recording longer or larger than `limits`: before the
-    download when the site says so, otherwise as soon as the bytes pass the cap."""
+    download when the site says so, otherwise as soon as the bytes pass the cap. `progress` gets a
+    "download" stage in bytes (only when bytes are fetched: not for a cached or refused link)."""
     scheme = urlparse(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise UserError(
@@ -382,7 +381,7 @@ def download_source(
             info["url"],
             downloads,
             cookies=cookies,
-            on_progress=on_progress,
+            progress=progress,
             refresh=refresh,
             limits=limits,
             span=span,
@@ -405,7 +404,7 @@ def download_source(
                 atomic_write_json(_index_path(downloads, url, span), {"url": url, "entry": entry})
                 return hit
 
-    fetch = _Fetch(url, downloads, extractor, video_id, opts, limits, on_progress, info)
+    fetch = _Fetch(url, downloads, extractor, video_id, opts, limits, Reporter(progress), info)
     if span != WHOLE:
         limits.check_duration(span.length(float(info.get("duration") or span.end or 0.0)), url)
         try:
@@ -439,7 +438,7 @@ class _Fetch:
     video_id: str
     opts: dict[str, Any]
     limits: SourceLimits
-    on_progress: ProgressCallback | None
+    progress: Reporter
     info: dict[str, Any]
 
     def run(self, span: TrimRange) -> SourceMedia:
@@ -451,17 +450,21 @@ class _Fetch:
         url, limits = self.url, self.limits
         folder, meta_path = _download_entry(self.downloads, self.extractor, self.video_id, span)
         clean_stale(folder, (TEMP_PREFIX,))  # what a killed download left behind
+        part = (
+            ""
+            if span == WHOLE
+            else f" ({format_timestamp(span.start)}-{'end' if span.end is None else format_timestamp(span.end)})"
+        )
+        self.progress.start("download", unit="bytes", message=url + part)
         with staging_dir(folder, prefix=TEMP_PREFIX) as staging:
 
             def hook(status: dict) -> None:
                 # raising here stops yt-dlp at once; the staging folder goes with the exception
                 limits.check_bytes(status.get("total_bytes"), url)
                 limits.check_bytes(status.get("downloaded_bytes"), url)
-                if self.on_progress and status.get("status") in ("downloading", "finished"):
-                    self.on_progress(
-                        int(status.get("downloaded_bytes") or 0),
-                        status.get("total_bytes") or status.get("total_bytes_estimate"),
-                    )
+                if status.get("status") in ("downloading", "finished"):
+                    total = status.get("total_bytes") or status.get("total_bytes_estimate")
+                    self.progress.update("download", int(status.get("downloaded_bytes") or 0), total)
 
             dl_opts = dict(
                 self.opts,
@@ -527,6 +530,7 @@ class _Fetch:
             atomic_write_json(meta_path, meta)
             entry = str(meta_path.relative_to(self.downloads))
             atomic_write_json(_index_path(self.downloads, url, span), {"url": url, "entry": entry})
+            self.progress.end("download", f"{meta['bytes'] / 1e6:.1f} MB")
             return SourceMedia(
                 path=final, kind="url", duration=span.start + duration, meta=source, offset=span.start
             )
@@ -538,7 +542,7 @@ def resolve_source(
     audio: str | Path | None = None,
     downloads: Path | None = None,
     cookies: Path | None = None,
-    on_progress: ProgressCallback | None = None,
+    progress: ProgressFn | None = None,
     limits: SourceLimits = SourceLimits(),
     span: TrimRange = WHOLE,
 ) -> SourceMedia:
@@ -556,4 +560,4 @@ def resolve_source(
         raise UserError(f"not a link and not an existing file: {url!r}")
     if downloads is None:
         raise UserError("internal: no downloads cache dir given")
-    return download_source(url, downloads, cookies=cookies, on_progress=on_progress, limits=limits, span=span)
+    return download_source(url, downloads, cookies=cookies, progress=progress, limits=limits, span=span)

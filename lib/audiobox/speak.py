@@ -13,6 +13,7 @@ from pathlib import Path
 from audiobox.errors import UserError
 from audiobox.outputs import environment_info, exact_run_dir, new_run_dir, write_run_meta, write_take_audio
 from audiobox.paths import Dirs, app_command
+from audiobox.progress import ProgressFn
 from audiobox.styles import resolve_instruct
 from audiobox.tts.models import DEFAULT_MODELS
 from audiobox.tts.settings import resolve_settings
@@ -254,7 +255,7 @@ def prepare_speak(request: SpeakRequest, dirs: Dirs, pool) -> tuple:
     return text, resolved, settings, settings_source, synth, spec, prompt_id
 
 
-def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress=None) -> SpeakResult:
+def run_speak(request: SpeakRequest, dirs: Dirs, pool, progress: ProgressFn | None = None) -> SpeakResult:
     """Validate, load (via the pool), generate and write one run; returns where it went."""
     started = time.perf_counter()
     text, resolved, settings, settings_source, synth, spec, prompt_id = prepare_speak(request, dirs, pool)
@@ -285,7 +286,7 @@ def speak_with(
     started: float,
     timings: dict | None = None,
     extra: dict | None = None,
-    progress=None,
+    progress: ProgressFn | None = None,
 ) -> SpeakResult:
     """The one render path for whole takes: speak `text` (cleaned) with a loaded model and voice,
     write the takes and takes.meta.json (app: `request.app`).

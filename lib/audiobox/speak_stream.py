@@ -21,6 +21,7 @@ from audiobox.errors import UserError
 from audiobox.languages import normalize_language
 from audiobox.outputs import exact_run_dir, new_run_dir, take_filename
 from audiobox.paths import Dirs
+from audiobox.progress import ProgressFn, Reporter
 from audiobox.speak import SpeakRequest, SpeakResult, prepare_speak, write_run
 
 STDOUT_FORMATS = ("wav", "pcm")
@@ -75,7 +76,7 @@ class StreamOutput:
 
 
 def run_speak_stream(
-    request: SpeakRequest, dirs: Dirs, pool, output: StreamOutput, progress=None
+    request: SpeakRequest, dirs: Dirs, pool, output: StreamOutput, progress: ProgressFn | None = None
 ) -> SpeakResult:
     """Validate, load, stream one take into ``output``; write takes.meta.json with first-audio time."""
     from audiobox.tts.stream import StreamEngine, StreamJob, StreamOptions
@@ -110,11 +111,14 @@ def run_speak_stream(
     audio: list[np.ndarray] = []
     chunk_meta = []
     gap = np.zeros(int(request.pause_s * 24000), dtype=np.float32)
+    reporter = Reporter(progress)
     try:
         for index, piece in enumerate(pieces):
             piece_seed = seed + index
             budget = settings.budget_for(piece, language)
-            label = f"chunk {index + 1}/{len(pieces)}" if len(pieces) > 1 else "frames"
+            reporter.start(
+                "synthesize", budget, "frames", f"chunk {index + 1}/{len(pieces)}" if len(pieces) > 1 else ""
+            )
             if index and len(gap):
                 sink.write(gap)
                 audio.append(gap)
@@ -127,8 +131,7 @@ def run_speak_stream(
                 sink.write(samples)
                 audio.append(samples)
                 piece_samples += len(samples)
-                if progress:
-                    progress(label, handle.stats.frames, budget)
+                reporter.update("synthesize", handle.stats.frames)
             chunk_meta.append(
                 {
                     "text": piece,
@@ -139,6 +142,7 @@ def run_speak_stream(
                     "finish": handle.stats.finish,
                 }
             )
+            reporter.end("synthesize", f"{piece_samples / 24000:.1f} s of audio")
     finally:
         sink.close()
         engine.close()

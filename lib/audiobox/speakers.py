@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from audiobox.errors import UserError
+from audiobox.progress import ProgressEvent, ProgressFn
 from audiobox.vad import Span
 
 ENCODER_NAME = "resemblyzer-ge2e"
@@ -169,9 +169,11 @@ class SpeakerEncoder:
         self,
         audio: np.ndarray,
         spans: list[Span],
-        on_progress: Callable[[float], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> WindowEmbeddings:
         """Embeddings of 1.6 s windows every 0.8 s inside each span of 16 kHz `audio`.
+
+        `progress` gets a "speakers" event (seconds of speech done) after each span.
 
         A span shorter than a window gives one zero-padded window. Memory stays bounded: windows
         go through the encoder in batches as the spans are read.
@@ -191,7 +193,7 @@ class SpeakerEncoder:
                 parts.append(out.cpu().numpy().astype(np.float32))
                 batch.clear()
 
-        done = 0.0
+        done, total = 0.0, sum(span.duration for span in spans)
         for k, span in enumerate(spans):
             a, b = int(round(span.start * ENCODER_RATE)), int(round(span.end * ENCODER_RATE))
             wav = audio[max(0, a) : b]
@@ -214,8 +216,8 @@ class SpeakerEncoder:
                 if len(batch) >= BATCH_WINDOWS:
                     flush()
             done += span.duration
-            if on_progress is not None:
-                on_progress(done)
+            if progress is not None:
+                progress(ProgressEvent("speakers", done=done, total=total, unit="s"))
         flush()
         emb = np.concatenate(parts) if parts else np.zeros((0, 256), np.float32)
         return WindowEmbeddings(
@@ -488,13 +490,13 @@ def find_speakers(
     spans: list[Span],
     encoder: SpeakerEncoder,
     settings: SpeakerSettings | None = None,
-    on_progress: Callable[[float], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> SpeakerMap:
     """Speakers in the speech `spans` (seconds) of 16 kHz mono `audio`; the count is found, not given."""
     settings = settings or SpeakerSettings()
     settings.validate()
     spans = [s for s in spans if s.duration > 0]
-    windows = encoder.embed_windows(audio, spans, on_progress=on_progress)
+    windows = encoder.embed_windows(audio, spans, progress=progress)
 
     # segments: spans cut at speaker changes
     bounds: list[tuple[float, float, bool, bool, int]] = []

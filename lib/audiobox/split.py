@@ -20,9 +20,9 @@ audio.wav never share results; every cache file is written atomically.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,13 +33,13 @@ import numpy as np
 from audiobox.audio import MAX_DECODE_S, TTS_SAMPLE_RATE, load_audio, write_audio
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
+from audiobox.progress import ProgressEvent, ProgressFn, Reporter
 from audiobox.separate import LoadedSeparator, SeparatorOptions, load_separator
 from audiobox.sources import (
     SourceLimits,
     SourceMedia,
     TrimRange,
     format_timestamp,
-    is_url,
     resolve_source,
     validate_trim,
 )
@@ -58,6 +58,8 @@ from audiobox.speakers import (
 )
 from audiobox.stagecache import cached_file, cached_json, read_json
 from audiobox.vad import VAD_SAMPLE_RATE, Span, VadSettings, load_vad, merge_spans, speech_seconds
+
+log = logging.getLogger(__name__)
 
 SPLIT_CACHE_VERSION = 1
 # the first pass only needs to know roughly where speech is; a longer min_silence keeps sentences whole
@@ -210,75 +212,6 @@ class SpeakerListing:
             "speakers": data,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
-
-
-# ----------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """What the pipeline reports; the default does nothing. The CLI passes a rich-backed one."""
-
-    def stage(self, name: str, total: float | None = None, label: str | None = None) -> None: ...
-    def update(self, name: str, completed: float, total: float | None = None) -> None: ...
-    def done(self, name: str, note: str = "") -> None: ...
-    def warn(self, message: str) -> None: ...
-
-
-class RichProgress(Progress):
-    """rich progress bars on stderr, one per stage (download, vad, separate, export)."""
-
-    LABELS = {
-        "download": "download",
-        "vad": "speech map (VAD)",
-        "speakers": "speakers",
-        "separate": "vocals (Demucs)",
-        "export": "export clips",
-    }
-
-    def __init__(self, console=None):
-        from rich.console import Console
-        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
-        from rich.progress import Progress as RP
-
-        self.console = console or Console(stderr=True)
-        self._bar = RP(
-            TextColumn("{task.description:<18}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
-            console=self.console,
-            transient=False,
-        )
-        self._tasks: dict[str, Any] = {}
-        self._bar.start()
-
-    def stage(self, name: str, total: float | None = None, label: str | None = None) -> None:
-        if name not in self._tasks:
-            self._tasks[name] = self._bar.add_task(label or self.LABELS.get(name, name), total=total, note="")
-        else:
-            self._bar.update(self._tasks[name], total=total)
-
-    def update(self, name: str, completed: float, total: float | None = None) -> None:
-        if name not in self._tasks:
-            self.stage(name, total)
-        kwargs = {"completed": completed}
-        if total is not None:
-            kwargs["total"] = total
-        self._bar.update(self._tasks[name], **kwargs)
-
-    def done(self, name: str, note: str = "") -> None:
-        if name not in self._tasks:
-            self.stage(name, 1)
-        task = self._bar.tasks[[t.id for t in self._bar.tasks].index(self._tasks[name])]
-        total = task.total if task.total else 1
-        self._bar.update(self._tasks[name], total=total, completed=total, note=note)
-
-    def warn(self, message: str) -> None:
-        self._bar.console.print(f"[yellow]warning:[/yellow] {message}")
-
-    def close(self) -> None:
-        self._bar.stop()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -462,10 +395,10 @@ def _timed(timings: dict[str, float], key: str):
 class VoiceSplitter:
     """Holds the models (VAD always, Demucs when first needed) so a process can split several sources."""
 
-    def __init__(self, cache_root: Path, downloads: Path, progress: Progress | None = None):
+    def __init__(self, cache_root: Path, downloads: Path, progress: ProgressFn | None = None):
         self.cache_root = Path(cache_root)
         self.downloads = Path(downloads)
-        self.progress = progress or Progress()
+        self.progress = Reporter(progress)
         self.vad = load_vad()
         self._separator: LoadedSeparator | None = None
         self._encoder: SpeakerEncoder | None = None
@@ -473,7 +406,7 @@ class VoiceSplitter:
 
     def separator(self, options: SeparatorOptions) -> LoadedSeparator:
         if self._separator is None or self._separator.options != options:
-            self._separator = load_separator(options)
+            self._separator = load_separator(options, self.progress.sink)
         return self._separator
 
     def speaker_encoder(self) -> SpeakerEncoder:
@@ -555,7 +488,7 @@ class VoiceSplitter:
             audio, separated_s = self.window_audio(opts, scan, windows, raw_spans, sep, warnings)
             scored = self.score_candidates(opts, windows, audio, regions)
             if sep is not None:
-                self.progress.done("separate", f"{separated_s:.0f} s of {total_s:.0f} s")
+                self.progress.end("separate", f"{separated_s:.0f} s of {total_s:.0f} s")
         if not scored:
             if regions is not None:
                 self._require_clean_speech(opts, selection, float("inf"))
@@ -595,38 +528,23 @@ class VoiceSplitter:
             speakers=selection,
         )
         for w in warnings:
-            self.progress.warn(w)
+            log.warning(w)
         write_manifest(result)
         return result
 
     # -- stage 1: source
     def resolve(self, opts: SplitOptions) -> tuple[SourceMedia, TrimRange]:
         opts.validate()
-        # a download gets a progress row; a local file none, so that a bad one is one error line
-        downloading = bool(opts.url) and is_url(opts.url) and not opts.url.startswith("file://")
-        if downloading:
-            self.progress.stage("download", None)
-
-        def on_bytes(done: int, total: int | None) -> None:
-            self.progress.update("download", done, total)
-
         source = resolve_source(
             url=opts.url,
             audio=opts.audio,
             downloads=self.downloads,
             cookies=opts.cookies,
-            on_progress=on_bytes,
+            progress=self.progress.sink,
             limits=opts.limits,
             span=TrimRange(opts.start or 0.0, opts.end),
         )
         trim = validate_trim(opts.start, opts.end, source.duration)
-        if downloading:
-            note = "cached" if source.cached else ("local file" if source.kind == "file" else "downloaded")
-            part = source.meta.get("downloaded_range")
-            if part:
-                end = "end" if part[1] is None else format_timestamp(part[1])
-                note += f" {format_timestamp(part[0])}-{end} only"
-            self.progress.done("download", note)
         return source, trim
 
     def _scan(self, opts: SplitOptions, source: SourceMedia, trim: TrimRange) -> _Scan:
@@ -641,7 +559,7 @@ class VoiceSplitter:
     def speech_map(self, opts: SplitOptions, scan: _Scan) -> tuple[list[Span], float]:
         """Speech spans of the scanned range (seconds from the trim start) and its length."""
         path = scan.cache_dir / f"vad_{scan.range_key}_{sha256_json(RAW_VAD.key())[:8]}.json"
-        self.progress.stage("vad", scan.scan_end - scan.trim.start)
+        self.progress.start("vad", scan.scan_end - scan.trim.start, "s")
 
         def compute() -> dict:
             audio16 = scan.source.read(
@@ -655,7 +573,7 @@ class VoiceSplitter:
                 audio16,
                 VAD_SAMPLE_RATE,
                 settings=RAW_VAD,
-                on_progress=lambda done_s: self.progress.update("vad", done_s, total_s),
+                progress=self.progress.shifted("vad", 0.0, total_s),
             )
             return {
                 "version": SPLIT_CACHE_VERSION,
@@ -673,7 +591,7 @@ class VoiceSplitter:
             valid=lambda d: d.get("version") == SPLIT_CACHE_VERSION,
         )
         spans = [Span(float(a), float(b)) for a, b in data["spans"]]
-        self.progress.done("vad", "cached" if reused else f"{speech_seconds(spans):.0f} s speech")
+        self.progress.end("vad", "cached" if reused else f"{speech_seconds(spans):.0f} s speech")
         return spans, float(data["audio_s"])
 
     # -- stage 2b: who speaks when, and whose clips to keep
@@ -682,7 +600,7 @@ class VoiceSplitter:
         settings = opts.speaker_settings
         key = sha256_json({"vad": RAW_VAD.key(), "speakers": settings.key()})[:8]
         path = scan.cache_dir / f"speakers_{scan.range_key}_{key}.json"
-        self.progress.stage("speakers", speech_seconds(raw_spans))
+        self.progress.start("speakers", speech_seconds(raw_spans), "s")
 
         def compute() -> dict:
             from audiobox.speakers import find_speakers
@@ -693,7 +611,7 @@ class VoiceSplitter:
                 raw_spans,
                 self.speaker_encoder(),
                 settings,
-                on_progress=lambda done_s: self.progress.update("speakers", done_s),
+                progress=self.progress.shifted("speakers", 0.0, speech_seconds(raw_spans)),
             )
             return smap.to_json() | {
                 "source_sha256": scan.file_hash,
@@ -710,7 +628,7 @@ class VoiceSplitter:
         data, reused = cached_json(path, refresh=opts.refresh, make=compute, valid=valid)
         smap = SpeakerMap.from_json(data, settings)
         count = len(smap.speakers)
-        self.progress.done(
+        self.progress.end(
             "speakers", ("cached, " if reused else "") + f"{count} speaker{'s' if count != 1 else ''}"
         )
         return smap
@@ -804,8 +722,9 @@ class VoiceSplitter:
         warnings: list[str],
     ) -> tuple[list[_WindowAudio], float]:
         """Per window: the vocals (or the mix without Demucs) and their speech; seconds separated."""
+        window_total = sum(w.end - w.start for w in windows)
         if sep is not None:
-            self.progress.stage("separate", sum(w.end - w.start for w in windows))
+            self.progress.start("separate", window_total, "s")
         out: list[_WindowAudio] = []
         separated_s = done_s = 0.0
         for win in windows:
@@ -820,9 +739,7 @@ class VoiceSplitter:
                     end,
                     mix,
                     opts.refresh,
-                    lambda f, base=done_s, w=win: self.progress.update(
-                        "separate", base + f * (w.end - w.start)
-                    ),
+                    self.progress.shifted("separate", done_s, window_total),
                 )
                 separated_s += win.end - win.start
                 from_vocals = True
@@ -847,7 +764,7 @@ class VoiceSplitter:
         end: float,
         mix: np.ndarray,
         refresh: bool,
-        on_progress: Callable[[float], None],
+        progress: ProgressFn,
     ) -> np.ndarray:
         path = (
             scan.cache_dir
@@ -865,12 +782,12 @@ class VoiceSplitter:
             return audio.samples[: mix.size]
 
         def make(p: Path) -> np.ndarray:
-            vocals = sep.vocals(mix, TTS_SAMPLE_RATE, on_progress=on_progress)
+            vocals = sep.vocals(mix, TTS_SAMPLE_RATE, progress=progress)
             write_audio(p, vocals, TTS_SAMPLE_RATE, "wav")  # written to a temp name, then renamed
             return vocals
 
         vocals, _reused = cached_file(path, refresh=refresh, load=load, make=make)
-        on_progress(1.0)
+        progress(ProgressEvent("separate", done=end - start))
         return vocals
 
     # -- stage 5: candidate clips, scored
@@ -923,7 +840,7 @@ class VoiceSplitter:
         best_first = pick_clips(scored, max(opts.clips, 1), opts.length)[: opts.clips]
         reference = self._pick_reference(scored)
         out_dir = Path(opts.out_dir) if opts.out_dir else None
-        self.progress.stage("export", len(best_first) + 1)
+        self.progress.start("export", len(best_first) + 1, "clips")
 
         def cut(span: Span, wi: int) -> np.ndarray:
             a = int(round((span.start - windows[wi].start) * TTS_SAMPLE_RATE))
@@ -970,7 +887,7 @@ class VoiceSplitter:
             if path is not None:
                 write_audio(path, ref_samples, TTS_SAMPLE_RATE, "wav")
             ref_clip = clip(0, path, reference)
-        self.progress.done("export", f"{len(clips)} clips" + (" + reference" if ref_clip else ""))
+        self.progress.end("export", f"{len(clips)} clips" + (" + reference" if ref_clip else ""))
         return clips, ref_clip, ref_samples
 
     @staticmethod

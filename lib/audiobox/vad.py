@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from audiobox.errors import UserError
+from audiobox.progress import ProgressEvent, ProgressFn
 
 VAD_SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz: the model's hop
@@ -187,11 +188,11 @@ class SpeechDetector:
         self,
         samples: np.ndarray,
         sample_rate: int = VAD_SAMPLE_RATE,
-        on_progress: Callable[[float], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> np.ndarray:
         """Speech probability per 32 ms frame (16 kHz input; other rates are resampled).
 
-        `on_progress(seconds_done)` is called after each block (~16 s of audio).
+        `progress` gets a "vad" event (seconds of audio done) after each block (~16 s of audio).
         """
         audio = self._prepare(samples, sample_rate)
         h = np.zeros((1, 1, 128), dtype=np.float32)
@@ -200,8 +201,13 @@ class SpeechDetector:
         for block in _frame_blocks(audio, self.block_frames):
             probs, h, c = self.session.run(["speech_probs", "hn", "cn"], {"input": block, "h": h, "c": c})
             parts.append(probs)
-            if on_progress is not None:
-                on_progress(min(audio.size, sum(p.size for p in parts) * FRAME_SAMPLES) / VAD_SAMPLE_RATE)
+            if progress is not None:
+                done = min(audio.size, sum(p.size for p in parts) * FRAME_SAMPLES)
+                progress(
+                    ProgressEvent(
+                        "vad", done=done / VAD_SAMPLE_RATE, total=audio.size / VAD_SAMPLE_RATE, unit="s"
+                    )
+                )
         return np.concatenate(parts).reshape(-1) if parts else np.zeros(0, dtype=np.float32)
 
     def speech_spans(
@@ -214,14 +220,14 @@ class SpeechDetector:
         pad_s: float = 0.03,
         threshold: float = 0.5,
         settings: VadSettings | None = None,
-        on_progress: Callable[[float], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> list[Span]:
         """Speech spans in seconds. `settings` overrides the keyword knobs when given."""
         settings = settings or VadSettings(
             threshold=threshold, min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s
         )
         audio = self._prepare(samples, sample_rate)
-        probs = self.frame_probs(audio, VAD_SAMPLE_RATE, on_progress=on_progress)
+        probs = self.frame_probs(audio, VAD_SAMPLE_RATE, progress=progress)
         return spans_from_probs(probs, settings, audio.size / VAD_SAMPLE_RATE)
 
     @staticmethod

@@ -8,6 +8,7 @@ from pathlib import Path
 from audiobox.batch import DEFAULT_BATCH_SIZE, DIALOGUE_PAUSE_S, BatchOptions, BatchResult
 from audiobox.cli.common import (
     HelpFormatter,
+    ProgressView,
     add_dirs,
     add_generation,
     add_output_format,
@@ -147,10 +148,8 @@ def cmd_batch(args) -> int:
             f"{script.path.name}: {len(planned)} items OK ({script.kind}); models: {', '.join(models)}"
         )
         return 0
-    pool = ModelPool(
-        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
-    )
-    with batch_progress(console) as progress:
+    with ProgressView(console) as progress:
+        pool = ModelPool(runtime_options(args), args.backend, progress)
         result = run_batch(script, dirs, pool, options, progress=progress, registry=registry)
     for line in result.failures:
         console.print(f"[red]failed[/red] {line}")
@@ -179,43 +178,6 @@ def cmd_batch(args) -> int:
             }
         )
     return 0 if result.ok else 1
-
-
-class batch_progress:
-    """Items done, audio seconds produced and the real-time factor, on stderr."""
-
-    def __init__(self, console):
-        self.console = console
-
-    def __enter__(self):
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("batch"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} items"),
-            TextColumn("{task.fields[audio]:.1f} s audio"),
-            TextColumn("RTF {task.fields[rtf]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-            disable=not self.console.is_terminal,
-        )
-        self.progress.__enter__()
-        self.task = None
-        return self
-
-    def __call__(self, state: dict) -> None:
-        rtf = f"{state['rtf']:.2f}" if state.get("rtf") else "-"
-        if self.task is None:
-            self.task = self.progress.add_task("batch", total=state["total"], audio=0.0, rtf="-")
-        self.progress.update(
-            self.task, completed=state["done"], total=state["total"], audio=state["audio_sec"], rtf=rtf
-        )
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
 
 
 def summary_line(result: BatchResult) -> str:

@@ -358,3 +358,210 @@ def print_takes(console, result, output: str | None = None) -> None:
     console.print(f"seed: {seed} (--seed {seed} with the same settings repeats this run)")
     if output:
         console.print(f"output: {output}")
+
+
+class ProgressView:
+    """Shows the library's progress events (audiobox.progress) on stderr.
+
+    On a terminal: one rich bar per stage. Otherwise (logs, CI, a pipe): plain lines, a start and an
+    end line per stage and at most one update line per stage every `every_s` seconds (default:
+    $AUDIOBOX_PROGRESS_SECONDS, else 5), so a long run never goes silent. Nothing is written before
+    the first event, so a run that fails its input checks still leaves only its one error line.
+    """
+
+    LABELS = {
+        "download": "download",
+        "vad": "speech map (VAD)",
+        "speakers": "speakers",
+        "separate": "vocals (Demucs)",
+        "export": "export clips",
+        "load": "load model",
+        "synthesize": "synthesize",
+        "batch": "batch",
+    }
+
+    def __init__(self, console=None, every_s: float | None = None, clock=None):
+        import time
+
+        self.console = console or stderr_console()
+        self.every_s = every_s if every_s is not None else _seconds_env("AUDIOBOX_PROGRESS_SECONDS", 5.0)
+        self.clock = clock or time.monotonic
+        self.began = self.clock()
+        self._bar = None
+        self._tasks: dict[str, int] = {}
+        self._started: dict[str, float] = {}
+        self._last_line: dict[str, float] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+            self._tasks.clear()
+
+    def __call__(self, event) -> None:
+        if self.console.is_terminal:
+            self._draw(event)
+        else:
+            self._line(event)
+
+    def _label(self, stage: str) -> str:
+        return self.LABELS.get(stage, stage)
+
+    # -- plain lines (not a terminal)
+    def _line(self, event) -> None:
+        now = self.clock()
+        stage = event.stage
+        if event.phase == "start":
+            self._started[stage] = now
+            self._last_line[stage] = now
+            size = f" ({_amount(event.total, event.unit)})" if event.total else ""
+            text = f"started{size}" + (f": {event.message}" if event.message else "")
+        elif event.phase == "end":
+            took = now - self._started.pop(stage, now)
+            self._last_line.pop(stage, None)
+            text = f"done in {took:.1f} s" + (f" ({event.message})" if event.message else "")
+        elif event.done is None:
+            text = event.message
+        else:
+            if now - self._last_line.get(stage, -float("inf")) < self.every_s:
+                return
+            self._last_line[stage] = now
+            self._started.setdefault(stage, now)
+            text = _fraction(event.done, event.total, event.unit) + (
+                f" {event.message}" if event.message else ""
+            )
+        stream = self.console.file
+        stream.write(f"[{now - self.began:7.1f} s] {self._label(stage)}: {text}\n")
+        stream.flush()
+
+    # -- rich bars (a terminal)
+    def _draw(self, event) -> None:
+        task = self._tasks.get(event.stage)
+        if task is None and event.phase == "update" and event.done is None:  # a note of its own
+            from rich.markup import escape
+
+            self.console.print(f"[dim]{self._label(event.stage)}: {escape(event.message)}[/dim]")
+            return
+        bar = self._bar or self._open_bar()
+        if task is None:
+            task = self._tasks[event.stage] = bar.add_task(
+                self._label(event.stage), total=event.total, note="", amount=""
+            )
+        elif event.phase == "start":
+            bar.reset(task, total=event.total, note="", amount="")
+        if event.phase == "start":
+            bar.update(task, note=event.message)
+        elif event.phase == "update":
+            fields = {"note": event.message} if event.message else {}
+            if event.total is not None:
+                fields["total"] = event.total
+            if event.done is not None:
+                fields.update(completed=event.done, amount=_fraction(event.done, event.total, event.unit))
+            bar.update(task, **fields)
+        else:
+            total = bar.tasks[self._index(task)].total or 1
+            amount = _fraction(event.total, event.total, event.unit) if event.total else ""
+            bar.update(task, total=total, completed=total, note=event.message, amount=amount)
+            bar.stop_task(task)
+
+    def _index(self, task) -> int:
+        return [t.id for t in self._bar.tasks].index(task)
+
+    def _open_bar(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description:<18}", markup=False),
+            BarColumn(),
+            TextColumn("{task.fields[amount]}", markup=False),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}", markup=False),
+            console=self.console,
+        )
+        self._bar.start()
+        return self._bar
+
+
+def _seconds_env(name: str, default: float) -> float:
+    """A number of seconds from the environment; a value that is not one is refused by name."""
+    import os
+
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UserError(f"{name}={value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise UserError(f"{name}={value!r} must be at least 0")
+    return seconds
+
+
+def _amount(value: float | None, unit: str) -> str:
+    if value is None:
+        return "?"
+    if unit == "bytes":
+        return f"{value / 1e6:.1f} MB"
+    if unit == "s":
+        return f"{value:.0f} s"
+    return f"{value:g} {unit}".strip()
+
+
+def _fraction(done: float, total: float | None, unit: str) -> str:
+    """'40% (12 of 30 s)', or just the amount when the total is not known."""
+    if not total:
+        return _amount(done, unit)
+    return f"{100 * done / total:3.0f}% ({_amount(done, unit)} of {_amount(total, unit)})"
+
+
+def scoreboard_table(board, title: str | None = None):
+    """The take checks' scoreboard (audiobox.takes) as a rich Table: one row per take, best first."""
+    from rich.table import Table
+
+    table = Table(title=title or "takes", show_lines=False)
+    for column, justify in (
+        ("take", "right"),
+        ("score", "right"),
+        (board.metric.upper(), "right"),
+        ("sim", "right"),
+        ("pace", "right"),
+        ("clip %", "right"),
+        ("silence in/out s", "right"),
+        ("SNR dB", "right"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=True)
+    table.add_column("verdict", justify="left", overflow="fold", min_width=12)
+    for take in sorted(board.takes, key=lambda t: (t.rank or 10**6, t.index)):
+        acoustics = take.acoustics
+        verdict = (
+            "[green]best[/]"
+            if take.index == board.best_index
+            else ("ok" if take.passed else "[red]" + ", ".join(c.name for c in take.failures) + "[/]")
+        )
+        table.add_row(
+            str(take.index),
+            f"{take.score:.3f}",
+            _fmt(take.error_rate, "{:.2f}"),
+            _fmt(take.similarity, "{:.2f}"),
+            _fmt(take.pace_ratio, "{:.2f}x"),
+            _fmt(_pct(acoustics.get("clipping_ratio")), "{:.2f}"),
+            f"{_fmt(acoustics.get('leading_silence_sec'), '{:.1f}')}/{_fmt(acoustics.get('trailing_silence_sec'), '{:.1f}')}",
+            _fmt(acoustics.get("snr_db"), "{:.0f}"),
+            verdict,
+        )
+    return table
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _pct(value):
+    return None if value is None else 100.0 * value

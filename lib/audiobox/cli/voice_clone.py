@@ -14,6 +14,7 @@ from pathlib import Path
 from audiobox.cli.common import (
     HelpFormatter,
     Parser,
+    ProgressView,
     add_asr,
     add_dirs,
     add_generation,
@@ -185,13 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- shared steps ------------------------------------------------------------------------------------------
 
 
-def _status(console):
-    def show(message: str) -> None:
-        console.print(f"[dim]{message}…[/dim]")
-
-    return show
-
-
 def ref_options(args, chooser=None):
     from audiobox.languages import normalize_language
     from audiobox.refprep import RefOptions
@@ -323,7 +317,8 @@ def cmd_prepare_ref(args) -> int:
     dirs = resolve_dirs(args.cache)
     console = stderr_console()
     request = clone_request(args, console)
-    result = prepare(request, dirs, status=_status(console))
+    with ProgressView(console) as progress:
+        result = prepare(request, dirs, progress)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -360,8 +355,9 @@ def cmd_synth(args) -> int:
             **generation_fields(args),
         )
     request = clone_request(args, console, speech)
-    pool = ModelPool(runtime_options(args), args.backend, status=_status(console))
-    result = clone(request, dirs, pool, status=_status(console))
+    with ProgressView(console) as progress:
+        pool = ModelPool(runtime_options(args), args.backend, progress)
+        result = clone(request, dirs, pool, progress)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -399,8 +395,9 @@ def cmd_self_test(args) -> int:
         if "seed" in check.extra:  # the detail names the output file
             console.print(f"      seed {check.extra['seed']}")
 
-    pool = ModelPool(runtime_options(args), args.backend, status=_status(console))
-    result = run_self_test(request, dirs, pool, on_check=show)
+    with ProgressView(console) as progress:
+        pool = ModelPool(runtime_options(args), args.backend, progress)
+        result = run_self_test(request, dirs, pool, on_check=show)
     if args.json:
         print_json(result.to_dict())
     else:

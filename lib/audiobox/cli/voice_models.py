@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, print_json, run_subcommand, stderr_console
+from audiobox.cli.common import (
+    HelpFormatter,
+    Parser,
+    ProgressView,
+    add_dirs,
+    print_json,
+    run_subcommand,
+    stderr_console,
+)
 from audiobox.errors import run_main
 from audiobox.paths import resolve_dirs
 
@@ -100,7 +108,8 @@ def cmd_download(args) -> int:
     done = []
     for model in models:
         console.print(f"{model.name} ({model.family}): {model.purpose}")
-        path = download(model, dirs)
+        with ProgressView(console) as progress:
+            path = download(model, dirs, progress)
         console.print(f"  in the cache: {path}")
         done.append({"name": model.name, "family": model.family, "path": str(path)})
     if args.json:

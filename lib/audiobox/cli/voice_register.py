@@ -18,6 +18,7 @@ import time
 from audiobox.cli.common import (
     HelpFormatter,
     Parser,
+    ProgressView,
     add_asr,
     add_dirs,
     add_generation,
@@ -27,11 +28,13 @@ from audiobox.cli.common import (
     runtime_options,
     sampling_fields,
     speaker_note,
+    stderr_console,
     time_value,
 )
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
 from audiobox.paths import app_command
+from audiobox.progress import ProgressEvent
 from audiobox.tts.models import DEFAULT_MODELS
 
 DEFAULT_TEST_TEXT = "Hello! This is my new voice. I hope it sounds just like the recording."
@@ -79,22 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Stages:
-    """Times each stage and prints one line per stage on stderr."""
+    """Times each stage and shows it as a progress stage (a bar on a terminal, start/end lines otherwise)."""
 
-    def __init__(self, console):
-        self.console = console
+    def __init__(self, progress):
+        self.progress = progress
         self.times: dict[str, float] = {}
         self._name: str | None = None
         self._t0 = 0.0
 
     def start(self, name: str, what: str) -> None:
         self._name, self._t0 = name, time.monotonic()
-        self.console.print(f"[bold]{name}[/bold]: {what}")
+        self.progress(ProgressEvent(name, "start", message=what))
 
     def end(self, note: str = "") -> None:
-        took = time.monotonic() - self._t0
-        self.times[self._name] = round(took, 3)
-        self.console.print(f"  done in {took:.1f} s" + (f" — {note}" if note else ""))
+        self.times[self._name] = round(time.monotonic() - self._t0, 3)
+        self.progress(ProgressEvent(self._name, "end", message=note))
 
 
 def _precheck(args, dirs, registry):
@@ -146,47 +148,46 @@ def _precheck(args, dirs, registry):
 
 def dispatch(argv) -> int:
     args = build_parser().parse_args(argv)
-    from rich.console import Console
-
     from audiobox.paths import resolve_dirs
     from audiobox.voices import VoiceRegistry
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = stderr_console()
     dirs = resolve_dirs(cache=args.cache, out=args.out)
     registry = VoiceRegistry(dirs.voices)
-    slug = args.voice_name
     if args.list_speakers:
         from audiobox.cli.common import show_speakers
-        from audiobox.split import RichProgress, VoiceSplitter
+        from audiobox.split import VoiceSplitter
 
-        progress = RichProgress(console)
-        try:
+        with ProgressView(console) as progress:
             splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
             return show_speakers(splitter, split_options(args, None), dirs, args.json, progress)
-        finally:
-            progress.close()
     info, ref_opts, speech = _precheck(args, dirs, registry)
     opts = split_options(args, None)
     opts.validate()
     if opts.url and opts.start and (args.ref_start is not None or args.ref_end is not None):
         ref_opts.shifted(opts.start)  # a reference span must lie in the part of the link downloaded
-    stages = _Stages(console)
+    with ProgressView(console) as progress:
+        return _register(args, dirs, registry, opts, (info, ref_opts, speech), console, progress)
+
+
+def _register(args, dirs, registry, opts, checked, console, progress) -> int:
+    """The stages, once every input is checked; `progress` shows them and the library's own."""
+    info, ref_opts, speech = checked
+    slug = args.voice_name
+    stages = _Stages(progress)
 
     # 1. split
-    from audiobox.split import RichProgress, VoiceSplitter
+    from audiobox.split import VoiceSplitter
 
-    progress = RichProgress(console)
-    try:
-        splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-        splitter.prepare(opts)  # a missing Demucs model fails here, before any download
-        local = splitter.resolve(opts) if opts.audio else None  # a bad file: its error line alone
-        stages.start("split", "clips from the source")
-        source, trim = local or splitter.resolve(opts)
-        opts.out_dir = dirs.work / slug
-        result = splitter.run(opts, source, trim)
-    finally:
-        progress.close()
+    splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+    splitter.prepare(opts)  # a missing Demucs model fails here, before any download
+    local = splitter.resolve(opts) if opts.audio else None  # a bad file: its error line alone
+    stages.start("split", "clips from the source")
+    source, trim = local or splitter.resolve(opts)
+    opts.out_dir = dirs.work / slug
+    result = splitter.run(opts, source, trim)
     if args.interactive:
+        progress.close()
         choose_reference(result, console)
     if result.reference is None or result.reference.path is None:
         raise UserError("no reference clip came out of the split")
@@ -214,7 +215,7 @@ def dispatch(argv) -> int:
         dirs.stage("refs"),
         ref_opts,
         asr_loader=asr_loader,
-        progress=lambda msg: None,
+        progress=progress,
     )
     for warning in prepared.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -228,7 +229,7 @@ def dispatch(argv) -> int:
     from audiobox.tts.pool import ModelPool
 
     stages.start("prompt", f"clone prompt with {info.ref}")
-    pool = ModelPool(runtime_options(args), backend=args.backend)
+    pool = ModelPool(runtime_options(args), backend=args.backend, progress=progress)
     synth = pool.synthesizer(info.ref, "base")
     prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=args.x_vector_only)
     stages.end()
@@ -266,7 +267,7 @@ def dispatch(argv) -> int:
         from audiobox.speak import run_speak
 
         stages.start("speak", f"test sentence: {speech.text!r}")
-        spoken = run_speak(speech, dirs, pool)
+        spoken = run_speak(speech, dirs, pool, progress=progress)
         take_files = [str(p) for p in spoken.files]
         stages.end(", ".join(take_files))
 
@@ -292,6 +293,7 @@ def dispatch(argv) -> int:
         "next": next_cmd,
     }
     summary["reference"].pop("audio", None)
+    progress.close()
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     else:

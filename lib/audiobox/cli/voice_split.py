@@ -11,7 +11,16 @@ import argparse
 import shlex
 import sys
 
-from audiobox.cli.common import HelpFormatter, Parser, add_dirs, add_voice_name, show_speakers, speaker_note
+from audiobox.cli.common import (
+    HelpFormatter,
+    Parser,
+    ProgressView,
+    add_dirs,
+    add_voice_name,
+    show_speakers,
+    speaker_note,
+    stderr_console,
+)
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
 from audiobox.errors import UserError, run_main
 from audiobox.paths import app_command
@@ -97,13 +106,10 @@ def dispatch(argv) -> int:
     opts = split_options(args, None)
     opts.validate()
 
-    from rich.console import Console
+    from audiobox.split import VoiceSplitter
 
-    from audiobox.split import RichProgress, VoiceSplitter
-
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    progress = RichProgress(console)
-    try:
+    console = stderr_console()
+    with ProgressView(console) as progress:
         splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
         if args.list_speakers:
             return show_speakers(splitter, opts, dirs, args.json, progress)
@@ -113,8 +119,6 @@ def dispatch(argv) -> int:
         source, trim = splitter.resolve(opts)
         opts.out_dir = dirs.work / (args.voice_name or source.source_id)
         result = splitter.run(opts, source, trim)
-    finally:
-        progress.close()
     if args.interactive:
         choose_reference(result, console)
     voice = None

@@ -10,6 +10,7 @@ from audiobox.cli.batch import add_batch_parser, cmd_batch
 from audiobox.cli.common import (
     HelpFormatter,
     Parser,
+    ProgressView,
     add_dirs,
     add_generation,
     add_output_format,
@@ -24,6 +25,7 @@ from audiobox.cli.common import (
     run_subcommand,
     runtime_options,
     sampling_fields,
+    scoreboard_table,
     stderr_console,
     time_value,
 )
@@ -295,12 +297,10 @@ def cmd_speak(args) -> int:
     if args.save_profile_default and not args.voice:
         raise UserError("--save-profile-default needs --voice")
     console = stderr_console()
-    pool = ModelPool(
-        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
-    )
-    if args.stream or args.stdout:
-        return cmd_speak_stream(args, request, dirs, pool, console)
-    with synthesis_progress(console) as progress:
+    with ProgressView(console) as progress:
+        pool = ModelPool(runtime_options(args), args.backend, progress)
+        if args.stream or args.stdout:
+            return cmd_speak_stream(args, request, dirs, pool, console, progress)
         result = run_speak(request, dirs, pool, progress=progress)
     if args.save_profile_default:
         save_profile_default(dirs, args)
@@ -321,7 +321,7 @@ def cmd_speak(args) -> int:
     return code
 
 
-def cmd_speak_stream(args, request, dirs, pool, console) -> int:
+def cmd_speak_stream(args, request, dirs, pool, console, progress) -> int:
     """speak --stream / --stdout: one take, written as it is made; time to first audio in --json."""
     from audiobox.speak_stream import StreamOutput, run_speak_stream
 
@@ -332,8 +332,8 @@ def cmd_speak_stream(args, request, dirs, pool, console) -> int:
     if args.save_profile_default:
         save_profile_default(dirs, args)
     output = StreamOutput(fmt=args.stdout or args.format, pipe=sys.stdout.buffer if args.stdout else None)
-    with synthesis_progress(console) as progress:
-        result = run_speak_stream(request, dirs, pool, output, progress=progress)
+    result = run_speak_stream(request, dirs, pool, output, progress=progress)
+    progress.close()
     timings = {k: round(v, 3) for k, v in result.meta["timings"].items()}
     summary = result.to_dict() if result.run_dir else {"seed": result.meta["seed"], "timings": timings}
     if args.output and result.files:
@@ -394,7 +394,8 @@ def review_takes(args, result, dirs, console) -> int:
     options = review_options(args)
     if not options.wanted:
         return 0
-    review = review_speak_result(result, dirs, options)
+    with ProgressView(console) as progress:
+        review = review_speak_result(result, dirs, options, progress)
     print_review(console, review, result.run_dir)
     return 1 if review.failed else 0
 
@@ -417,9 +418,10 @@ def print_review(console, review, run_dir: Path) -> None:
     if review.failed:
         console.print("[red]no take passed the checks[/red]: best file not written (see the scoreboard)")
     console.print(
-        board.table(
+        scoreboard_table(
+            board,
             title=f"takes ({board.metric.upper()} by {board.models.get('asr') or 'no ASR'}, "
-            f"similarity to {board.models.get('similarity_to') or '-'})"
+            f"similarity to {board.models.get('similarity_to') or '-'})",
         )
     )
     if review.best_file is not None:
@@ -437,39 +439,6 @@ def save_profile_default(dirs, args) -> None:
         record["generation_defaults"] = {**record.get("generation_defaults", {}), **knobs}
 
     VoiceRegistry(dirs.voices).update(args.voice, mutate)
-
-
-class synthesis_progress:
-    """A rich progress bar on stderr: frames of the current chunk against its budget (ends early at EOS)."""
-
-    def __init__(self, console):
-        self.console = console
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("synthesizing {task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} frames"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-            disable=not self.console.is_terminal,
-        )
-        self.progress.__enter__()
-        return self
-
-    def __call__(self, label: str, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.progress.add_task(label, total=total)
-        self.progress.update(self.task, description=label, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
 
 
 def cmd_list_voices(args) -> int:
@@ -619,9 +588,6 @@ def cmd_design_voice(args) -> int:
 
     dirs = resolve_dirs(args.cache)
     console = stderr_console()
-    pool = ModelPool(
-        runtime_options(args), args.backend, status=lambda msg: console.print(f"[dim]{msg}…[/dim]")
-    )
     request = DesignRequest(
         slug=args.voice_name,
         instruct=args.instruct,
@@ -635,7 +601,9 @@ def cmd_design_voice(args) -> int:
         description=args.description,
         replace=args.force,
     )
-    result = design_voice(request, dirs, pool)
+    with ProgressView(console) as progress:
+        pool = ModelPool(runtime_options(args), args.backend, progress)
+        result = design_voice(request, dirs, pool, progress)
     if args.json:
         print_json(result)
     else:

@@ -12,6 +12,7 @@ import numpy as np
 
 from audiobox.errors import UserError
 from audiobox.languages import expected_seconds
+from audiobox.progress import ProgressFn, Reporter
 from audiobox.speakers import SpeakerEncoder
 from audiobox.takes.backends import TakeTranscriber, load_transcriber
 from audiobox.takes.text import CJK_LANGS, compare_text, resolve_language
@@ -119,51 +120,6 @@ class Scoreboard:
             "takes": [t.to_dict() for t in sorted(self.takes, key=lambda t: t.index)],
         }
 
-    def table(self, title: str | None = None):
-        """A rich Table: one row per take, best first."""
-        from rich.table import Table
-
-        table = Table(title=title or "takes", show_lines=False)
-        for column, justify in (
-            ("take", "right"),
-            ("score", "right"),
-            (self.metric.upper(), "right"),
-            ("sim", "right"),
-            ("pace", "right"),
-            ("clip %", "right"),
-            ("silence in/out s", "right"),
-            ("SNR dB", "right"),
-        ):
-            table.add_column(column, justify=justify, no_wrap=True)
-        table.add_column("verdict", justify="left", overflow="fold", min_width=12)
-        for take in sorted(self.takes, key=lambda t: (t.rank or 10**6, t.index)):
-            acoustics = take.acoustics
-            verdict = (
-                "[green]best[/]"
-                if take.index == self.best_index
-                else ("ok" if take.passed else "[red]" + ", ".join(c.name for c in take.failures) + "[/]")
-            )
-            table.add_row(
-                str(take.index),
-                f"{take.score:.3f}",
-                _fmt(take.error_rate, "{:.2f}"),
-                _fmt(take.similarity, "{:.2f}"),
-                _fmt(take.pace_ratio, "{:.2f}x"),
-                _fmt(_pct(acoustics.get("clipping_ratio")), "{:.2f}"),
-                f"{_fmt(acoustics.get('leading_silence_sec'), '{:.1f}')}/{_fmt(acoustics.get('trailing_silence_sec'), '{:.1f}')}",
-                _fmt(acoustics.get("snr_db"), "{:.0f}"),
-                verdict,
-            )
-        return table
-
-
-def _fmt(value, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
-
-
-def _pct(value):
-    return None if value is None else 100.0 * value
-
 
 # --------------------------------------------------------------------------------------------
 # The judge
@@ -248,11 +204,13 @@ class TakeJudge:
         language: str | None = "auto",
         reference=None,
         align_words: bool = False,
+        progress: ProgressFn | None = None,
     ) -> Scoreboard:
         """Score takes (objects with .samples and .sample_rate; optional .index, .seed) of one text.
 
         reference: an Audio of the voice (clone ref.wav); without one, similarity is measured
         against the other takes (leave-one-out mean), which still catches a take that drifts.
+        `progress` gets a "check takes" stage (takes scored; the models load inside it).
         """
         if not text or not text.strip():
             raise UserError("cannot judge takes of an empty text")
@@ -260,6 +218,8 @@ class TakeJudge:
             raise UserError("no takes to judge")
         lang = resolve_language(text, language)
         limits = self.options.thresholds
+        reporter = Reporter(progress)
+        reporter.start("check takes", len(takes), "takes")
         transcriber = self.transcriber_for(lang) if self.options.asr != "none" else None
         scores: list[TakeScore] = []
         embeddings: list[np.ndarray | None] = []
@@ -281,6 +241,7 @@ class TakeJudge:
                 self._measure_text(score, text, hyp, lang, limits)
             embeddings.append(encoder.embed(samples, sr) if encoder else None)
             scores.append(score)
+            reporter.update("check takes", position + 1)
         ref_emb = self._reference_embedding(reference) if (encoder and reference is not None) else None
         self._measure_similarity(scores, embeddings, ref_emb, limits)
         metric = "cer" if lang in CJK_LANGS else "wer"
@@ -299,6 +260,7 @@ class TakeJudge:
             },
         )
         rank_takes(board)
+        reporter.end("check takes", f"best: take {board.best_index}" if board.best_index else "none passed")
         return board
 
     def _measure_acoustics(self, score: TakeScore, samples, sr, text, lang, limits: Thresholds) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiobox.progress import ProgressFn
 from audiobox.takes.judge import JudgeOptions, Scoreboard, TakeJudge
 
 
@@ -32,7 +33,7 @@ class Review:
     failed: bool  # --select-best found no take that passed the hard checks
 
 
-def review_speak_result(result, dirs, options: ReviewOptions) -> Review:
+def review_speak_result(result, dirs, options: ReviewOptions, progress: ProgressFn | None = None) -> Review:
     """Judge `result.takes` (a speak.SpeakResult) and record the scoreboard in its takes.meta.json."""
     from audiobox.audio import load_audio, write_audio
     from audiobox.fsutil import atomic_write_json
@@ -54,6 +55,7 @@ def review_speak_result(result, dirs, options: ReviewOptions) -> Review:
         result.meta.get("language", "auto"),
         reference=reference,
         align_words=options.align_words,
+        progress=progress,
     )
     meta = dict(result.meta)
     meta["selection"] = {"mode": "select_best" if options.select_best else "qa", **board.to_dict()}

@@ -32,7 +32,8 @@ Contract (what the engine integrates against)::
     wavs, sr = fast.generate_custom_voice(text, speaker=..., language=..., instruct=..., **gen_kwargs)
     wavs, sr = fast.generate_voice_design(text, instruct=..., language=..., **gen_kwargs)
 
-Every method also takes ``on_frame=callable(frames_done: int)``, called once per generated frame,
+Every method also takes ``progress=`` (an ``audiobox.progress.ProgressFn``: a "synthesize" event,
+frames done of ``max_new_tokens``, per generated frame),
 ``generators=[torch.Generator, ...]`` (one per row): row i then samples from its own generator
 (:func:`pick_per_row`), so a row's draws do not depend on the other rows of the call, and
 ``budgets=[int, ...]``: row i stops where ``max_new_tokens=budgets[i]`` would stop it alone.
@@ -46,9 +47,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from audiobox.progress import ProgressEvent, ProgressFn
+
 __all__ = ["FastGenerator", "TalkerResult"]
 
-FrameCallback = Callable[[int], None]
 
 # Attention implementations whose decode-step inputs we reproduce exactly (sdpa takes boolean or no
 # masks and decides causality itself; eager would need additive masks built the way HF builds them).
@@ -288,13 +290,13 @@ class FastGenerator:
         x_vector_only_mode: bool = False,
         voice_clone_prompt=None,
         non_streaming_mode: bool = False,
-        on_frame: FrameCallback | None = None,
+        progress: ProgressFn | None = None,
         generators: list | None = None,
         budgets: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_clone``."""
-        with self._fast_talker(on_frame, generators, budgets):
+        with self._fast_talker(progress, generators, budgets):
             return self.qwen.generate_voice_clone(
                 text,
                 language=language,
@@ -313,13 +315,13 @@ class FastGenerator:
         language=None,
         instruct=None,
         non_streaming_mode: bool = True,
-        on_frame: FrameCallback | None = None,
+        progress: ProgressFn | None = None,
         generators: list | None = None,
         budgets: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_custom_voice``."""
-        with self._fast_talker(on_frame, generators, budgets):
+        with self._fast_talker(progress, generators, budgets):
             return self.qwen.generate_custom_voice(
                 text,
                 speaker=speaker,
@@ -335,13 +337,13 @@ class FastGenerator:
         instruct,
         language=None,
         non_streaming_mode: bool = True,
-        on_frame: FrameCallback | None = None,
+        progress: ProgressFn | None = None,
         generators: list | None = None,
         budgets: list | None = None,
         **gen_kwargs,
     ):
         """Same arguments and return value as ``Qwen3TTSModel.generate_voice_design``."""
-        with self._fast_talker(on_frame, generators, budgets):
+        with self._fast_talker(progress, generators, budgets):
             return self.qwen.generate_voice_design(
                 text,
                 instruct=instruct,
@@ -353,12 +355,12 @@ class FastGenerator:
     # ------------------------------------------------------------------ the seam
     @contextmanager
     def _fast_talker(
-        self, on_frame: FrameCallback | None, generators: list | None = None, budgets: list | None = None
+        self, progress: ProgressFn | None, generators: list | None = None, budgets: list | None = None
     ) -> Iterator[None]:
         """Route ``talker.generate`` to our loop for one call (instance attribute, removed after)."""
 
         def fast_generate(**kwargs):
-            return self.talker_generate(on_frame=on_frame, generators=generators, budgets=budgets, **kwargs)
+            return self.talker_generate(progress=progress, generators=generators, budgets=budgets, **kwargs)
 
         with self._lock:
             self.talker.__dict__["generate"] = fast_generate
@@ -428,7 +430,7 @@ class FastGenerator:
         trailing_text_hidden,
         tts_pad_embed,
         max_new_tokens: int,
-        on_frame: FrameCallback | None = None,
+        progress: ProgressFn | None = None,
         generators: list | None = None,
         budgets: list | None = None,
         **options,
@@ -529,8 +531,8 @@ class FastGenerator:
                 past_hidden = hidden[:, -1:, :]
                 steps.append(((hidden,), codec_ids))
                 frame += 1
-                if on_frame is not None:
-                    on_frame(frame)
+                if progress is not None:
+                    progress(ProgressEvent("synthesize", done=frame, total=max_new_tokens, unit="frames"))
 
                 logits = talker.codec_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
                 token = talker_pick(logits, history, history.shape[1])

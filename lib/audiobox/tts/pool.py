@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from audiobox.progress import ProgressFn, Reporter
 from audiobox.tts.models import DEFAULT_MODELS
 from audiobox.tts.runtime import RuntimeOptions, load_tts
 
 
 class ModelPool:
-    def __init__(self, options: RuntimeOptions = RuntimeOptions(), backend: str = "auto", status=None):
+    def __init__(
+        self,
+        options: RuntimeOptions = RuntimeOptions(),
+        backend: str = "auto",
+        progress: ProgressFn | None = None,
+    ):
         self.options = options
         self.backend = backend
-        self.status = status  # optional callable(str) for "loading ..." messages
+        self.progress = Reporter(progress)  # a "load" stage per model loaded
         self._synths: dict[str, object] = {}
 
     def synthesizer(self, model_ref: str | None, kind: str):
@@ -18,9 +24,9 @@ class ModelPool:
 
         ref = model_ref or DEFAULT_MODELS[kind]
         if ref not in self._synths:
-            if self.status:
-                self.status(f"loading {ref}")
-            self._synths[ref] = Synthesizer(load_tts(ref, self.options, kind), backend=self.backend)
+            with self.progress.step("load", ref):
+                loaded = load_tts(ref, self.options, kind, self.progress.sink)
+                self._synths[ref] = Synthesizer(loaded, backend=self.backend)
         return self._synths[ref]
 
     def release(self, model_ref: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from audiobox import hub
 from audiobox.errors import UserError
+from audiobox.progress import ProgressFn
 from audiobox.tts.models import DEFAULT_MODELS, ModelInfo, read_model_info
 
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
@@ -137,11 +138,17 @@ def checkpoint_load_dtype(dtype: str) -> str:
 
 
 def load_tts(
-    model_ref: str | None, options: RuntimeOptions = RuntimeOptions(), kind: str = "base"
+    model_ref: str | None,
+    options: RuntimeOptions = RuntimeOptions(),
+    kind: str = "base",
+    progress: ProgressFn | None = None,
 ) -> LoadedTTS:
-    """Load a Qwen3-TTS checkpoint by hub id or local dir (default: the default model of `kind`)."""
+    """Load a Qwen3-TTS checkpoint by hub id or local dir (default: the default model of `kind`).
+
+    A hub model that is not cached yet is downloaded first, as a "download" stage on `progress`."""
     info = read_model_info(model_ref or DEFAULT_MODELS[kind])
     ensure_available(info)
+    snapshot = hub.snapshot(info.ref, progress=progress) if info.path is None else None  # not cached
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # drop the flash-attn banner qwen_tts prints on import
         from qwen_tts import Qwen3TTSModel
@@ -154,7 +161,7 @@ def load_tts(
         dtype = resolve_dtype(options.dtype, device)
         attention = resolve_attention(options.attention, device)
         apply_threads(options.threads, device, dtype)
-        source = str(info.path) if info.path is not None else info.ref
+        source = str(info.path or snapshot or info.ref)
         try:
             model = Qwen3TTSModel.from_pretrained(
                 source,

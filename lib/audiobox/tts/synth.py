@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from audiobox.audio import Audio, join_with_pauses
 from audiobox.errors import UserError
 from audiobox.languages import normalize_language
+from audiobox.progress import ProgressFn, Reporter, relabel
 from audiobox.tts.models import require_type
 from audiobox.tts.prompts import ClonePrompt
 from audiobox.tts.runtime import LoadedTTS, quiet_stdout
@@ -69,9 +69,6 @@ class Take:
     @property
     def rtf(self) -> float:
         return self.synth_sec / self.duration if self.duration else float("inf")
-
-
-ProgressHook = Callable[[str, int, int], None]  # (label, frames done, frame budget) per chunk
 
 
 class Synthesizer:
@@ -174,9 +171,10 @@ class Synthesizer:
         language: str,
         settings: GenerationSettings,
         seed: int | list[int],
-        on_frame: Callable[[int], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> tuple[list[np.ndarray], int]:
-        """One batched model call: row i speaks texts[i] with voices[i].
+        """One batched model call: row i speaks texts[i] with voices[i]; `progress` gets a
+        "synthesize" event per frame (fast backend; upstream's loop reports nothing).
 
         `seed`: one for the call, or one per row (`seeds_per_row` backends only): row i then draws
         its random numbers from its own generator seeded seeds[i], and stops at its own text's token
@@ -186,8 +184,8 @@ class Synthesizer:
         method, args, kwargs = self.upstream_call(texts, voices, language, settings)
         seeds = [seed] * len(texts) if isinstance(seed, int) else list(seed)
         if self.backend_name == "fast":
-            if on_frame is not None:
-                kwargs["on_frame"] = on_frame
+            if progress is not None:
+                kwargs["progress"] = progress
             device = self.loaded.model.device
             kwargs["generators"] = [torch.Generator(device=device).manual_seed(s) for s in seeds]
             kwargs["budgets"] = [settings.budget_for(text, language) for text in texts]
@@ -210,9 +208,10 @@ class Synthesizer:
         chunk: bool = False,
         pause_s: float = 0.3,
         crossfade_s: float = 0.01,
-        progress: ProgressHook | None = None,
+        progress: ProgressFn | None = None,
     ) -> list[Take]:
-        """Speak `text` `variants` times; returns the takes in order."""
+        """Speak `text` `variants` times; returns the takes in order. `progress` gets a "synthesize"
+        stage per chunk (frames out of the chunk's budget; it ends early at end of speech)."""
         if variants < 1 or variants > 16:
             raise UserError("--variants must be between 1 and 16")
         text = clean_text(text)
@@ -221,6 +220,7 @@ class Synthesizer:
         base_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         chunks = chunk_text(text, language=language) if chunk else [text]
         takes = []
+        reporter = Reporter(progress)
         for v in range(variants):
             # take v is generated alone with seed base+v (chunk c with base+v+c), so `--seed <a take's
             # seed>` alone reproduces that take; rows of one batched call could not be re-made singly
@@ -232,22 +232,23 @@ class Synthesizer:
             for c, piece in enumerate(chunks):
                 chunk_seed = take_seed + c
                 budget = settings.budget_for(piece, language)
-                label = f"chunk {c + 1}/{len(chunks)}" if len(chunks) > 1 else "frames"
-                if variants > 1:
-                    label = f"take {v + 1}/{variants} {label}"
-                on_frame = (
-                    (lambda n, label=label, budget=budget: progress(label, n, budget)) if progress else None
+                label = " ".join(
+                    ([f"take {v + 1}/{variants}"] if variants > 1 else [])
+                    + ([f"chunk {c + 1}/{len(chunks)}"] if len(chunks) > 1 else [])
                 )
-                if progress:
-                    progress(label, 0, budget)
+                reporter.start("synthesize", budget, "frames", label)
                 started = time.perf_counter()
                 (wav,), rate = self.generate(
-                    [piece], [voice], language, settings, chunk_seed, on_frame=on_frame
+                    [piece],
+                    [voice],
+                    language,
+                    settings,
+                    chunk_seed,
+                    progress=relabel(progress, total=budget, message=label),
                 )
                 spent = time.perf_counter() - started
                 elapsed += spent
-                if progress:
-                    progress(label, budget, budget)
+                reporter.end("synthesize", f"{len(wav) / rate:.1f} s of audio")
                 pieces.append(wav)
                 chunk_meta.append(
                     {
