@@ -111,6 +111,8 @@ def test_speak_without_a_terminal_shows_progress_lines_and_keeps_stdout_json(
     from audiobox.cli.voice_synth import main
 
     monkeypatch.setenv("AUDIOBOX_PROGRESS_SECONDS", "0")
+    for name in ("HF_HOME", "TORCH_HOME"):  # --cache sets them when unset: keep them to this test
+        monkeypatch.setenv(name, str(tmp_path / "c" / name.lower()))
     code = main(
         [
             "speak",
