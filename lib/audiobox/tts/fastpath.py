@@ -207,6 +207,8 @@ def pick_per_row(rules, logits, generators, history=None, generated: int = 0):
     import torch
 
     per_row = rules if isinstance(rules, (list, tuple)) else [rules] * len(generators)
+    if len(generators) == 1:  # one row (every take of `speak`): no slicing and joining
+        return per_row[0].pick(logits, history, generated, generators[0])
     return torch.cat(
         [
             rule.pick(
