@@ -175,3 +175,24 @@ def test_models_command_names_its_mistakes(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["download", "--app", "voice-spilt"])
     assert exited.value.code == 2 and "voice-split" in capsys.readouterr().err
+
+
+def test_an_asr_model_fetched_on_first_use_reports_its_bytes(tiny_models, tmp_path, monkeypatch):
+    """A Whisper model downloaded when an app first needs it is a "download" stage (audiobox.progress)
+    sized from the hub's listing, and huggingface_hub's own bars stay off the terminal."""
+    from audiobox.asr import WHISPER_FILES, locate_model
+
+    whisper = tiny_models / "whisper"
+    wanted = sum(p.stat().st_size for p in whisper.iterdir() if any(p.match(w) for w in WHISPER_FILES))
+    events = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # read once at its import
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with FakeHub({"Systran/faster-whisper-small": whisper}) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        found = locate_model("small", tmp_path / "asr", progress=events.append)
+    assert (found / "model.bin").is_file()
+    start, end = events[0], events[-1]
+    assert (start.stage, start.phase, start.unit, start.total) == ("download", "start", "bytes", wanted)
+    assert start.message == "Systran/faster-whisper-small" and (end.stage, end.phase) == ("download", "end")
+    assert all(e.done <= wanted for e in events if e.phase == "update")

@@ -154,7 +154,7 @@ def download(model: str, cache_dir: Path | None = None, progress: ProgressFn | N
         raise UserError(f"could not download whisper model {model!r}: {type(exc).__name__}: {exc}") from None
 
 
-def locate_model(model: str, cache_dir: Path | None = None) -> Path:
+def locate_model(model: str, cache_dir: Path | None = None, progress: ProgressFn | None = None) -> Path:
     """A local CTranslate2 Whisper dir for `model` (a size like 'small', a hub id, or a path).
 
     Looks in `cache_dir` (our `<cache>/asr`) and the Hugging Face cache; downloads into
@@ -178,7 +178,7 @@ def locate_model(model: str, cache_dir: Path | None = None) -> Path:
         cache_dir or hub.cache_dir(),
         "pass --asr-model /path/to/ct2-model",
     )
-    return download(model, cache_dir)
+    return download(model, cache_dir, progress)
 
 
 class Transcriber:
@@ -303,11 +303,13 @@ def load_asr(
     compute_type: str = "auto",
     cache_dir: str | Path | None = None,
     threads: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> Transcriber:
     """The process-wide Transcriber for this model/device (loaded on first use).
 
     `model`: a faster-whisper size ('tiny', 'small', 'large-v3'...), a hub id, or a local
-    CTranslate2 dir. `cache_dir`: where downloads go (the CLI passes `<cache>/asr`).
+    CTranslate2 dir. `cache_dir`: where downloads go (the CLI passes `<cache>/asr`); `progress`
+    sees a download ("download" stage).
     """
     model = model or DEFAULT_ASR_MODEL
     device = resolve_device(device)
@@ -316,7 +318,7 @@ def load_asr(
     key = (model, device, compute_type, threads, str(cache_dir))
     with _LOAD_LOCK:
         if key not in _LOADED:
-            model_dir = locate_model(model, Path(cache_dir) if cache_dir else None)
+            model_dir = locate_model(model, Path(cache_dir) if cache_dir else None, progress)
             _LOADED[key] = Transcriber(model, model_dir, device, compute_type, threads)
         return _LOADED[key]
 

@@ -236,7 +236,9 @@ def resolve_reference(
         raise UserError("give the reference: a recording (--ref-audio) or a registered voice (--voice)")
 
     def loader():
-        return load_asr(options.asr_model, device=options.asr_device, cache_dir=dirs.stage("asr"))
+        return load_asr(
+            options.asr_model, device=options.asr_device, cache_dir=dirs.stage("asr"), progress=progress
+        )
 
     prepared = prepare_reference(path, dirs.stage("refs"), options, asr_loader=loader, progress=progress)
     return prepared, source, voice

@@ -142,7 +142,8 @@ def _precheck(args, dirs, registry):
     if ref_opts.uses_asr:
         from audiobox.asr import locate_model
 
-        locate_model(ref_opts.asr_model, dirs.stage("asr"))
+        with ProgressView() as progress:  # the last check: fetching the model shows its bytes
+            locate_model(ref_opts.asr_model, dirs.stage("asr"), progress)
     return info, ref_opts, speech
 
 
@@ -204,7 +205,9 @@ def _register(args, dirs, registry, opts, checked, console, progress) -> int:
     def asr_loader():
         from audiobox.asr import load_asr
 
-        return load_asr(ref_opts.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"))
+        return load_asr(
+            ref_opts.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"), progress=progress
+        )
 
     # --ref-start/--ref-end name a span of the source itself; otherwise the split's best clip is the reference
     spanned = args.ref_start is not None or args.ref_end is not None

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from audiobox.errors import UserError
+from audiobox.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,16 @@ class SphinxTranscriber:
 class WhisperTranscriber:
     """faster-whisper through `audiobox.asr` (one process-wide model, shared with the rest of the toolbox)."""
 
-    def __init__(self, model: str | None = None, device: str = "auto", cache_dir=None) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "auto",
+        cache_dir=None,
+        progress: ProgressFn | None = None,
+    ) -> None:
         from audiobox.asr import load_asr
 
-        self._transcriber = load_asr(model, device=device, cache_dir=cache_dir)
+        self._transcriber = load_asr(model, device=device, cache_dir=cache_dir, progress=progress)
         self.name = f"faster-whisper:{self._transcriber.name}"
 
     def transcribe_take(self, samples, sample_rate, language):
@@ -101,8 +108,9 @@ def load_transcriber(
     whisper_model: str | None = None,
     device: str = "auto",
     cache_dir=None,
+    progress: ProgressFn | None = None,
 ) -> TakeTranscriber | None:
-    """'whisper' | 'sphinx' | 'none' | 'auto'.
+    """'whisper' | 'sphinx' | 'none' | 'auto'; `progress` sees a Whisper model download.
 
     auto = faster-whisper (the better judge by far); for English, PocketSphinx when the Whisper model
     cannot be loaded (not downloaded and no hub), so English takes can still be checked offline.
@@ -112,9 +120,9 @@ def load_transcriber(
     if kind == "sphinx":
         return SphinxTranscriber()
     if kind != "auto" or language != "english":
-        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
+        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir, progress=progress)
     try:
-        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir)
+        return WhisperTranscriber(model=whisper_model, device=device, cache_dir=cache_dir, progress=progress)
     except UserError as whisper_error:
         try:
             transcriber = SphinxTranscriber()

@@ -157,7 +157,7 @@ class TakeJudge:
         self.load_counts = {"asr": 0, "speaker": 0}
 
     # -- models, loaded lazily and once ------------------------------------------------------
-    def transcriber_for(self, language: str) -> TakeTranscriber | None:
+    def transcriber_for(self, language: str, progress: ProgressFn | None = None) -> TakeTranscriber | None:
         if "*" in self._transcribers:
             return self._transcribers["*"]
         kind = self.options.asr
@@ -170,6 +170,7 @@ class TakeJudge:
                 whisper_model=self.options.whisper_model,
                 device=self.options.device,
                 cache_dir=self.options.cache_dir,
+                progress=progress,
             )
         return self._transcribers[key]
 
@@ -220,7 +221,7 @@ class TakeJudge:
         limits = self.options.thresholds
         reporter = Reporter(progress)
         reporter.start("check takes", len(takes), "takes")
-        transcriber = self.transcriber_for(lang) if self.options.asr != "none" else None
+        transcriber = self.transcriber_for(lang, progress) if self.options.asr != "none" else None
         scores: list[TakeScore] = []
         embeddings: list[np.ndarray | None] = []
         encoder = self.speaker_encoder()
