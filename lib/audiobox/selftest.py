@@ -15,6 +15,7 @@ from pathlib import Path
 
 from audiobox.errors import UserError
 from audiobox.paths import Dirs
+from audiobox.progress import ProgressFn
 
 SELF_TEST_TEXT = "The quick brown fox jumps over the lazy dog."
 SELF_TEST_REF_TEXT = (
@@ -113,9 +114,14 @@ def make_test_reference(out_path: Path) -> str:
 
 
 def run_self_test(
-    request: SelfTestRequest, dirs: Dirs, pool, on_check: Callable[[Check], None] | None = None
+    request: SelfTestRequest,
+    dirs: Dirs,
+    pool,
+    on_check: Callable[[Check], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> SelfTestResult:
     """Run every check in order (each reported to `on_check` as it ends) and write self-test.json.
+    `progress` sees the long steps inside the checks (reference, Whisper load or download).
 
     A failed step that later steps need ends the run early; the result says which checks failed."""
     from audiobox.fsutil import atomic_write_json
@@ -135,13 +141,15 @@ def run_self_test(
             on_check(result.checks[-1])
 
     try:
-        _run_checks(request, settings, dirs, pool, result.run_dir, check)
+        _run_checks(request, settings, dirs, pool, result.run_dir, check, progress)
     finally:
         atomic_write_json(result.run_dir / "self-test.json", result.to_dict())
     return result
 
 
-def _run_checks(request: SelfTestRequest, settings, dirs: Dirs, pool, run_dir: Path, check) -> None:
+def _run_checks(
+    request: SelfTestRequest, settings, dirs: Dirs, pool, run_dir: Path, check, progress: ProgressFn | None
+) -> None:
     from audiobox.refprep import RefOptions, prepare_reference
 
     started = time.perf_counter()
@@ -155,6 +163,7 @@ def _run_checks(request: SelfTestRequest, settings, dirs: Dirs, pool, run_dir: P
             ref_path,
             dirs.stage("refs"),
             RefOptions(ref_text=SELF_TEST_REF_TEXT, language="english", force=True),
+            progress=progress,
         )
     except UserError as exc:
         check("prepare-ref", "fail", str(exc))
@@ -169,7 +178,7 @@ def _run_checks(request: SelfTestRequest, settings, dirs: Dirs, pool, run_dir: P
     if request.skip_whisper:
         check("whisper", "skip", "--skip-whisper")
     else:
-        _check_whisper(request, dirs, prepared, check)
+        _check_whisper(request, dirs, prepared, check, progress)
 
     started = time.perf_counter()
     try:
@@ -182,13 +191,17 @@ def _run_checks(request: SelfTestRequest, settings, dirs: Dirs, pool, run_dir: P
         _check_clone(request, settings, synth, prepared, mode, run_dir, check)
 
 
-def _check_whisper(request: SelfTestRequest, dirs: Dirs, prepared, check) -> None:
+def _check_whisper(
+    request: SelfTestRequest, dirs: Dirs, prepared, check, progress: ProgressFn | None
+) -> None:
     from audiobox.asr import load_asr
     from audiobox.takes.text import error_rate
 
     started = time.perf_counter()
     try:
-        transcriber = load_asr(request.asr_model, device=request.asr_device, cache_dir=dirs.stage("asr"))
+        transcriber = load_asr(
+            request.asr_model, device=request.asr_device, cache_dir=dirs.stage("asr"), progress=progress
+        )
         heard = transcriber.transcribe(prepared.audio, language="english", temperature=0.0)
     except UserError as exc:
         check("whisper", "warn", f"not checked: {exc}")

@@ -397,7 +397,7 @@ def cmd_self_test(args) -> int:
 
     with ProgressView(console) as progress:
         pool = ModelPool(runtime_options(args), args.backend, progress)
-        result = run_self_test(request, dirs, pool, on_check=show)
+        result = run_self_test(request, dirs, pool, on_check=show, progress=progress)
     if args.json:
         print_json(result.to_dict())
     else:
