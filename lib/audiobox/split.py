@@ -184,6 +184,28 @@ class SplitResult:
     reference_chosen_by: str = "auto"  # "user" after use_clip_as_reference
     speakers: SpeakerSelection | None = None  # who was found and who was kept
 
+    def speaker_note(self) -> dict | None:
+        """Whose voice the split kept, for voice.json and the summary line."""
+        if self.speakers is None:
+            return None
+        chosen, found = self.speakers.chosen, len(self.speakers.map.speakers)
+        return {
+            "id": chosen.speaker.id,
+            "of": found,
+            "reason": chosen.reason,
+            "text": f"speaker {chosen.speaker.id} of {found} ({chosen.reason})",
+        }
+
+    def source_record(self, **details) -> dict:
+        """voice.json "source" of a voice registered from this split (voice-split, voice-register)."""
+        return dict(
+            self.source.meta,
+            trim=[self.trim.start, self.trim.end],
+            n_clips=len(self.clips),
+            speaker=self.speaker_note(),
+            **details,
+        )
+
 
 @dataclass
 class SpeakerListing:
@@ -928,6 +950,32 @@ def use_clip_as_reference(result: SplitResult, number: int) -> None:
     result.reference_samples = samples
     result.reference_chosen_by = "user"
     write_manifest(result)
+
+
+def register_reference_clip(registry, slug: str, result: SplitResult, display_name=None, replace=False):
+    """Register the split's reference clip as a clone voice (ref.wav + source); a prompt is added later
+    (`voice-clone synth --voice SLUG` transcribes it). The clip is its own recording (source.wav)."""
+    from audiobox.audio import Audio
+    from audiobox.voices import clone_record, ref_record, reference_files
+
+    if result.reference_samples is None:
+        raise UserError("no reference clip to register")
+    ref = Audio(result.reference_samples, TTS_SAMPLE_RATE)
+    record = clone_record(
+        display_name=display_name,
+        ref=ref_record(
+            ref.duration,
+            ref.sample_rate,
+            None,
+            None,
+            origin="voice-split",
+            source_start=round(result.reference.start, 3),
+            source_end=round(result.reference.end, 3),
+            measures=result.reference.measures,
+        ),
+        source=result.source_record(),
+    )
+    return registry.create(slug, record, write_files=reference_files(ref), replace=replace)
 
 
 def write_manifest(result: SplitResult) -> None:

@@ -321,19 +321,6 @@ def show_speakers(splitter, opts, dirs, as_json: bool, progress=None) -> int:
     return 0
 
 
-def speaker_note(result) -> dict | None:
-    """Whose voice a split kept, for voice.json and the summary line."""
-    if result.speakers is None:
-        return None
-    chosen, found = result.speakers.chosen, len(result.speakers.map.speakers)
-    return {
-        "id": chosen.speaker.id,
-        "of": found,
-        "reason": chosen.reason,
-        "text": f"speaker {chosen.speaker.id} of {found} ({chosen.reason})",
-    }
-
-
 def print_json(data, file=None) -> None:
     out = file or sys.stdout
     out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")

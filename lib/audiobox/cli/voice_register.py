@@ -27,7 +27,6 @@ from audiobox.cli.common import (
     print_takes,
     runtime_options,
     sampling_fields,
-    speaker_note,
     stderr_console,
     time_value,
 )
@@ -194,7 +193,7 @@ def _register(args, dirs, registry, opts, checked, console, progress) -> int:
         raise UserError("no reference clip came out of the split")
     stages.end(
         f"{len(result.clips)} clips + reference ({result.reference.duration:.1f} s) in {result.out_dir}"
-        + (f"; {speaker_note(result)['text']}" if result.speakers else "")
+        + (f"; {result.speaker_note()['text']}" if result.speakers else "")
     )
 
     # 2. reference: best segment + transcript, exactly as voice-clone prepares one
@@ -244,13 +243,9 @@ def _register(args, dirs, registry, opts, checked, console, progress) -> int:
     record = clone_record(
         display_name=args.display_name,
         ref=prepared.ref_info(),
-        source=dict(
-            result.source.meta,
-            trim=[result.trim.start, result.trim.end],
+        source=result.source_record(
             clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
-            n_clips=len(result.clips),
             clips_dir=str(result.out_dir),
-            speaker=speaker_note(result),
         ),
     )
     voice = registry.create(

@@ -18,7 +18,6 @@ from audiobox.cli.common import (
     add_dirs,
     add_voice_name,
     show_speakers,
-    speaker_note,
     stderr_console,
 )
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
@@ -50,37 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_dirs(parser, out_help="output root; clips go to OUT/<voice name or source id>/")
     return parser
-
-
-def register_split_voice(registry, slug: str, result, *, display_name: str | None, replace: bool):
-    """Register the reference clip as a clone voice (ref.wav + source); a prompt is added later."""
-    from audiobox.audio import TTS_SAMPLE_RATE, Audio
-    from audiobox.voices import clone_record, ref_record, reference_files
-
-    if result.reference_samples is None:
-        raise UserError("no reference clip to register")
-    ref = Audio(result.reference_samples, TTS_SAMPLE_RATE)
-    record = clone_record(
-        display_name=display_name,
-        ref=ref_record(
-            ref.duration,
-            ref.sample_rate,
-            None,
-            None,
-            origin="voice-split",
-            source_start=round(result.reference.start, 3),
-            source_end=round(result.reference.end, 3),
-            measures=result.reference.measures,
-        ),
-        source=dict(
-            result.source.meta,
-            trim=[result.trim.start, result.trim.end],
-            n_clips=len(result.clips),
-            speaker=speaker_note(result),
-        ),
-    )
-    # the clip is both what speaks and what voice-clone later transcribes and re-cuts
-    return registry.create(slug, record, write_files=reference_files(ref, ref), replace=replace)
 
 
 def result_json(result, voice=None) -> dict:
@@ -123,7 +91,9 @@ def dispatch(argv) -> int:
         choose_reference(result, console)
     voice = None
     if args.voice_name:
-        voice = register_split_voice(
+        from audiobox.split import register_reference_clip
+
+        voice = register_reference_clip(
             registry, args.voice_name, result, display_name=args.display_name, replace=args.force
         )
     if args.json:
@@ -134,7 +104,7 @@ def dispatch(argv) -> int:
         + (f" (of the {args.clips} asked)" if len(result.clips) < args.clips else "")
         + f" in {result.out_dir}"
         + (f" (+ reference.wav, {result.reference.duration:.1f} s)" if result.reference else "")
-        + (f"; {speaker_note(result)['text']}" if result.speakers else "")
+        + (f"; {result.speaker_note()['text']}" if result.speakers else "")
     )
     console.print(
         f"Demucs ran on {result.stats['separated_s']:.0f} s of {result.stats['audio_s']:.0f} s; "
