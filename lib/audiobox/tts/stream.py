@@ -178,14 +178,7 @@ class CodecStream:
         self.code_tail = None  # the last 2 frames of codes, context for the kernel-3 conv
         self.hidden_tail = None  # the last CONV_CONTEXT frames of transformer output
         if prefix is not None and len(prefix):
-            self.push(prefix, emit=False)
-
-    def push(self, codes, emit: bool = True):
-        """Decode ``codes`` (n, Q) and return their n * 1920 samples (float32), or None if not emit."""
-        window, context = self.advance(codes)
-        if not emit:
-            return None
-        return render_windows(self.decoder, window)[0, context * SAMPLES_PER_FRAME :].float().cpu().numpy()
+            self.advance(prefix)  # history only: its audio is never rendered
 
     def advance(self, codes):
         """Run ``codes`` (n, Q) through the stateful part (quantizer, conv, cached transformer); return
