@@ -218,3 +218,33 @@ def test_register_from_a_range_of_a_long_link(media_site, tiny_models, tmp_path,
     assert ref_rate == rate
     want = original[int((120 + segment["start"]) * rate) :][: ref.size]
     assert np.corrcoef(ref[: want.size], want)[0, 1] > 0.95  # the same words as 2:05 of the source
+
+
+def test_interactive_pick_becomes_the_voice(speech_mix, tiny_models, tmp_path, capsys, monkeypatch):
+    """--interactive: the app asks (on stderr) mid-run, the library registers the clip picked."""
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2\n"))
+    args = ["--audio", str(speech_mix.path), "--no-separate", "--x-vector-only", "--skip-synth"]
+    rc = main(
+        [
+            *args,
+            "--voice-name",
+            "picked",
+            "--interactive",
+            "--json",
+            *_common(tmp_path, tiny_models),
+            "--length",
+            "6",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "reference clip [0-" in captured.err
+    summary = json.loads(captured.out)
+    saved = json.loads((Path(summary["clips_dir"]) / "clips.json").read_text())
+    second = saved["clips"][1]
+    assert saved["reference"]["chosen_by"] == "user" and saved["reference"]["start"] == second["start"]
+    voice = VoiceRegistry(tmp_path / "cache" / "voices").get("picked")
+    assert voice.data["source"]["clip"] == [second["start"], second["end"]]

@@ -75,6 +75,13 @@ def test_one_place_for_word_error_rates_and_speaking_pace():
     assert _files_using(".chars_per_second") == ["languages.py"]
 
 
+def test_apps_call_workflows_not_their_steps():
+    """A clone voice's steps (the reference, the Whisper model, the prompt, the record) are taken inside
+    the library (audiobox.clone, audiobox.register, audiobox.design); an app only calls those."""
+    for step in ("prepare_reference(", "load_asr(", "build_clone_prompt(", "clone_record(", ".synthesizer("):
+        assert not [f for f in _files_using(step) if f.startswith("cli/")], step
+
+
 def test_one_voice_exists_message_and_no_replace_flag():
     """'voice ... already exists' is built by voices.already_exists only (it advises --force); the HTTP
     API has no flags, so voice-serve's 409 says what an API client can do. No app has --replace."""

@@ -212,9 +212,6 @@ def resolve_reference(
     A registered voice without `recut` reuses its reference as is; one that has no transcript yet
     (registered by voice-split) is prepared from its stored recording.
     """
-    from audiobox.asr import load_asr
-    from audiobox.refprep import prepare_reference
-
     options = request.ref
     voice = None
     if request.voice:
@@ -234,14 +231,23 @@ def resolve_reference(
         source = request.ref_source or {"type": "file", "path": str(path.resolve())}
     else:
         raise UserError("give the reference: a recording (--ref-audio) or a registered voice (--voice)")
+    return prepare_file(path, options, dirs, progress), source, voice
+
+
+def prepare_file(
+    path: Path, options: RefOptions, dirs: Dirs, progress: ProgressFn | None = None
+) -> PreparedRef:
+    """`refprep.prepare_reference` of a recording, cached under <cache>/refs; the Whisper model (from
+    <cache>/asr) is loaded only when a transcript is needed."""
+    from audiobox.asr import load_asr
+    from audiobox.refprep import prepare_reference
 
     def loader():
         return load_asr(
             options.asr_model, device=options.asr_device, cache_dir=dirs.stage("asr"), progress=progress
         )
 
-    prepared = prepare_reference(path, dirs.stage("refs"), options, asr_loader=loader, progress=progress)
-    return prepared, source, voice
+    return prepare_reference(path, dirs.stage("refs"), options, asr_loader=loader, progress=progress)
 
 
 def registered_reference(voice: Voice, options: RefOptions) -> PreparedRef:

@@ -6,14 +6,12 @@ voice.json, prompt) -> unless --skip-synth, a test sentence with the new voice.
 Everything that can be checked without models (voice name, language, model, ASR model, trim
 syntax) is checked before any download or model load.
 """
+# the workflow is audiobox.register; this module parses the flags into a RegisterRequest and prints
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import sys
-import time
 
 from audiobox.cli.common import (
     HelpFormatter,
@@ -24,6 +22,7 @@ from audiobox.cli.common import (
     add_generation,
     add_runtime,
     add_voice_name,
+    print_json,
     print_takes,
     runtime_options,
     sampling_fields,
@@ -31,12 +30,10 @@ from audiobox.cli.common import (
     time_value,
 )
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
-from audiobox.errors import UserError, run_main
+from audiobox.errors import run_main
 from audiobox.paths import app_command
-from audiobox.progress import ProgressEvent
+from audiobox.register import DEFAULT_TEST_TEXT
 from audiobox.tts.models import DEFAULT_MODELS
-
-DEFAULT_TEST_TEXT = "Hello! This is my new voice. I hope it sounds just like the recording."
 
 EPILOG = """examples:
   voice-register --url "https://www.youtube.com/watch?v=ID" --start 2:00 --end 7:00 --voice-name host
@@ -80,80 +77,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Stages:
-    """Times each stage and shows it as a progress stage (a bar on a terminal, start/end lines otherwise)."""
-
-    def __init__(self, progress):
-        self.progress = progress
-        self.times: dict[str, float] = {}
-        self._name: str | None = None
-        self._t0 = 0.0
-
-    def start(self, name: str, what: str) -> None:
-        self._name, self._t0 = name, time.monotonic()
-        self.progress(ProgressEvent(name, "start", message=what))
-
-    def end(self, note: str = "") -> None:
-        self.times[self._name] = round(time.monotonic() - self._t0, 3)
-        self.progress(ProgressEvent(self._name, "end", message=note))
-
-
-def _precheck(args, dirs, registry):
-    """Everything that needs no model and no download, with the checks voice-clone and speak use
-    (RefOptions.check, speak.check_speech). Returns (model info, reference options, test speech or None)."""
+def register_request(args):
+    """The library request from the parsed flags (voice-register only parses, calls audiobox.register, prints)."""
     from audiobox.languages import normalize_language
     from audiobox.refprep import RefOptions
-    from audiobox.speak import SpeakRequest, check_speech
-    from audiobox.tts.models import DEFAULT_MODELS, read_model_info, require_type
+    from audiobox.register import RegisterRequest
+    from audiobox.speak import SpeakRequest
 
-    registry.ensure_available(args.voice_name, args.force)
-    if args.interactive and (args.ref_start is not None or args.ref_end is not None):
-        raise UserError(
-            "--interactive picks a clip of the split; --ref-start/--ref-end name the span: use one"
-        )
-    ref_opts = RefOptions(
-        ref_start=args.ref_start,
-        ref_end=args.ref_end,
-        ref_text=args.ref_text,
-        language=normalize_language(args.ref_language),
-        x_vector_only=args.x_vector_only,
-        asr_device=args.asr_device,
-        force_bad_ref=args.force_bad_ref,
-        **({"asr_model": args.asr_model} if args.asr_model else {}),
-    )
-    ref_opts.check()
-    info = read_model_info(args.model or DEFAULT_MODELS["base"])
-    require_type(info, "base", "voice-register (cloning a voice)")
     speech = None
     if not args.skip_synth:
-        text = args.text if args.text is not None else DEFAULT_TEST_TEXT
-        if not text.strip():
-            raise UserError("--text is empty (or pass --skip-synth)")
         speech = SpeakRequest(
-            text=text,
-            voice=args.voice_name,
+            text=args.text if args.text is not None else DEFAULT_TEST_TEXT,
             language=args.language,
             **sampling_fields(args),
-            model=info.ref,
-            app="voice-register",
         )
-        check_speech(speech, info)
-    if ref_opts.uses_asr:
-        from audiobox.asr import locate_model
-
-        with ProgressView() as progress:  # the last check: fetching the model shows its bytes
-            locate_model(ref_opts.asr_model, dirs.stage("asr"), progress)
-    return info, ref_opts, speech
+    return RegisterRequest(
+        voice_name=args.voice_name,
+        split=split_options(args, None),
+        ref=RefOptions(
+            ref_start=args.ref_start,
+            ref_end=args.ref_end,
+            ref_text=args.ref_text,
+            language=normalize_language(args.ref_language),
+            x_vector_only=args.x_vector_only,
+            asr_device=args.asr_device,
+            force_bad_ref=args.force_bad_ref,
+            **({"asr_model": args.asr_model} if args.asr_model else {}),
+        ),
+        speech=speech,
+        display_name=args.display_name,
+        replace=args.force,
+        model=args.model,
+    )
 
 
 def dispatch(argv) -> int:
     args = build_parser().parse_args(argv)
     from audiobox.paths import resolve_dirs
-    from audiobox.voices import VoiceRegistry
 
     console = stderr_console()
     dirs = resolve_dirs(cache=args.cache, out=args.out)
-    registry = VoiceRegistry(dirs.voices)
     if args.list_speakers:
         from audiobox.cli.common import show_speakers
         from audiobox.split import VoiceSplitter
@@ -161,144 +124,31 @@ def dispatch(argv) -> int:
         with ProgressView(console) as progress:
             splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
             return show_speakers(splitter, split_options(args, None), dirs, args.json, progress)
-    info, ref_opts, speech = _precheck(args, dirs, registry)
-    opts = split_options(args, None)
-    opts.validate()
-    if opts.url and opts.start and (args.ref_start is not None or args.ref_end is not None):
-        ref_opts.shifted(opts.start)  # a reference span must lie in the part of the link downloaded
-    with ProgressView(console) as progress:
-        return _register(args, dirs, registry, opts, (info, ref_opts, speech), console, progress)
-
-
-def _register(args, dirs, registry, opts, checked, console, progress) -> int:
-    """The stages, once every input is checked; `progress` shows them and the library's own."""
-    info, ref_opts, speech = checked
-    slug = args.voice_name
-    stages = _Stages(progress)
-
-    # 1. split
-    from audiobox.split import VoiceSplitter
-
-    splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-    splitter.prepare(opts)  # a missing Demucs model fails here, before any download
-    local = splitter.resolve(opts) if opts.audio else None  # a bad file: its error line alone
-    stages.start("split", "clips from the source")
-    source, trim = local or splitter.resolve(opts)
-    opts.out_dir = dirs.work / slug
-    result = splitter.run(opts, source, trim)
-    if args.interactive:
-        progress.close()
-        choose_reference(result, console)
-    if result.reference is None or result.reference.path is None:
-        raise UserError("no reference clip came out of the split")
-    stages.end(
-        f"{len(result.clips)} clips + reference ({result.reference.duration:.1f} s) in {result.out_dir}"
-        + (f"; {result.speaker_note()['text']}" if result.speakers else "")
-    )
-
-    # 2. reference: best segment + transcript, exactly as voice-clone prepares one
-    from audiobox.refprep import prepare_reference
-
-    stages.start("reference", "segment + transcript")
-
-    def asr_loader():
-        from audiobox.asr import load_asr
-
-        return load_asr(
-            ref_opts.asr_model, device=args.asr_device, cache_dir=dirs.stage("asr"), progress=progress
-        )
-
-    # --ref-start/--ref-end name a span of the source itself; otherwise the split's best clip is the reference
-    spanned = args.ref_start is not None or args.ref_end is not None
-    if spanned:  # a link's --start/--end alone may have been downloaded: the file then starts there
-        ref_opts = ref_opts.shifted(result.source.offset)
-    prepared = prepare_reference(
-        result.source.path if spanned else result.reference.path,
-        dirs.stage("refs"),
-        ref_opts,
-        asr_loader=asr_loader,
-        progress=progress,
-    )
-    for warning in prepared.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
-    stages.end(
-        f"{prepared.duration:.1f} s, transcript: {prepared.transcript!r}"
-        if prepared.transcript
-        else f"{prepared.duration:.1f} s, x-vector only"
-    )
-
-    # 3. clone prompt (model loaded once; reused for the test sentence)
+    from audiobox.register import register
     from audiobox.tts.pool import ModelPool
 
-    stages.start("prompt", f"clone prompt with {info.ref}")
-    pool = ModelPool(runtime_options(args), backend=args.backend, progress=progress)
-    synth = pool.synthesizer(info.ref, "base")
-    prompt = synth.build_clone_prompt(prepared.audio, prepared.transcript, x_vector_only=args.x_vector_only)
-    stages.end()
+    request = register_request(args)
+    with ProgressView(console) as progress:
+        if args.interactive:
 
-    # 4. register: ref.wav, the prompt and voice.json in one locked transaction
-    from audiobox.voices import clone_record
+            def choose(split) -> None:  # the prompt replaces the bars while the user picks
+                progress.close()
+                choose_reference(split, console)
 
-    stages.start("register", f"voice {slug!r}")
-    record = clone_record(
-        display_name=args.display_name,
-        ref=prepared.ref_info(),
-        source=result.source_record(
-            clip=[round(result.reference.start, 3), round(result.reference.end, 3)],
-            clips_dir=str(result.out_dir),
-        ),
-    )
-    voice = registry.create(
-        slug,
-        record,
-        replace=args.force,
-        write_files=prepared.registry_files(),  # source.wav: what the reference was cut from, as voice-clone
-        prompts=((prompt, None, None),),
-    )
-    (prompt_id,) = voice.prompts
-    stages.end(f"prompt {prompt_id}")
-
-    # 5. test sentence
-    take_files: list[str] = []
-    spoken = None
-    if speech is not None:
-        from audiobox.speak import run_speak
-
-        stages.start("speak", f"test sentence: {speech.text!r}")
-        spoken = run_speak(speech, dirs, pool, progress=progress)
-        take_files = [str(p) for p in spoken.files]
-        stages.end(", ".join(take_files))
-
+            request.choose_reference = choose
+        result = register(request, dirs, ModelPool(runtime_options(args), args.backend, progress), progress)
     cache_flag = f" --cache {shlex.quote(str(dirs.cache))}" if args.cache else ""
-    next_cmd = f"{app_command('voice-synth')} speak --voice {slug} --text {shlex.quote('Your text here.')}{cache_flag}"
-    summary = {
-        "voice": slug,
-        "ready": registry.get(slug).ready,
-        "prompt_id": prompt_id,
-        "model": info.ref,
-        "clips_dir": str(result.out_dir),
-        "clips": [str(c.path) for c in result.clips],
-        "reference": prepared.to_dict() | {"audio": None},
-        "takes": take_files,
-        "seed": spoken.meta["seed"] if spoken else None,
-        "meta": str(spoken.meta_path) if spoken else None,
-        "stage_seconds": stages.times,
-        "split": {
-            "stats": result.stats,
-            "warnings": result.warnings,
-            "speakers": result.speakers.to_json() if result.speakers else None,
-        },
-        "next": next_cmd,
-    }
-    summary["reference"].pop("audio", None)
-    progress.close()
+    next_cmd = (
+        f"{app_command('voice-synth')} speak --voice {result.voice} --text {shlex.quote('Your text here.')}"
+        f"{cache_flag}"
+    )
     if args.json:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
-    else:
-        console.print("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.times.items()))
-        if spoken:
-            print_takes(console, spoken)
-        console.print(f"voice {slug!r} is ready. Next:\n  {next_cmd}")
+        print_json(result.to_dict() | {"next": next_cmd})
+        return 0
+    console.print("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items()))
+    if result.spoken:
+        print_takes(console, result.spoken)
+    console.print(f"voice {result.voice!r} is ready. Next:\n  {next_cmd}")
     return 0
 
 
