@@ -10,16 +10,17 @@ import pytest
 APPS = ("voice_synth", "voice_clone", "voice_split", "voice_register", "voice_models", "voice_serve")
 
 
+def walk(parser, label):
+    """(label, parser) for a parser and its sub-commands."""
+    yield label, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from walk(sub, f"{label} {name}")
+
+
 def parsers():
     """(label, parser) for every app and sub-command."""
-
-    def walk(parser, label):
-        yield label, parser
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    yield from walk(sub, f"{label} {name}")
-
     for app in APPS:
         yield from walk(importlib.import_module(f"audiobox.cli.{app}").build_parser(), app.replace("_", "-"))
 
@@ -132,21 +133,69 @@ def test_time_values_take_seconds_or_minutes():
 def test_every_time_flag_goes_through_the_one_time_parser():
     """A flag that takes a time (metavar SEC or TS, or "in seconds" in its help) is parsed by time_value or
     positive_time (audiobox.sources.parse_timestamp): seconds or m:ss everywhere, one error message."""
-    from audiobox.cli.common import positive_time, time_value
+    from audiobox.cli import vast
+    from audiobox.cli.timeflags import positive_time, time_value
 
     times = {}
-    for label, parser in parsers():
+    for label, parser in [*parsers(), *walk(vast._parser(), "vast")]:
         for action in parser._actions:
             if action.metavar in ("SEC", "TS") or "in seconds" in (action.help or ""):
                 times[f"{label} {action.option_strings[-1]}"] = action.type
     assert {"voice-synth batch --pause", "voice-synth speak --pause", "voice-split --max-duration"} <= set(
         times
     )
+    assert {f"vast {cmd} {flag}" for cmd in ("run", "shell") for flag in VAST_TIMES} <= set(times)
     wrong = {flag: kind for flag, kind in times.items() if kind not in (time_value, positive_time)}
     assert not wrong, wrong
     batch = parse("voice_synth", "batch", "script.txt", "--pause", "0:01.5")
     split = parse("voice_split", "--audio", "a.wav", "--max-duration", "1:30:00")
     assert batch.pause == 1.5 and split.max_duration == 5400.0
+
+
+VAST_TIMES = ("--wait-running", "--wait-ssh", "--poll", "--max-duration")
+
+
+def test_vast_waits_and_limits_take_time_values_from_flags_and_environment(monkeypatch):
+    """scripts/vast.sh run: --max-duration 1:30:00, --wait-running 20:00..., and the VAST_* defaults alike."""
+    from audiobox.cli import vast
+    from audiobox.cloud.errors import EXIT_USAGE, DeployError
+
+    args = vast._parser().parse_args(
+        [
+            "run",
+            "--wait-running",
+            "20:00",
+            "--wait-ssh",
+            "6:00",
+            "--poll",
+            "0:02.5",
+            "--max-duration",
+            "1:30:00",
+        ]
+    )
+    assert (args.wait_running, args.wait_ssh, args.poll, args.max_duration) == (1200.0, 360.0, 2.5, 5400.0)
+    for name in ("VAST_WAIT_RUNNING", "VAST_WAIT_SSH", "VAST_POLL", "VAST_MAX_DURATION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VAST_MAX_DURATION", "2:00:00")
+    monkeypatch.setenv("VAST_POLL", "0:03")
+    args = vast._parser().parse_args(["shell"])
+    assert (args.max_duration, args.poll, args.wait_running) == (7200.0, 3.0, 1200.0)
+    monkeypatch.setenv("VAST_WAIT_SSH", "6 minutes")
+    with pytest.raises(DeployError, match="VAST_WAIT_SSH: bad timestamp") as refused:
+        vast._parser()
+    assert refused.value.exit_code == EXIT_USAGE
+    monkeypatch.setenv("VAST_WAIT_SSH", "0")
+    with pytest.raises(DeployError, match="must be greater than 0"):
+        vast._parser()
+
+
+def test_vast_refuses_a_bad_time_flag_by_name(capsys):
+    from audiobox.cli import vast
+
+    with pytest.raises(SystemExit) as exited:
+        vast.main(["run", "--max-duration", "0:00"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "argument --max-duration: '0:00' must be greater than 0" in err
 
 
 def test_a_bad_time_value_is_one_line(capsys):

@@ -18,8 +18,8 @@ from audiobox.cli.common import (
     print_json,
     runtime_options,
     stderr_console,
-    time_value,
 )
+from audiobox.cli.timeflags import time_value
 from audiobox.errors import UserError
 
 MAX_OUTPUTS_LISTED = 20  # after a run, one line per item (file + seed) up to this many; the rest: manifest

@@ -129,24 +129,6 @@ def renamed_flag(group, old: str, new: str) -> None:
         group.add_argument(old, nargs="?", action=Renamed, help=argparse.SUPPRESS)
 
 
-def time_value(value: str) -> float:
-    """argparse type of every time flag: seconds (90, 26.6) or [h:]m:ss (1:30, 0:26.6)."""
-    from audiobox.sources import parse_timestamp
-
-    try:
-        return parse_timestamp(value)
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_time(value: str) -> float:
-    """A time value greater than zero (lengths, pauses, windows)."""
-    seconds = time_value(value)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be greater than 0")
-    return seconds
-
-
 def add_generation(parser: argparse.ArgumentParser) -> None:
     from audiobox.tts.settings import PROFILES
 

@@ -10,9 +10,8 @@ from audiobox.cli.common import (
     add_speaker_args,
     add_threads,
     non_negative_int,
-    positive_time,
-    time_value,
 )
+from audiobox.cli.timeflags import positive_time, time_value
 from audiobox.errors import UserError
 
 

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from audiobox.cli.timeflags import positive_time
 from audiobox.cloud.errors import (
     EXIT_NOT_DESTROYED,
     EXIT_OK,
@@ -61,6 +62,18 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise DeployError(f"{name} must be a number, not {raw!r}", EXIT_USAGE) from None
+
+
+def _env_time(name: str, default: float) -> float:
+    """A wait or limit from the environment, in the apps' time formats (seconds, m:ss, h:mm:ss)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = positive_time(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise DeployError(f"{name}: {exc}", EXIT_USAGE) from None
+    return seconds
 
 
 def _destroy_policy() -> DestroyPolicy:
@@ -156,18 +169,35 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--ssh-key", default=os.environ.get("VAST_SSH_KEY") or None)
         r.add_argument("--summary-json", type=Path, default=None)
         r.add_argument("--run-dir", type=Path, default=Path(os.environ.get("VAST_RUN_DIR", "work_remote")))
+        times = "seconds, m:ss or h:mm:ss"
         r.add_argument(
-            "--wait-running", type=float, default=_env_float("VAST_WAIT_RUNNING", 1200), metavar="S"
+            "--wait-running",
+            type=positive_time,
+            default=_env_time("VAST_WAIT_RUNNING", 1200),
+            metavar="TS",
+            help=f"how long the instance may take to start ({times}; VAST_WAIT_RUNNING, default 20:00)",
         )
-        r.add_argument("--wait-ssh", type=float, default=_env_float("VAST_WAIT_SSH", 360), metavar="S")
-        r.add_argument("--poll", type=float, default=_env_float("VAST_POLL", 5), metavar="S")
+        r.add_argument(
+            "--wait-ssh",
+            type=positive_time,
+            default=_env_time("VAST_WAIT_SSH", 360),
+            metavar="TS",
+            help=f"how long a running instance may take to answer over SSH ({times}; VAST_WAIT_SSH, default 6:00)",
+        )
+        r.add_argument(
+            "--poll",
+            type=positive_time,
+            default=_env_time("VAST_POLL", 5),
+            metavar="TS",
+            help=f"time between status checks ({times}; VAST_POLL, default 5)",
+        )
         r.add_argument(
             "--max-duration",
-            type=float,
-            default=_env_float("VAST_MAX_DURATION", DEFAULT_MAX_DURATION_S),
-            metavar="S",
-            help="hard limit for the whole run in seconds (VAST_MAX_DURATION, default "
-            f"{DEFAULT_MAX_DURATION_S // 3600} h): then pull and destroy; the instance destroys itself "
+            type=positive_time,
+            default=_env_time("VAST_MAX_DURATION", DEFAULT_MAX_DURATION_S),
+            metavar="TS",
+            help=f"hard limit for the whole run ({times}; VAST_MAX_DURATION, default "
+            f"{DEFAULT_MAX_DURATION_S // 3600}:00:00): then pull and destroy; the instance destroys itself "
             f"{DEFAULT_TEARDOWN_GRACE_S // 60} min later even if this machine is gone",
         )
         if name == "run":
@@ -319,8 +349,6 @@ def cmd_run(args: argparse.Namespace, vast: VastCli, repo: Path, shell: bool) ->
     for tool in ("ssh", "rsync"):
         if shutil.which(tool) is None:
             raise DeployError(f"'{tool}' is not installed", EXIT_USAGE)
-    if args.max_duration <= 0:
-        raise DeployError("--max-duration must be positive (raise it for long runs)", EXIT_USAGE)
     image = args.image or default_image()
     job = _job_name(args.job)
     run_dir = args.run_dir if args.run_dir.is_absolute() else repo / args.run_dir

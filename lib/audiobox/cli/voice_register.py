@@ -27,9 +27,9 @@ from audiobox.cli.common import (
     runtime_options,
     sampling_fields,
     stderr_console,
-    time_value,
 )
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
+from audiobox.cli.timeflags import time_value
 from audiobox.errors import run_main
 from audiobox.paths import app_command
 from audiobox.register import DEFAULT_TEST_TEXT

@@ -27,8 +27,8 @@ from audiobox.cli.common import (
     sampling_fields,
     scoreboard_table,
     stderr_console,
-    time_value,
 )
+from audiobox.cli.timeflags import time_value
 from audiobox.errors import UserError, run_main
 from audiobox.paths import app_command, resolve_dirs
 from audiobox.tts.models import DEFAULT_MODELS
