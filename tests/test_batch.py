@@ -345,9 +345,41 @@ def test_select_best_in_a_batch_records_the_scoreboard_and_never_picks_a_failing
     assert (
         batch(script, cache, out, "--seed", "4", "--select-best", "--qa-asr", "none") == 1
     )  # noise: none passes
+    assert "check takes: started (2 takes): item 1" in capsys.readouterr().err  # the checks show progress
     (entry,) = manifest(out)["items"]
     assert entry["status"] == "failed" and "no take passed" in entry["error"]
     assert entry["files"] == ["pick.take_01.wav", "pick.take_02.wav"] and not (out / "pick.wav").exists()
     board = entry["scoreboard"]
     assert board["best_index"] is None and board["models"]["similarity_to"] == "reference"
     assert all(t["failures"] for t in board["takes"])
+
+
+def test_take_checks_report_progress_per_item(cache, tmp_path):
+    """--qa/--select-best: each item's checks are a "check takes" stage inside the "batch" stage."""
+    from audiobox.batch import BatchOptions, parse_script, run_batch
+    from audiobox.paths import Dirs
+    from audiobox.tts.pool import ModelPool
+
+    script = tmp_path / "qa.yaml"
+    script.write_text(
+        '- {voice: alice, text: "Check this one.", variants: 2, output: one}\n'
+        '- {voice: bob, text: "And this one.", output: two}\n'
+    )
+    events = []
+    options = BatchOptions(
+        out_dir=tmp_path / "out", knobs={"max_new_tokens": 6}, seed=2, qa=True, judge_asr="none"
+    )
+    result = run_batch(
+        parse_script(script), Dirs(cache, tmp_path / "work"), ModelPool(), options, progress=events.append
+    )
+    assert result.done + result.failed == 2
+    checks = [e for e in events if e.stage == "check takes"]
+    starts = [e for e in checks if e.phase == "start"]
+    assert sorted((e.message, e.total, e.unit) for e in starts) == [
+        ("item 1", 2, "takes"),
+        ("item 2", 1, "takes"),
+    ]
+    assert [e.done for e in checks if e.phase == "update"].count(2) == 1  # item 1's second take scored
+    assert sum(e.phase == "end" for e in checks) == 2 and all(e.message for e in checks if e.phase == "end")
+    stages = [(e.stage, e.phase) for e in events if e.phase != "update"]
+    assert stages[0] == ("batch", "start") and stages[-1] == ("batch", "end")  # inside the batch stage

@@ -29,7 +29,7 @@ from typing import Any
 
 from audiobox.errors import UserError
 from audiobox.fsutil import atomic_write_json, sha256_file, sha256_json
-from audiobox.progress import ProgressFn, Reporter
+from audiobox.progress import ProgressEvent, ProgressFn, Reporter
 
 MANIFEST_VERSION = 1
 ITEM_KEYS = (
@@ -617,6 +617,7 @@ def run_batch(
         stats,
         judge,
         parts_dir=out_dir / f"{script.name}.parts" if script.kind == "dialogue" else None,
+        progress=progress,
     )
     stop = False
     for model_ref, group in _group_by_model(todo):
@@ -697,8 +698,10 @@ class _Runner:
         stats: _Stats,
         judge,
         parts_dir: Path | None,
+        progress: ProgressFn | None = None,
     ):
         self.dirs, self.pool, self.options, self.registry = dirs, pool, options, registry
+        self.progress = progress  # the take checks' own "check takes" stage, once per checked item
         self.manifest, self.out_dir, self.stats, self.judge, self.parts_dir = (
             manifest,
             out_dir,
@@ -794,7 +797,13 @@ class _Runner:
             board = None
             if self.judge is not None and (self.options.qa or (self.options.select_best and len(takes) > 1)):
                 reference = load_audio(plan.reference_wav) if plan.reference_wav else None
-                board = self.judge.judge(takes, plan.item.text, plan.language, reference=reference)
+                board = self.judge.judge(
+                    takes,
+                    plan.item.text,
+                    plan.language,
+                    reference=reference,
+                    progress=_naming_item(self.progress, plan.item.number),
+                )
             files = []
             if len(takes) == 1:
                 files.append(
@@ -851,6 +860,17 @@ class _Runner:
     def _fail(self, plan: PlannedItem, error: str, **fields) -> tuple[PlannedItem, str]:
         self.manifest.update(plan.item.number, status="failed", error=error, finished_at=_now(), **fields)
         return plan, error
+
+
+def _naming_item(sink: ProgressFn | None, number: int) -> ProgressFn | None:
+    """`sink`, with each stage's start saying which item it is for (the checks run once per item)."""
+    if sink is None:
+        return None
+
+    def forward(event: ProgressEvent) -> None:
+        sink(replace(event, message=f"item {number}") if event.phase == "start" else event)
+
+    return forward
 
 
 def _join_dialogue(
