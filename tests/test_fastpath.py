@@ -313,6 +313,32 @@ def test_resolve_cpu_dtype_rule():
     assert recommended_threads("float32", cpu_count=16) == 16
 
 
+def test_loading_on_cpu_flushes_subnormals_and_keeps_freed_memory(tiny_models):
+    """Subnormal floats ran the codec up to 30x slower (docs/benchmarks.md §6b): a model loaded on
+    the CPU computes them as zero, in the loading thread and in threads it starts afterwards.  Run
+    in a fresh interpreter: the setting belongs to the threads of the process that loads."""
+    import subprocess
+    import sys
+
+    script = f"""
+import threading, torch
+from audiobox.tts.cpu import keep_freed_memory
+from audiobox.tts.runtime import RuntimeOptions, load_tts
+tiny = lambda: float(torch.tensor([1e-30]) * torch.tensor([1e-10]))
+assert tiny() > 0, 'subnormals are kept before a model loads'
+load_tts({str(tiny_models / "custom_voice")!r}, RuntimeOptions(device="cpu", dtype="float32", threads=1), "custom_voice")
+seen = []
+worker = threading.Thread(target=lambda: seen.append(tiny()))
+worker.start(); worker.join()
+print(tiny(), seen[0], keep_freed_memory())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    main_thread, later_thread, kept = done.stdout.split()[-3:]
+    assert float(main_thread) == 0.0 and float(later_thread) == 0.0
+    assert kept == "True"  # glibc here (Debian), as in the Docker images
+
+
 def test_static_cache_grows_and_keeps_contents():
     from audiobox.tts.fastpath import _StaticKV
 

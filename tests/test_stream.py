@@ -166,6 +166,29 @@ def test_rows_that_join_later_share_codec_calls_once_their_chunks_align(synths):
     _assert_matches(later, wholes[1])
 
 
+def test_engine_threads_flush_subnormals_whoever_starts_them(synths):
+    """The loop and decoder threads set the CPU's subnormal flush themselves: an engine built from
+    a thread without it (a server's request thread) still decodes at full speed."""
+    import torch
+    from audiobox.tts.stream import StreamEngine
+
+    seen = []
+
+    class Probe(StreamEngine):
+        def _own_thread_settings(self):
+            super()._own_thread_settings()
+            seen.append(float(torch.tensor([1e-30]) * torch.tensor([1e-10])))
+
+    def build():
+        torch.set_flush_denormal(False)  # this thread only
+        Probe(synths["custom_voice"]).close()
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    builder.join()
+    assert seen == [0.0, 0.0]
+
+
 def test_cancel_stops_generation(synths, engine):
     from audiobox.tts.settings import resolve_settings
     from audiobox.tts.stream import StreamJob

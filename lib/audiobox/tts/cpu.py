@@ -8,15 +8,33 @@ faster.  The published checkpoints ship in bf16, so bf16 also loads without an u
 Threads: on the 2-vCPU build machine float32 matrix-vector work gained nothing from a second thread
 and became very noisy (±40 %), while bf16 and int8 kernels used both cores cleanly
 (see docs/benchmarks.md).  No torch import here: this module is cheap to import from the CLI.
+
+Two process settings make CPU decoding fast and steady (:func:`prepare_cpu_process`): subnormal
+floats flushed to zero, and glibc keeping freed memory for reuse.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["cpu_flags", "has_native_bf16", "resolve_cpu_dtype", "recommended_threads"]
+__all__ = [
+    "cpu_flags",
+    "has_native_bf16",
+    "resolve_cpu_dtype",
+    "recommended_threads",
+    "flush_denormals",
+    "keep_freed_memory",
+    "prepare_cpu_process",
+]
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 30
+_TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 
 # x86 /proc/cpuinfo "flags" and Arm "Features" entries that mean native bf16 arithmetic.
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -77,3 +95,41 @@ def recommended_threads(dtype: str, cpu_count: int | None = None) -> int:
     if dtype in ("float32", "fp32") and cpus <= 2:
         return 1
     return cpus
+
+
+def flush_denormals() -> bool:
+    """Compute float values below ~1.2e-38 as zero, in this thread and the threads it starts later.
+
+    Why: x86 CPUs take a slow path on subnormal floats.  The codec's transformer ran 30x slower on
+    them and its convolutions up to 4x (random-weight checkpoints, docs/benchmarks.md §6b); such
+    values are far below anything audible or any logit that matters.  The setting is per thread
+    (MXCSR), inherited by threads created afterwards, so call it before a thread starts torch work.
+    """
+    import torch
+
+    return bool(torch.set_flush_denormal(True))
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed large blocks for reuse instead of returning them to the kernel.
+
+    Why: a codec call allocates and frees hundreds of MB of activations.  By default glibc maps
+    each large block fresh and unmaps it on free, so every call page-faults its memory back in:
+    a third of the codec's time was kernel time and its duration varied 3x between identical
+    calls.  The process then stays at its peak size, which a model server does anyway.  False
+    where the C library is not glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
+    )
+
+
+def prepare_cpu_process() -> None:
+    """The process settings for decoding on a CPU (both above); call before loading the model."""
+    flush_denormals()
+    keep_freed_memory()

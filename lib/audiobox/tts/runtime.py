@@ -112,14 +112,16 @@ def ensure_available(info: ModelInfo) -> None:
         )
 
 
-def apply_threads(threads: int | None, device: str, dtype: str) -> None:
-    """Explicit --threads wins; on CPU the default follows the measured rule in tts.cpu."""
+def prepare_process(threads: int | None, device: str, dtype: str) -> None:
+    """Explicit --threads wins; on CPU the default follows the measured rule in tts.cpu, and the
+    process gets the CPU settings of tts.cpu.prepare_cpu_process."""
     import torch
 
-    if not threads and device == "cpu":
-        from audiobox.tts.cpu import recommended_threads
+    if device == "cpu":
+        from audiobox.tts.cpu import prepare_cpu_process, recommended_threads
 
-        threads = recommended_threads(dtype)
+        prepare_cpu_process()
+        threads = threads or recommended_threads(dtype)
     if threads:
         torch.set_num_threads(threads)
 
@@ -160,7 +162,7 @@ def load_tts(
         device = resolve_device(options.device)
         dtype = resolve_dtype(options.dtype, device)
         attention = resolve_attention(options.attention, device)
-        apply_threads(options.threads, device, dtype)
+        prepare_process(options.threads, device, dtype)
         source = str(info.path or snapshot or info.ref)
         try:
             model = Qwen3TTSModel.from_pretrained(

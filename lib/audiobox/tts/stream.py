@@ -448,9 +448,17 @@ class StreamEngine:
         return len(self._rows) + len(self._waiting) + self._incoming.qsize()
 
     # ------------------------------------------------------------------ the loop
+    def _own_thread_settings(self) -> None:
+        """Threads inherit the subnormal setting only from the thread that starts them: set it here."""
+        if self.device.type == "cpu":
+            from audiobox.tts.cpu import flush_denormals
+
+            flush_denormals()
+
     def _run(self) -> None:
         import torch
 
+        self._own_thread_settings()
         with torch.inference_mode():
             while not self._closed.is_set():
                 self._admit(block=not self._rows)
@@ -563,6 +571,7 @@ class StreamEngine:
 
         decoder = self.model.model.speech_tokenizer.model.decoder
         streams: dict[int, CodecStream] = {}
+        self._own_thread_settings()
         with torch.inference_mode():
             while True:
                 tasks = self._decode_tasks.get()
