@@ -189,6 +189,33 @@ def test_engine_threads_flush_subnormals_whoever_starts_them(synths):
     assert seen == [0.0, 0.0]
 
 
+def test_chunk_renderer_continues_the_convolutions_exactly(synths):
+    """Chunks of 1, 3, 5 and 2 frames rendered one after another (two streams batched, one fresh
+    and one already running) equal upstream's convolutions over the whole sequence."""
+    import torch
+    from audiobox.tts.stream import ChunkRenderer
+
+    decoder = synths["custom_voice"].loaded.model.model.speech_tokenizer.model.decoder
+    generator = torch.Generator().manual_seed(3)
+    hidden = torch.randn(2, decoder.config.latent_dim, 11, generator=generator)
+    with torch.inference_mode():
+        whole = hidden
+        for block in [*(b for blocks in decoder.upsample for b in blocks), *decoder.decoder]:
+            whole = block(whole)
+        whole = whole.clamp(min=-1, max=1)[:, 0]
+
+        class Stream:
+            conv_state = None
+
+        renderer, streams, parts, start = ChunkRenderer(decoder), [Stream(), Stream()], [], 0
+        for count in (1, 3, 5, 2):
+            parts.append(renderer.render(streams, hidden[..., start : start + count]))
+            start += count
+        joined = torch.cat(parts, dim=-1)
+    assert joined.shape == whole.shape == (2, 11 * 1920)
+    assert float((joined - whole).abs().max()) < 1e-5
+
+
 def test_cancel_stops_generation(synths, engine):
     from audiobox.tts.settings import resolve_settings
     from audiobox.tts.stream import StreamJob

@@ -8,11 +8,12 @@ its end token, at its frame budget, or when its consumer cancels (a client that 
 
 Audio: each row's codes are decoded in chunks on a separate decode thread, so decoding one chunk
 overlaps the generation of the next frames; chunks of several rows that fall due at the same step
-with windows of the same shape go through the codec's convolutions as one batch.  The codec decoder is causal: its sliding-window
-transformer keeps its key/value cache from chunk to chunk (so it sees exactly the history it sees
-in a whole-take decode) and its convolutions re-run :data:`CONV_CONTEXT` frames of left context
-(their receptive field is shorter).  The joined chunks therefore equal the decode of the whole take
-up to float rounding (``tests/test_stream.py`` measures it on the tiny checkpoints).
+with the same length go through the codec's convolutions as one batch.  The codec decoder is
+causal: its sliding-window transformer keeps its key/value cache from chunk to chunk (so it sees
+exactly the history it sees in a whole-take decode) and its convolutions keep the few inputs of the
+previous chunk they need, so no frame is decoded twice.  The joined chunks therefore equal the
+decode of the whole take up to float rounding (``tests/test_stream.py`` measures it on the tiny
+checkpoints).
 
 The loop is :class:`audiobox.tts.fastpath.FastGenerator`'s (the same modules, logits rules and
 order of random draws; each request samples from its own seeded generator), which requires sdpa
@@ -35,10 +36,9 @@ from audiobox.tts.runtime import quiet_stdout
 from audiobox.tts.settings import GenerationSettings
 from audiobox.tts.synth import Synthesizer, VoiceSpec
 
-SAMPLES_PER_FRAME = 1920  # 80 ms at 24 kHz
-# Frames of transformer output the codec's convolutions re-run before each chunk.  Measured on the
-# tiny codec (same kernels, strides and dilations as the real one): 4 frames leave a 0.17 jump at
-# the seam, 8 frames match the whole-take decode within 1.3e-5.
+# Frames of an ICL reference's transformer output the codec's convolutions start from.  Measured on
+# the tiny codec (same kernels, strides and dilations as the real one): 4 frames leave a 0.17 jump
+# at the seam, 8 frames match the whole-take decode within 1.3e-5.
 CONV_CONTEXT = 8
 
 
@@ -163,12 +163,14 @@ class CodecStream:
 
     The decoder is quantizer -> causal conv (kernel 3) -> sliding-window transformer -> upsampling
     convolutions.  The transformer runs with a key/value cache across chunks and positions that
-    continue, as in one whole-take pass; the convolutions re-run :data:`CONV_CONTEXT` frames.
-    ``prefix`` codes (an ICL clone's reference) are fed as history and never emitted, as upstream
-    decodes reference + new codes together and cuts the reference part.
+    continue, as in one whole-take pass; the convolutions keep the input tails they need in
+    ``conv_state`` (see :class:`ChunkRenderer`).  ``prefix`` codes (an ICL clone's reference) are
+    history, never emitted, as upstream decodes reference + new codes together and cuts the
+    reference part: the transformer sees all of it, the convolutions its last
+    :data:`CONV_CONTEXT` frames.
     """
 
-    def __init__(self, decoder, prefix=None):
+    def __init__(self, decoder, renderer: ChunkRenderer, prefix=None):
         from transformers.cache_utils import DynamicCache
 
         self.decoder = decoder
@@ -176,13 +178,14 @@ class CodecStream:
         self.cache = DynamicCache(config=decoder.pre_transformer.config)
         self.position = 0
         self.code_tail = None  # the last 2 frames of codes, context for the kernel-3 conv
-        self.hidden_tail = None  # the last CONV_CONTEXT frames of transformer output
+        self.conv_state = None  # the convolutions' input tails; None: silence before the take
         if prefix is not None and len(prefix):
-            self.advance(prefix)  # history only: its audio is never rendered
+            history = self.advance(prefix)
+            renderer.render([self], history[..., -CONV_CONTEXT:])  # its audio is dropped
 
     def advance(self, codes):
-        """Run ``codes`` (n, Q) through the stateful part (quantizer, conv, cached transformer); return
-        the window for the convolutions, (1, C, context + n), and its context length in frames."""
+        """Run ``codes`` (n, Q) through the stateful head (quantizer, conv, cached transformer);
+        return what the convolutions render, (1, C, n)."""
         import torch
 
         decoder = self.decoder
@@ -198,25 +201,101 @@ class CodecStream:
             cache_position=torch.arange(self.position, self.position + count, device=hidden.device),
         ).last_hidden_state.permute(0, 2, 1)
         self.position += count
-        context = 0 if self.hidden_tail is None else self.hidden_tail.shape[-1]
-        if context:
-            hidden = torch.cat((self.hidden_tail, hidden), dim=-1)
-        self.hidden_tail = hidden[..., -CONV_CONTEXT:]
-        return hidden, context
+        return hidden
 
 
-def render_windows(decoder, windows):
-    """The codec's stateless upsampling convolutions on windows (B, C, T) -> waveforms (B, T * 1920).
+class _TailConv:
+    """Wraps one of the codec's causal convolutions so that it continues from the inputs it saw in
+    the previous chunk (``tail``, batch-first) instead of the zeros a whole-take pass pads with.
 
-    Rows of one call are independent, so windows of several streams with the same shape are decoded
-    together: the convolution weights are read once for all of them."""
-    wav = windows
-    for blocks in decoder.upsample:
-        for block in blocks:
-            wav = block(wav)
-    for block in decoder.decoder:
-        wav = block(wav)
-    return wav.clamp(min=-1, max=1)[:, 0]
+    A causal convolution of span K needs the K - 1 inputs before a chunk; a transposed one of kernel
+    k and stride r needs the ceil((k - r) / r) inputs whose outputs overlap the chunk's.  Zeros
+    stand for the inputs before the take, which is exactly what the whole-take pass computes.
+    """
+
+    def __init__(self, module, transposed: bool):
+        conv = module.conv
+        self.conv = conv
+        self.transposed = transposed
+        if transposed:
+            kernel, stride = conv.kernel_size[0], conv.stride[0]
+            self.stride = stride
+            self.keep = -(-(kernel - stride) // stride)
+        else:
+            if conv.stride[0] != 1:
+                raise UserError("this codec has a strided causal convolution; streaming cannot continue it")
+            self.keep = module.kernel_size - 1
+        self.channels = conv.in_channels
+        self.tail = None
+
+    def zeros(self, rows: int):
+        import torch
+
+        weight = self.conv.weight
+        return torch.zeros(rows, self.channels, self.keep, dtype=weight.dtype, device=weight.device)
+
+    def __call__(self, hidden):
+        import torch
+
+        count = hidden.shape[-1]
+        joined = torch.cat((self.tail, hidden), dim=-1) if self.keep else hidden
+        self.tail = joined[..., joined.shape[-1] - self.keep :]
+        out = self.conv(joined)
+        if self.transposed:  # the outputs of the new inputs, without the overlap the next chunk adds to
+            start = self.keep * self.stride
+            return out[..., start : start + count * self.stride].contiguous()
+        return out.contiguous()
+
+
+class ChunkRenderer:
+    """The codec's upsampling convolutions (everything after its transformer), chunk by chunk.
+
+    A copy of upstream's module tree shares its weights but has every causal convolution wrapped in
+    a :class:`_TailConv`, so a chunk is rendered from its own frames only and joins the previous one
+    as in a whole-take pass.  Rows of one call are independent: chunks of the same length from
+    several streams are rendered together, each with its own tails.
+    """
+
+    def __init__(self, decoder):
+        from qwen_tts.core.tokenizer_12hz import modeling_qwen3_tts_tokenizer_v2 as codec
+
+        self.convs: list[_TailConv] = []
+        self.kinds = {
+            codec.Qwen3TTSTokenizerV2CausalConvNet: False,
+            codec.Qwen3TTSTokenizerV2CausalTransConvNet: True,
+        }
+        self.stages = [self._wrapped(block) for blocks in decoder.upsample for block in blocks]
+        self.stages += [self._wrapped(block) for block in decoder.decoder]
+
+    def _wrapped(self, module):
+        import copy
+
+        if type(module) in self.kinds:
+            conv = _TailConv(module, self.kinds[type(module)])
+            self.convs.append(conv)
+            return conv
+        if not module._modules:
+            return module
+        clone = copy.copy(module)  # the same parameters; children replaced below
+        clone._modules = {name: self._wrapped(child) for name, child in module._modules.items()}
+        return clone
+
+    def render(self, streams: list[CodecStream], hidden):
+        """Waveforms (B, n * 1920) of ``hidden`` (B, C, n), row i continuing ``streams[i]``."""
+        import torch
+
+        for index, conv in enumerate(self.convs):
+            conv.tail = torch.cat(
+                [conv.zeros(1) if s.conv_state is None else s.conv_state[index] for s in streams]
+            )
+        wav = hidden
+        for stage in self.stages:
+            wav = stage(wav)
+        for row, stream in enumerate(streams):
+            stream.conv_state = [conv.tail[row : row + 1] for conv in self.convs]
+        for conv in self.convs:
+            conv.tail = None
+        return wav.clamp(min=-1, max=1)[:, 0]
 
 
 class _Row:
@@ -570,6 +649,7 @@ class StreamEngine:
         import torch
 
         decoder = self.model.model.speech_tokenizer.model.decoder
+        renderer = ChunkRenderer(decoder)
         streams: dict[int, CodecStream] = {}
         self._own_thread_settings()
         with torch.inference_mode():
@@ -577,9 +657,9 @@ class StreamEngine:
                 tasks = self._decode_tasks.get()
                 if tasks is None:
                     return
-                self._decode_step(decoder, streams, tasks)
+                self._decode_step(decoder, renderer, streams, tasks)
 
-    def _decode_step(self, decoder, streams: dict, tasks: list) -> None:
+    def _decode_step(self, decoder, renderer: ChunkRenderer, streams: dict, tasks: list) -> None:
         """Decode the chunks one step made due, same-shaped windows in one call, then end the rows
         that finished (their end markers follow their last chunk)."""
         import torch
@@ -591,23 +671,23 @@ class StreamEngine:
             try:
                 stream = streams.get(id(handle))
                 if stream is None:
-                    stream = streams[id(handle)] = CodecStream(decoder, self._prefix(handle.job))
-                window, context = stream.advance(chunk)
+                    stream = streams[id(handle)] = CodecStream(decoder, renderer, self._prefix(handle.job))
+                hidden = stream.advance(chunk)
             except Exception as exc:
                 self._fail_decode(streams, handle, exc)
                 continue
-            groups.setdefault((tuple(window.shape), context), []).append((handle, window))
-        for (_, context), members in groups.items():
+            groups.setdefault(hidden.shape[-1], []).append((handle, stream, hidden))
+        for members in groups.values():
             try:
-                wavs = render_windows(decoder, torch.cat([window for _, window in members]))
-                wavs = wavs[:, context * SAMPLES_PER_FRAME :].float().cpu().numpy()
+                hidden = torch.cat([hidden for _, _, hidden in members])
+                wavs = renderer.render([stream for _, stream, _ in members], hidden).float().cpu().numpy()
             except Exception as exc:
-                for handle, _ in members:
+                for handle, _, _ in members:
                     self._fail_decode(streams, handle, exc)
                 continue
             self.codec_calls += 1
             self.max_codec_rows = max(self.max_codec_rows, len(members))
-            for (handle, _), wav in zip(members, wavs):
+            for (handle, _, _), wav in zip(members, wavs):
                 handle._put_audio(wav)
         for handle, chunk, ended in tasks:
             if chunk is None:
