@@ -247,6 +247,23 @@ class _TailConv:
         return out.contiguous()
 
 
+class _Snake:
+    """Upstream's SnakeBeta activation, x + sin(a x)^2 / b, with exp(alpha) and 1 / (exp(beta) + eps)
+    worked out once instead of at every call, and the large tensors updated in place: it is a
+    third of the convolutions' time, and the same values to the last bit."""
+
+    def __init__(self, module):
+        import torch
+
+        with torch.no_grad():
+            self.alpha = torch.exp(module.alpha)[None, :, None]
+            self.inverse_beta = (1.0 / (torch.exp(module.beta) + module.no_div_by_zero))[None, :, None]
+
+    def __call__(self, hidden):
+        wave = (hidden * self.alpha).sin_()
+        return wave.mul_(wave).mul_(self.inverse_beta).add_(hidden)
+
+
 class ChunkRenderer:
     """The codec's upsampling convolutions (everything after its transformer), chunk by chunk.
 
@@ -264,6 +281,7 @@ class ChunkRenderer:
             codec.Qwen3TTSTokenizerV2CausalConvNet: False,
             codec.Qwen3TTSTokenizerV2CausalTransConvNet: True,
         }
+        self.snake = codec.SnakeBeta
         self.stages = [self._wrapped(block) for blocks in decoder.upsample for block in blocks]
         self.stages += [self._wrapped(block) for block in decoder.decoder]
 
@@ -274,6 +292,8 @@ class ChunkRenderer:
             conv = _TailConv(module, self.kinds[type(module)])
             self.convs.append(conv)
             return conv
+        if type(module) is self.snake:
+            return _Snake(module)
         if not module._modules:
             return module
         clone = copy.copy(module)  # the same parameters; children replaced below
