@@ -214,6 +214,9 @@ def test_chunk_renderer_continues_the_convolutions_exactly(synths):
         joined = torch.cat(parts, dim=-1)
     assert joined.shape == whole.shape == (2, 11 * 1920)
     assert float((joined - whole).abs().max()) < 1e-5
+    # what a stream keeps between chunks is its tails, not the chunk activations they were cut from
+    kept = sum(tail.untyped_storage().nbytes() for tail in streams[0].conv_state)
+    assert kept <= 2 * sum(tail.numel() * tail.element_size() for tail in streams[0].conv_state)
 
 
 def test_cancel_stops_generation(synths, engine):

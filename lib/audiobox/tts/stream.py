@@ -239,7 +239,7 @@ class _TailConv:
 
         count = hidden.shape[-1]
         joined = torch.cat((self.tail, hidden), dim=-1) if self.keep else hidden
-        self.tail = joined[..., joined.shape[-1] - self.keep :]
+        self.tail = joined[..., joined.shape[-1] - self.keep :].clone()  # a view would keep all of `joined`
         out = self.conv(joined)
         if self.transposed:  # the outputs of the new inputs, without the overlap the next chunk adds to
             start = self.keep * self.stride
