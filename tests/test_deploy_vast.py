@@ -605,3 +605,25 @@ def test_the_pull_after_a_timeout_ends_well_before_the_self_destruct(tmp_path):
     assert 5 < run._teardown_budget() <= 10
     run.deadline -= 20
     assert run._teardown_budget() == 0
+
+
+def test_the_log_shows_lines_through_the_apps_terminal_and_never_raises(tmp_path, monkeypatch):
+    """cloud.vastapi.Log writes no terminal itself: the app passes one (scripts/vast.sh: stderr). A
+    terminal that fails (stderr gone) is dropped; the file keeps every line, secrets masked."""
+    from audiobox.cloud.vastapi import Log
+
+    monkeypatch.setenv("VAST_API_KEY", "sekret-key")
+    shown = []
+
+    def gone_after_one(line: str) -> None:
+        if shown:
+            raise BrokenPipeError("reader gone")
+        shown.append(line)
+
+    log = Log(tmp_path / "deploy.log", terminal=gone_after_one)
+    log("first sekret-key")
+    log("second")
+    log("third")
+    assert shown == ["[vast] first ***"] and log.terminal is None
+    lines = (tmp_path / "deploy.log").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["[vast] first ***", "[vast] second", "[vast] third"]

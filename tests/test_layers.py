@@ -111,8 +111,6 @@ def test_no_library_function_takes_parsed_arguments():
 # progress through audiobox.progress and warnings through logging
 TERMINAL_WRITERS = {
     "errors.py",  # run_main: the apps' one error line, and the handler that shows library warnings
-    "cloud/vastapi.py",  # Log: the cloud run's own log file + terminal, which must never raise in a teardown
-    "tts/runtime.py",  # sends qwen_tts's own prints to stderr, so --json/--stdout output stays clean
 }
 
 

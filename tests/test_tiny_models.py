@@ -149,3 +149,22 @@ def test_rebuild_is_byte_identical(tiny_models, tmp_path):
     # and once more explicitly by content for the files that matter most
     for rel in ["model.safetensors", "speech_tokenizer/model.safetensors", "config.json"]:
         assert filecmp.cmp(tiny_models / "custom_voice" / rel, tmp_path / "custom_voice" / rel, shallow=False)
+
+
+def test_what_qwen_tts_prints_becomes_a_logged_warning(tiny_models, capsys, caplog):
+    """qwen_tts print()s a warning for a reference beyond full scale: inside our calls it reaches
+    logging (audiobox.tts.qwen_tts), not stdout (--json) and not raw stderr."""
+    from audiobox.audio import Audio
+    from audiobox.tts.pool import ModelPool
+    from audiobox.tts.runtime import RuntimeOptions
+
+    synth = ModelPool(RuntimeOptions(device="cpu")).synthesizer(str(tiny_models / "base"), "base")
+    capsys.readouterr()
+    t = np.arange(24000) / 24000
+    too_loud = Audio((1.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 24000)
+    with caplog.at_level("WARNING", logger="audiobox.tts.qwen_tts"):
+        synth.build_clone_prompt(too_loud, None, x_vector_only=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "Max value" not in err
+    lines = [r.getMessage() for r in caplog.records if r.name == "audiobox.tts.qwen_tts"]
+    assert any(line.startswith("Max value of input waveform signal is") for line in lines), lines

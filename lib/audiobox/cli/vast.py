@@ -76,6 +76,13 @@ def _env_time(name: str, default: float) -> float:
     return seconds
 
 
+def stderr_line(line: str) -> None:
+    """The run's terminal: each log line on stderr (Log stops calling it once stderr is gone)."""
+    if sys.stderr is not None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
 def _destroy_policy() -> DestroyPolicy:
     return DestroyPolicy(
         attempts=max(1, int(_env_float("VAST_DESTROY_ATTEMPTS", DestroyPolicy.attempts))),
@@ -382,13 +389,13 @@ def cmd_run(args: argparse.Namespace, vast: VastCli, repo: Path, shell: bool) ->
         destroy=_destroy_policy(),
     )
     (run_dir / job).mkdir(parents=True, exist_ok=True)
-    log = Log(run_dir / job / "deploy.log")
+    log = Log(run_dir / job / "deploy.log", terminal=stderr_line)
     vast.log = log
     return Deployment(opts, vast, log).execute()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    log = Log()
+    log = Log(terminal=stderr_line)
     try:
         args = _parser().parse_args(argv)
         repo = Path(os.environ.get("PAB_REPO") or Path(__file__).resolve().parents[3])

@@ -17,7 +17,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,16 +47,17 @@ def now_iso() -> str:
 
 
 class Log:
-    """Progress lines for the terminal and the run's log file, with secrets masked.
+    """Progress lines for the run's log file and a terminal, with secrets masked.
 
-    A log line can never raise: the file is written first, and a terminal that went away (closed
-    stderr, a broken pipe after `| head`, a hung-up SSH session) only turns terminal output off.
-    The teardown runs through here, and a print must not be what leaves an instance billing."""
+    `terminal` is the app's way to show a line (scripts/vast.sh: stderr); the library writes no
+    terminal itself. A log line can never raise: the file is written first, and a terminal that went
+    away (closed stderr, a broken pipe after `| head`, a hung-up SSH session) only turns terminal
+    output off. The teardown runs through here, and a print must not be what leaves an instance billing."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, terminal: Callable[[str], None] | None = None):
         self.path = path
         self.secrets = [v for k in SECRET_ENV_VARS if (v := os.environ.get(k, "")) and len(v) >= 4]
-        self.terminal = True
+        self.terminal = terminal
         self._lock = threading.Lock()
 
     def redact(self, text: str) -> str:
@@ -80,14 +80,12 @@ class Log:
             self.to_terminal(line)
 
     def to_terminal(self, line: str) -> None:
-        stream = sys.stderr
-        if not self.terminal or stream is None:
+        if self.terminal is None:
             return
         try:
-            stream.write(line + "\n")
-            stream.flush()
+            self.terminal(line)
         except (OSError, ValueError):
-            self.terminal = False  # closed, broken or hung up: the log file still has everything
+            self.terminal = None  # closed, broken or hung up: the log file still has everything
 
 
 def child_env(*, keep_api_key: bool = False) -> dict[str, str]:

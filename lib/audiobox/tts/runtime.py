@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -17,6 +17,7 @@ from audiobox.errors import UserError
 from audiobox.progress import ProgressFn
 from audiobox.tts.models import DEFAULT_MODELS, ModelInfo, read_model_info
 
+QWEN_LOG = logging.getLogger("audiobox.tts.qwen_tts")  # what qwen_tts prints, one warning per line
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 
@@ -42,11 +43,44 @@ class LoadedTTS:
     weights: str = "as loaded"  # or "onednn-packed" (bf16 on CPU) or "dynamic-int8"
 
 
+class _PrintsToLog(io.TextIOBase):
+    """A text stream that turns each line printed into it into a warning on `logger`."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self._emit(self._partial)
+            self._partial = ""
+
+    def _emit(self, line: str) -> None:
+        line = line.strip()
+        if line.strip("*").strip():  # not a blank or a row of stars framing a banner
+            self.logger.warning(line.removeprefix("[WARNING]").strip())
+
+
 @contextlib.contextmanager
 def quiet_stdout():
-    """qwen_tts prints banners and warnings to stdout; keep stdout clean for --json output."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    """qwen_tts reports with print() (e.g. a reference louder than full scale): inside its calls each
+    printed line becomes a warning of the "audiobox.tts.qwen_tts" logger, as the library's own warnings,
+    so stdout stays clean for --json/--stdout output and a server or a test sees them too."""
+    stream = _PrintsToLog(QWEN_LOG)
+    try:
+        with contextlib.redirect_stdout(stream):
+            yield
+    finally:
+        stream.flush()
 
 
 def resolve_device(requested: str = "auto") -> str:
