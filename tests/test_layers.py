@@ -76,9 +76,12 @@ def test_one_place_for_word_error_rates_and_speaking_pace():
 
 
 def test_apps_call_workflows_not_their_steps():
-    """A clone voice's steps (the reference, the Whisper model, the prompt, the record) are taken inside
-    the library (audiobox.clone, audiobox.register, audiobox.design); an app only calls those."""
-    for step in ("prepare_reference(", "load_asr(", "build_clone_prompt(", "clone_record(", ".synthesizer("):
+    """A voice's steps (the reference, the Whisper model, the prompt, the record and the registry
+    transaction) are taken inside the library (audiobox.clone, .register, .design, .builtin_voice,
+    .split); an app only calls those."""
+    steps = ("prepare_reference(", "load_asr(", "build_clone_prompt(", ".synthesizer(")
+    records = ("clone_record(", "builtin_record(", "ref_record(", 'record["')  # voice.json is voices.py's
+    for step in (*steps, *records):
         assert not [f for f in _files_using(step) if f.startswith("cli/")], step
 
 

@@ -463,6 +463,14 @@ class VoiceRegistry:
             atomic_write_json(voice.dir / "voice.json", record)
         return self.get(slug)
 
+    def save_generation_defaults(self, slug: str, defaults: dict) -> Voice:
+        """Merge `defaults` (profile and knobs: what speak uses when not told) into the voice's own."""
+
+        def merge(record: dict, _dir: Path) -> None:
+            record["generation_defaults"] = {**record.get("generation_defaults", {}), **defaults}
+
+        return self.update(slug, merge)
+
     def add_prompt(self, slug: str, prompt, tone: str | None = None, extra: dict | None = None) -> str:
         """Store a ClonePrompt as prompts/<model_tag>_<mode>[_<tone>]_v<N> and index it."""
         added: list[str] = []

@@ -434,11 +434,7 @@ def save_profile_default(dirs, args) -> None:
     knobs = {k: v for k, v in explicit_knobs(args).items() if v is not None}
     if args.profile:
         knobs["profile"] = args.profile
-
-    def mutate(record, _dir):
-        record["generation_defaults"] = {**record.get("generation_defaults", {}), **knobs}
-
-    VoiceRegistry(dirs.voices).update(args.voice, mutate)
+    VoiceRegistry(dirs.voices).save_generation_defaults(args.voice, knobs)
 
 
 def cmd_list_voices(args) -> int:
@@ -535,50 +531,26 @@ def cmd_capabilities(args) -> int:
 
 
 def cmd_register_builtin(args) -> int:
-    from audiobox.languages import normalize_language
-    from audiobox.styles import resolve_instruct
-    from audiobox.tts.models import read_model_info, require_type
-    from audiobox.voices import VoiceRegistry, already_exists, builtin_record, validate_slug, validate_tone
+    from audiobox.builtin_voice import BuiltinRequest, register_builtin
 
-    dirs = resolve_dirs(args.cache)
-    slug = validate_slug(args.voice_name)
-    info = read_model_info(args.model)
-    require_type(info, "custom_voice", "register-builtin")
-    speaker = info.canonical_speaker(args.speaker)
-    language = normalize_language(args.language_default, info.languages)
-    default_instruct, _ = resolve_instruct(args.instruct_default, args.instruct_default_style)
-    tone_instruct, _ = resolve_instruct(args.tone_instruct, args.tone_instruct_style)
-    validate_tone(args.tone)
-    if bool(args.tone) != bool(tone_instruct):
-        raise UserError("--tone needs --tone-instruct or --tone-instruct-style (and vice versa)")
-    registry = VoiceRegistry(dirs.voices)
-    cv = {
-        "speaker": speaker,
-        "model": args.model,
-        "instruct_default": default_instruct,
-        "language_default": language,
-    }
-    tones = {args.tone: {"instruct": tone_instruct}} if args.tone else {}
-    if registry.exists(slug) and not args.force and registry.get(slug).engine == "custom_voice":
-
-        def mutate(record, _dir):  # same speaker voice: add the tone / update defaults in place
-            if record["custom_voice"]["speaker"] != speaker:
-                raise already_exists(slug, f" with speaker {record['custom_voice']['speaker']!r}")
-            record["custom_voice"].update({k: v for k, v in cv.items() if v is not None})
-            record["tones"].update(tones)
-
-        voice = registry.update(slug, mutate)
-    else:
-        record = builtin_record(
-            display_name=args.display_name,
-            description=args.description,
-            custom_voice=cv,
-            tones=tones,
-            source={"type": "builtin", "speaker": speaker, "model": args.model},
-        )
-        voice = registry.create(slug, record, replace=args.force)
-    print(f"registered {voice.slug}: speaker {speaker}" + (f", tone {args.tone}" if args.tone else ""))
-    print(f'next: {app_command("voice-synth")} speak --voice {voice.slug} --text "Hello"')
+    request = BuiltinRequest(
+        voice_name=args.voice_name,
+        speaker=args.speaker,
+        model=args.model,
+        instruct_default=args.instruct_default,
+        instruct_default_style=args.instruct_default_style,
+        language_default=args.language_default,
+        tone=args.tone,
+        tone_instruct=args.tone_instruct,
+        tone_instruct_style=args.tone_instruct_style,
+        display_name=args.display_name,
+        description=args.description,
+        replace=args.force,
+    )
+    result = register_builtin(request, resolve_dirs(args.cache))
+    slug = result.voice.slug
+    print(f"registered {slug}: speaker {result.speaker}" + (f", tone {args.tone}" if args.tone else ""))
+    print(f'next: {app_command("voice-synth")} speak --voice {slug} --text "Hello"')
     return 0
 
 
