@@ -64,6 +64,21 @@ def _env_float(name: str, default: float) -> float:
         raise DeployError(f"{name} must be a number, not {raw!r}", EXIT_USAGE) from None
 
 
+TIME_FLAGS = (  # flag, its environment default, the default in seconds and as shown, what it limits
+    ("--wait-running", "VAST_WAIT_RUNNING", 1200, "20:00", "how long the instance may take to start"),
+    ("--wait-ssh", "VAST_WAIT_SSH", 360, "6:00", "how long a running instance may take to answer over SSH"),
+    ("--poll", "VAST_POLL", 5, "5", "time between status checks"),
+    (
+        "--max-duration",
+        "VAST_MAX_DURATION",
+        DEFAULT_MAX_DURATION_S,
+        f"{DEFAULT_MAX_DURATION_S // 3600}:00:00",
+        "hard limit for the whole run: then pull and destroy; the instance destroys itself "
+        f"{DEFAULT_TEARDOWN_GRACE_S // 60} min later even if this machine is gone",
+    ),
+)
+
+
 def _env_time(name: str, default: float) -> float:
     """A wait or limit from the environment, in the apps' time formats (seconds, m:ss, h:mm:ss)."""
     raw = os.environ.get(name, "").strip()
@@ -176,37 +191,14 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--ssh-key", default=os.environ.get("VAST_SSH_KEY") or None)
         r.add_argument("--summary-json", type=Path, default=None)
         r.add_argument("--run-dir", type=Path, default=Path(os.environ.get("VAST_RUN_DIR", "work_remote")))
-        times = "seconds, m:ss or h:mm:ss"
-        r.add_argument(
-            "--wait-running",
-            type=positive_time,
-            default=_env_time("VAST_WAIT_RUNNING", 1200),
-            metavar="TS",
-            help=f"how long the instance may take to start ({times}; VAST_WAIT_RUNNING, default 20:00)",
-        )
-        r.add_argument(
-            "--wait-ssh",
-            type=positive_time,
-            default=_env_time("VAST_WAIT_SSH", 360),
-            metavar="TS",
-            help=f"how long a running instance may take to answer over SSH ({times}; VAST_WAIT_SSH, default 6:00)",
-        )
-        r.add_argument(
-            "--poll",
-            type=positive_time,
-            default=_env_time("VAST_POLL", 5),
-            metavar="TS",
-            help=f"time between status checks ({times}; VAST_POLL, default 5)",
-        )
-        r.add_argument(
-            "--max-duration",
-            type=positive_time,
-            default=_env_time("VAST_MAX_DURATION", DEFAULT_MAX_DURATION_S),
-            metavar="TS",
-            help=f"hard limit for the whole run ({times}; VAST_MAX_DURATION, default "
-            f"{DEFAULT_MAX_DURATION_S // 3600}:00:00): then pull and destroy; the instance destroys itself "
-            f"{DEFAULT_TEARDOWN_GRACE_S // 60} min later even if this machine is gone",
-        )
+        for flag, env, default, shown, what in TIME_FLAGS:
+            r.add_argument(
+                flag,
+                type=positive_time,
+                default=_env_time(env, default),
+                metavar="TS",
+                help=f"{what} (seconds, m:ss or h:mm:ss; {env}, default {shown})",
+            )
         if name == "run":
             r.add_argument(
                 "--tasks",
