@@ -101,3 +101,25 @@ def test_check_request_refuses_before_any_work(speech_mix, tiny_models, dirs, ch
     with pytest.raises(UserError, match=match):
         register(request, dirs, pool=None)  # never reaches a model: the pool is not even needed
     assert not (dirs.cache / "split").exists() and not dirs.work.exists()
+
+
+def test_split_voice_registers_the_picked_clip_without_a_model(speech_mix, dirs):
+    """voice-split's library call: clips into <work>/<voice>, the callback's pick registered (no prompt)."""
+    from audiobox.register import SplitRequest, check_split_request, split_voice
+
+    events = []
+    request = SplitRequest(
+        _split_options(speech_mix),
+        "clip-voice",
+        choose_reference=lambda split: use_clip_as_reference(split, 2),
+    )
+    done = split_voice(request, dirs, events.append)
+    second = done.split.clips[1]
+    assert done.split.out_dir == dirs.work / "clip-voice" and done.voice.slug == "clip-voice"
+    assert done.voice.ref["source_start"] == round(second.start, 3) and not done.voice.prompts
+    assert {"vad", "export"} <= {e.stage for e in events}
+    unnamed = SplitRequest(_split_options(speech_mix), choose_reference=print)
+    with pytest.raises(UserError, match="add --voice-name"):
+        check_split_request(unnamed, dirs)
+    anonymous = split_voice(SplitRequest(_split_options(speech_mix)), dirs)
+    assert anonymous.voice is None and anonymous.split.out_dir == dirs.work / anonymous.split.source.source_id

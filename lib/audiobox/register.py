@@ -1,11 +1,13 @@
-"""A voice from a link or a recording in one run (voice-register), as a chain of the library's own steps.
+"""Voices from a link or a recording, through the split (audiobox.split): voice-split and voice-register.
 
-Stages, each a progress stage of its own and timed: split (`audiobox.split`: download, VAD, speakers,
-Demucs, clips) -> reference (best segment + transcript, as voice-clone prepares one:
-`audiobox.clone.prepare_file`) -> clone prompt (Qwen3-TTS Base, loaded once) -> register (ref.wav,
-voice.json and the prompt in one registry transaction) -> unless no speech was asked, a test sentence
-(`audiobox.speak.run_speak`). `check_request` refuses every input it can before any download or model
-load. Beside it: `audiobox.clone` (a reference you already have), `audiobox.design` (a described voice).
+`split_voice` (voice-split): clips of the source, and its reference clip registered as a voice when
+asked (no transcript or prompt yet). `register` (voice-register), as a chain of the library's own
+steps, each a progress stage of its own and timed: split (download, VAD, speakers, Demucs, clips) ->
+reference (best segment + transcript, as voice-clone prepares one: `audiobox.clone.prepare_file`) ->
+clone prompt (Qwen3-TTS Base, loaded once) -> register (ref.wav, voice.json and the prompt in one
+registry transaction) -> unless no speech was asked, a test sentence (`audiobox.speak.run_speak`).
+`check_request`/`check_split_request` refuse every input they can before any download or model load.
+Beside it: `audiobox.clone` (a reference you already have), `audiobox.design` (a described voice).
 """
 
 from __future__ import annotations
@@ -21,15 +23,69 @@ from audiobox.paths import Dirs
 from audiobox.progress import ProgressFn, Reporter
 
 if TYPE_CHECKING:  # the heavy halves are imported where they run, so the app's --help stays light
+    from pathlib import Path
+
     from audiobox.refprep import PreparedRef, RefOptions
+    from audiobox.sources import SourceMedia
     from audiobox.speak import SpeakRequest, SpeakResult
     from audiobox.split import SplitOptions, SplitResult
     from audiobox.tts.models import ModelInfo
+    from audiobox.voices import Voice
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TEST_TEXT = "Hello! This is my new voice. I hope it sounds just like the recording."
 STAGES = ("split", "reference", "prompt", "register", "speak")
+
+
+@dataclass
+class SplitRequest:
+    """voice-split: the clips of a source, and (with voice_name) its reference clip as a voice."""
+
+    split: SplitOptions  # out_dir None: <work>/<voice_name, else the source's id>
+    voice_name: str | None = None  # register the reference clip (a transcript and prompt come later)
+    display_name: str | None = None
+    replace: bool = False
+    choose_reference: Callable[[SplitResult], None] | None = None  # as RegisterRequest's (needs voice_name)
+
+
+@dataclass
+class SplitVoiceResult:
+    split: SplitResult
+    voice: Voice | None  # the voice registered, if voice_name was given
+
+
+def check_split_request(request: SplitRequest, dirs: Dirs) -> None:
+    """What voice-split can refuse before any download or model load."""
+    from audiobox.voices import VoiceRegistry
+
+    if request.choose_reference is not None and not request.voice_name:
+        raise UserError("--interactive chooses the reference of the voice to register: add --voice-name")
+    if request.voice_name:
+        VoiceRegistry(dirs.voices).ensure_available(request.voice_name, request.replace)
+    request.split.validate()
+
+
+def split_voice(request: SplitRequest, dirs: Dirs, progress: ProgressFn | None = None) -> SplitVoiceResult:
+    """Split the source into clips (+ reference.wav, clips.json); register the reference clip when asked."""
+    from audiobox.split import register_reference_clip
+    from audiobox.voices import VoiceRegistry
+
+    check_split_request(request, dirs)
+    result = _run_split(
+        request.split,
+        dirs,
+        progress,
+        lambda source: dirs.work / (request.voice_name or source.source_id),
+        request.choose_reference,
+    )
+    voice = None
+    if request.voice_name:
+        registry = VoiceRegistry(dirs.voices)
+        voice = register_reference_clip(
+            registry, request.voice_name, result, display_name=request.display_name, replace=request.replace
+        )
+    return SplitVoiceResult(result, voice)
 
 
 def _default_ref_options() -> RefOptions:
@@ -213,23 +269,43 @@ def _test_speech(request: RegisterRequest, info: ModelInfo) -> SpeakRequest:
     return replace(request.speech, voice=request.voice_name, model=info.ref, app="voice-register")
 
 
+def _run_split(
+    options: SplitOptions,
+    dirs: Dirs,
+    progress: ProgressFn | None,
+    out_dir: Callable[[SourceMedia], Path],
+    choose_reference: Callable[[SplitResult], None] | None,
+    on_start: Callable[[], None] | None = None,
+) -> SplitResult:
+    """The split of voice-split and voice-register: Demucs and a --match sample are checked first and a
+    local file is opened before `on_start`, so a bad one fails before any download or stage line; then
+    the clips go to options.out_dir or `out_dir(source)`, and `choose_reference` may pick another clip."""
+    from audiobox.split import VoiceSplitter
+
+    splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+    splitter.prepare(options)
+    local = splitter.resolve(options) if options.audio else None
+    if on_start is not None:
+        on_start()
+    source, trim = local or splitter.resolve(options)
+    result = splitter.run(replace(options, out_dir=options.out_dir or out_dir(source)), source, trim)
+    if choose_reference is not None:
+        choose_reference(result)
+    return result
+
+
 def _split(
     request: RegisterRequest, dirs: Dirs, clock: _StageClock, progress: ProgressFn | None
 ) -> SplitResult:
     """Clips of the source into <work>/<voice name>/ and its best clip (or the one the user picks)."""
-    from audiobox.split import VoiceSplitter
-
-    options = replace(request.split, out_dir=request.split.out_dir or dirs.work / request.voice_name)
-    splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-    splitter.prepare(
-        options
-    )  # a bad --match sample or a missing Demucs model fails here, before any download
-    local = splitter.resolve(options) if options.audio else None  # a bad file: its error line alone
-    clock.start("split", "clips from the source")
-    source, trim = local or splitter.resolve(options)
-    result = splitter.run(options, source, trim)
-    if request.choose_reference is not None:
-        request.choose_reference(result)
+    result = _run_split(
+        request.split,
+        dirs,
+        progress,
+        lambda _source: dirs.work / request.voice_name,
+        request.choose_reference,
+        on_start=lambda: clock.start("split", "clips from the source"),
+    )
     if result.reference is None or result.reference.path is None:
         raise UserError("no reference clip came out of the split")
     clock.end(

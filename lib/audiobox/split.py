@@ -718,6 +718,12 @@ class VoiceSplitter:
         timings["total_s"] = time.monotonic() - t0
         return SpeakerListing(source, trim, selection, samples, total_s, speech_seconds(raw_spans), timings)
 
+    def speaker_listing(self, opts: SplitOptions, work: Path) -> SpeakerListing:
+        """--list-speakers: who talks in the source, a sample of each in <work>/<source id>/speakers/."""
+        self.prepare(opts, listing=True)
+        source, trim = self.resolve(opts)
+        return self.list_speakers(opts, source, trim, sample_dir=work / source.source_id / "speakers")
+
     # -- stage 3: speech-dense windows
     def speech_windows(
         self, opts: SplitOptions, raw_spans: list[Span], total_s: float, warnings: list[str]

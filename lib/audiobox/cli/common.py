@@ -270,13 +270,15 @@ def add_speaker_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def show_speakers(splitter, opts, dirs, as_json: bool, progress=None) -> int:
-    """--list-speakers: find the speakers, write a sample of each, print them (or JSON) and stop."""
-    splitter.prepare(opts, listing=True)
-    source, trim = splitter.resolve(opts)
-    listing = splitter.list_speakers(opts, source, trim, sample_dir=dirs.work / source.source_id / "speakers")
-    if progress is not None:
-        progress.close()
+def show_speakers(opts, dirs, as_json: bool) -> int:
+    """--list-speakers (voice-split, voice-register): find the speakers, write a sample of each, print
+    them (or JSON) and stop."""
+    from audiobox.split import VoiceSplitter
+
+    with ProgressView() as progress:
+        splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
+        listing = splitter.speaker_listing(opts, dirs.work)
+    source = listing.source
     if as_json:
         print_json(listing.to_json())
         return 0

@@ -119,11 +119,8 @@ def dispatch(argv) -> int:
     dirs = resolve_dirs(cache=args.cache, out=args.out)
     if args.list_speakers:
         from audiobox.cli.common import show_speakers
-        from audiobox.split import VoiceSplitter
 
-        with ProgressView(console) as progress:
-            splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-            return show_speakers(splitter, split_options(args, None), dirs, args.json, progress)
+        return show_speakers(split_options(args, None), dirs, args.json)
     from audiobox.register import register
     from audiobox.tts.pool import ModelPool
 

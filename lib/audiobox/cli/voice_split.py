@@ -21,7 +21,7 @@ from audiobox.cli.common import (
     stderr_console,
 )
 from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
-from audiobox.errors import UserError, run_main
+from audiobox.errors import run_main
 from audiobox.paths import app_command
 
 EPILOG = """examples:
@@ -63,39 +63,24 @@ def result_json(result, voice=None) -> dict:
 def dispatch(argv) -> int:
     args = build_parser().parse_args(argv)
     from audiobox.paths import resolve_dirs
-    from audiobox.voices import VoiceRegistry
+    from audiobox.register import SplitRequest, split_voice
 
-    if args.interactive and not args.voice_name:
-        raise UserError("--interactive chooses the reference of the voice to register: add --voice-name")
     dirs = resolve_dirs(cache=args.cache, out=args.out)
-    registry = VoiceRegistry(dirs.voices)
-    if args.voice_name:  # fail before any heavy work: bad name, or taken without --force
-        registry.ensure_available(args.voice_name, args.force)
     opts = split_options(args, None)
-    opts.validate()
-
-    from audiobox.split import VoiceSplitter
-
+    if args.list_speakers:
+        return show_speakers(opts, dirs, args.json)
     console = stderr_console()
+    request = SplitRequest(opts, args.voice_name, args.display_name, args.force)
     with ProgressView(console) as progress:
-        splitter = VoiceSplitter(dirs.stage("split"), dirs.stage("downloads"), progress)
-        if args.list_speakers:
-            return show_speakers(splitter, opts, dirs, args.json, progress)
-        splitter.prepare(
-            opts
-        )  # a bad --match sample or a missing Demucs model fails here, before any download
-        source, trim = splitter.resolve(opts)
-        opts.out_dir = dirs.work / (args.voice_name or source.source_id)
-        result = splitter.run(opts, source, trim)
-    if args.interactive:
-        choose_reference(result, console)
-    voice = None
-    if args.voice_name:
-        from audiobox.split import register_reference_clip
+        if args.interactive:
 
-        voice = register_reference_clip(
-            registry, args.voice_name, result, display_name=args.display_name, replace=args.force
-        )
+            def choose(split) -> None:  # the prompt replaces the bars while the user picks
+                progress.close()
+                choose_reference(split, console)
+
+            request.choose_reference = choose
+        done = split_voice(request, dirs, progress)
+    result, voice = done.split, done.voice
     if args.json:
         sys.stdout.write(__import__("json").dumps(result_json(result, voice), indent=2) + "\n")
         return 0
