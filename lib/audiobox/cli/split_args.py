@@ -124,6 +124,17 @@ def split_options(args: argparse.Namespace, out_dir: Path | None):
     )
 
 
+def clip_chooser(progress, console):
+    """The --interactive callback for the library's workflows: the prompt replaces the bars while
+    the user picks."""
+
+    def choose(split) -> None:
+        progress.close()
+        choose_reference(split, console)
+
+    return choose
+
+
 def choose_reference(result, console) -> None:
     """--interactive: let the user pick which exported clip becomes the reference."""
     from audiobox.sources import format_timestamp

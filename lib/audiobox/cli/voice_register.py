@@ -28,7 +28,7 @@ from audiobox.cli.common import (
     sampling_fields,
     stderr_console,
 )
-from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
+from audiobox.cli.split_args import add_source_args, add_split_args, clip_chooser, split_options
 from audiobox.cli.timeflags import time_value
 from audiobox.errors import run_main
 from audiobox.paths import app_command
@@ -127,12 +127,7 @@ def dispatch(argv) -> int:
     request = register_request(args)
     with ProgressView(console) as progress:
         if args.interactive:
-
-            def choose(split) -> None:  # the prompt replaces the bars while the user picks
-                progress.close()
-                choose_reference(split, console)
-
-            request.choose_reference = choose
+            request.choose_reference = clip_chooser(progress, console)
         result = register(request, dirs, ModelPool(runtime_options(args), args.backend, progress), progress)
     cache_flag = f" --cache {shlex.quote(str(dirs.cache))}" if args.cache else ""
     next_cmd = (

@@ -8,6 +8,7 @@ start and end inside that speaker's speech -> 24 kHz mono wav files.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 
@@ -20,7 +21,7 @@ from audiobox.cli.common import (
     show_speakers,
     stderr_console,
 )
-from audiobox.cli.split_args import add_source_args, add_split_args, choose_reference, split_options
+from audiobox.cli.split_args import add_source_args, add_split_args, clip_chooser, split_options
 from audiobox.errors import run_main
 from audiobox.paths import app_command
 
@@ -73,16 +74,11 @@ def dispatch(argv) -> int:
     request = SplitRequest(opts, args.voice_name, args.display_name, args.force)
     with ProgressView(console) as progress:
         if args.interactive:
-
-            def choose(split) -> None:  # the prompt replaces the bars while the user picks
-                progress.close()
-                choose_reference(split, console)
-
-            request.choose_reference = choose
+            request.choose_reference = clip_chooser(progress, console)
         done = split_voice(request, dirs, progress)
     result, voice = done.split, done.voice
     if args.json:
-        sys.stdout.write(__import__("json").dumps(result_json(result, voice), indent=2) + "\n")
+        sys.stdout.write(json.dumps(result_json(result, voice), indent=2) + "\n")
         return 0
     console.print(
         f"{len(result.clips)} clips"
