@@ -45,7 +45,7 @@ CONV_CONTEXT = 8
 @dataclass(frozen=True)
 class StreamOptions:
     first_chunk_frames: int = 1  # first audio after one frame (80 ms of audio): docs/benchmarks.md §6b
-    chunk_frames: int = 12  # later chunks: fewer codec calls, each re-decoding its left context
+    chunk_frames: int = 12  # later chunks: fewer, larger codec calls (a little less CPU), later audio
     max_batch: int = 8  # rows stepped together; later requests wait for a free row
 
     def check(self) -> None:
@@ -680,7 +680,7 @@ class StreamEngine:
                 self._decode_step(decoder, renderer, streams, tasks)
 
     def _decode_step(self, decoder, renderer: ChunkRenderer, streams: dict, tasks: list) -> None:
-        """Decode the chunks one step made due, same-shaped windows in one call, then end the rows
+        """Decode the chunks one step made due, same-length chunks in one call, then end the rows
         that finished (their end markers follow their last chunk)."""
         import torch
 
