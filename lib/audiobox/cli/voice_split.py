@@ -8,9 +8,7 @@ start and end inside that speaker's speech -> 24 kHz mono wav files.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import sys
 
 from audiobox.cli.common import (
     HelpFormatter,
@@ -18,6 +16,7 @@ from audiobox.cli.common import (
     ProgressView,
     add_dirs,
     add_voice_name,
+    print_json,
     show_speakers,
     stderr_console,
 )
@@ -78,7 +77,7 @@ def dispatch(argv) -> int:
         done = split_voice(request, dirs, progress)
     result, voice = done.split, done.voice
     if args.json:
-        sys.stdout.write(json.dumps(result_json(result, voice), indent=2) + "\n")
+        print_json(result_json(result, voice))
         return 0
     console.print(
         f"{len(result.clips)} clips"
